@@ -1,0 +1,1 @@
+"""Data layer: sources, NWB reading, the Session contract and splits."""

@@ -1,0 +1,120 @@
+"""The one vocabulary of methods, tasks, metrics and output paths.
+
+Rules, training, evaluation and the report all import these names, so a name cannot
+drift between the file that writes a result and the table that reads it (the failure
+mode of codebases where each script spells the task its own way).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MODALITIES = ("spikes", "calcium")
+
+#: Self-supervised methods and their ablations.
+PRETRAINED_METHODS = ("mtm", "ndt", "poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reverse", "calm")
+#: The same backbones trained from random initialisation.
+SCRATCH_METHODS = ("scratch_ndt", "scratch_perceiver", "scratch_dual_axis")
+#: Simple baselines that need no backbone.
+SIMPLE_BASELINES = ("linear", "persistence", "mean", "linear_ar", "rnn", "poco")
+#: Ground truth; only defined for synthetic data.
+ORACLE = "oracle"
+METHODS = PRETRAINED_METHODS + SCRATCH_METHODS + SIMPLE_BASELINES + (ORACLE,)
+
+#: Which recording modality a method is built for.
+METHOD_MODALITY = {
+    "mtm": "spikes",
+    "ndt": "spikes",
+    "scratch_ndt": "spikes",
+    "poyo_ssl": "calcium",
+    "poyo_ssl_mixed": "calcium",
+    "poyo_ssl_reverse": "calcium",
+    "scratch_perceiver": "calcium",
+    "calm": "calcium",
+    "scratch_dual_axis": "calcium",
+}
+
+FIXED_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "choice")
+BEHAVIOR_PREFIX = "behavior_"
+STIMULUS_PREFIX = "stimulus_"
+
+METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse")
+HORIZON_METRICS = ("mae", "mse", "r2")
+
+_IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def behavior_task(variable: str) -> str:
+    """Task name for decoding a continuous behaviour variable, e.g. wheel_speed."""
+    return BEHAVIOR_PREFIX + _checked_identifier(variable)
+
+
+def stimulus_task(variable: str) -> str:
+    """Task name for decoding a stimulus variable, e.g. drifting_gratings_orientation."""
+    return STIMULUS_PREFIX + _checked_identifier(variable)
+
+
+def horizon_metric(metric: str, step: int) -> str:
+    """Per-horizon-step metric name (1-based step), e.g. mae_h3."""
+    if metric not in HORIZON_METRICS:
+        raise ValueError(f"metric {metric!r} has no per-horizon form; expected {HORIZON_METRICS}")
+    if step < 1:
+        raise ValueError(f"horizon step must be >= 1, got {step}")
+    return f"{metric}_h{step}"
+
+
+def is_task(name: str) -> bool:
+    """Whether a string is a task of the vocabulary (fixed or behaviour/stimulus)."""
+    if name in FIXED_TASKS:
+        return True
+    for prefix in (BEHAVIOR_PREFIX, STIMULUS_PREFIX):
+        if name.startswith(prefix) and _IDENTIFIER.match(name[len(prefix) :]):
+            return True
+    return False
+
+
+def is_metric(name: str) -> bool:
+    """Whether a string is a metric of the vocabulary, including per-horizon forms."""
+    if name in METRICS:
+        return True
+    match = re.fullmatch(r"(mae|mse|r2)_h([1-9][0-9]*)", name)
+    return match is not None
+
+
+def check_method(name: str) -> str:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
+    return name
+
+
+def check_task(name: str) -> str:
+    if not is_task(name):
+        raise ValueError(
+            f"unknown task {name!r}; expected one of {FIXED_TASKS} or "
+            f"'{BEHAVIOR_PREFIX}<variable>' / '{STIMULUS_PREFIX}<variable>'"
+        )
+    return name
+
+
+def _checked_identifier(variable: str) -> str:
+    if not _IDENTIFIER.match(variable):
+        raise ValueError(f"variable name {variable!r} must be lower_snake_case")
+    return variable
+
+
+# --- output paths: one function per artefact, used by rules and by Python alike ---
+
+
+def session_path(results: str | Path, dataset: str, session: str, modality: str) -> Path:
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected {MODALITIES}")
+    return Path(results) / dataset / "sessions" / f"{session}.{modality}.h5"
+
+
+def splits_path(results: str | Path, dataset: str) -> Path:
+    return Path(results) / dataset / "splits.json"
+
+
+def report_dir(results: str | Path, dataset: str) -> Path:
+    return Path(results) / dataset / "report"
