@@ -73,13 +73,17 @@ class Session:
         """Raise SessionError naming the field that breaks the contract."""
         act = self.activity
         if act.ndim != 2 or act.dtype != np.float32:
-            raise SessionError(f"{where}: 'activity' must be float32 [T, N], got {act.dtype} {act.shape}")
+            raise SessionError(
+                f"{where}: 'activity' must be float32 [T, N], got {act.dtype} {act.shape}"
+            )
         if act.shape[0] == 0 or act.shape[1] == 0:
             raise SessionError(f"{where}: 'activity' is empty {act.shape}")
         if not np.isfinite(act).all():
             raise SessionError(f"{where}: 'activity' contains NaN or inf")
         if self.modality not in MODALITIES:
-            raise SessionError(f"{where}: 'modality' is {self.modality!r}, expected one of {MODALITIES}")
+            raise SessionError(
+                f"{where}: 'modality' is {self.modality!r}, expected one of {MODALITIES}"
+            )
         if not (np.isfinite(self.bin_size) and self.bin_size > 0):
             raise SessionError(f"{where}: 'bin_size' must be > 0 seconds, got {self.bin_size}")
         _require_columns(self.neurons, NEURON_COLUMNS, f"{where}: neurons")
@@ -105,9 +109,13 @@ class Session:
             if key not in TRUTH_KEYS:
                 raise SessionError(f"{where}: unknown truth key {key!r}; expected {TRUTH_KEYS}")
             if key in ("rates", "signal") and value.shape != act.shape:
-                raise SessionError(f"{where}: truth {key!r} shape {value.shape} != activity {act.shape}")
+                raise SessionError(
+                    f"{where}: truth {key!r} shape {value.shape} != activity {act.shape}"
+                )
             if key == "latents" and value.shape[0] != act.shape[0]:
-                raise SessionError(f"{where}: truth 'latents' has {value.shape[0]} rows, expected {act.shape[0]}")
+                raise SessionError(
+                    f"{where}: truth 'latents' has {value.shape[0]} rows, expected {act.shape[0]}"
+                )
             if key == "predictable" and value.shape != (act.shape[1],):
                 raise SessionError(f"{where}: truth 'predictable' must be [N={act.shape[1]}]")
 
@@ -117,7 +125,9 @@ def write_session(session: Session, path: str | Path) -> None:
     session.validate(where=str(path))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
-        act = f.create_dataset("activity", data=session.activity, chunks=_row_chunks(session.activity))
+        act = f.create_dataset(
+            "activity", data=session.activity, chunks=_row_chunks(session.activity)
+        )
         act.attrs["modality"] = session.modality
         act.attrs["bin_size"] = float(session.bin_size)
         act.attrs["t0"] = float(session.t0)
@@ -180,7 +190,9 @@ def _write_table(group: h5py.Group, table: pd.DataFrame) -> None:
     for column in table.columns:
         values = table[column].to_numpy()
         if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-            group.create_dataset(column, data=np.array([str(v) for v in values], dtype=h5py.string_dtype()))
+            group.create_dataset(
+                column, data=np.array([str(v) for v in values], dtype=h5py.string_dtype())
+            )
         else:
             group.create_dataset(column, data=values)
 

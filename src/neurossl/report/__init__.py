@@ -1,0 +1,1 @@
+"""Report layer: dataset summaries, benchmark tables and figures."""

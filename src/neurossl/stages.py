@@ -1,0 +1,109 @@
+"""Command line for the training stages, so the same entry point runs under torchrun.
+
+Rules call ``scripts/run_stage.py <stage> ...``; it builds the method's StageInputs from
+the Session files and splits, runs the stage and writes its outputs atomically. Metric
+rows name the Session (``{session}.{modality}``) because one recording can hold both
+modalities, and a row must say which one it was scored on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from neurossl.data.make_splits import session_key
+from neurossl.data.splits import read_splits
+from neurossl.methods.base import StageInputs, StageOutputs
+from neurossl.methods.registry import get_method
+from neurossl.names import check_method, check_task
+
+STAGES = ("tokenizer", "pretrain", "finetune", "evaluate")
+log = logging.getLogger("neurossl")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", required=True, type=check_method)
+    parser.add_argument("--modality", required=True, choices=("spikes", "calcium"))
+    parser.add_argument("--size", required=True)
+    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tasks", nargs="+", required=True, help="task names, or 'none'")
+    parser.add_argument("--hparams", default="{}", help="JSON object of method hparams")
+    parser.add_argument("--splits", required=True, type=Path)
+    parser.add_argument("--sessions", nargs="+", required=True, type=Path)
+    parser.add_argument("--pretrained", type=Path)
+    parser.add_argument("--finetuned", type=Path)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--train-log", type=Path)
+    parser.add_argument("--checkpoint-dir", type=Path)
+    parser.add_argument("--metrics", type=Path)
+    parser.add_argument("--predictions", type=Path)
+    return parser.parse_args(argv)
+
+
+def stage_inputs(args: argparse.Namespace) -> StageInputs:
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--hparams is not valid JSON: {err}") from err
+    if not isinstance(hparams, dict):
+        raise ValueError(f"--hparams must be a JSON object, got {type(hparams).__name__}")
+    session_paths = {}
+    for path in args.sessions:
+        session, modality = session_key(path)
+        if modality != args.modality:
+            raise ValueError(f"{path}: is a {modality} Session, the stage runs on {args.modality}")
+        session_paths[session] = path
+    tasks = () if args.tasks == ["none"] else tuple(check_task(t) for t in args.tasks)
+    return StageInputs(
+        dataset=args.dataset,
+        method=args.method,
+        size=args.size,
+        seed=args.seed,
+        session_paths=session_paths,
+        splits=read_splits(args.splits),
+        tasks=tasks,
+        hparams=hparams,
+        device=args.device,
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    inputs = stage_inputs(args)
+    method = get_method(args.method)
+    if args.stage == "tokenizer":
+        from neurossl.methods.calm_family import train_tokenizer
+
+        train_tokenizer(inputs, args.model, args.metrics)
+        return
+    outputs = StageOutputs(
+        model=args.model,
+        train_log=args.train_log,
+        checkpoint_dir=args.checkpoint_dir,
+        metrics=args.metrics,
+        predictions=args.predictions,
+    )
+    if args.stage == "pretrain":
+        method.pretrain(inputs, outputs)
+    elif args.stage == "finetune":
+        method.finetune(inputs, args.pretrained, outputs)
+    else:
+        from neurossl.eval.rows import write_evaluation
+
+        evaluation = method.evaluate(inputs, args.finetuned)
+        evaluation.rows = [
+            replace(row, session=f"{row.session}.{args.modality}") for row in evaluation.rows
+        ]
+        write_evaluation(evaluation, args.metrics, args.predictions)
+    log.info("%s %s done", args.stage, args.method)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run(parse_args(argv))

@@ -1,0 +1,144 @@
+"""Config validation, dataset/session listing and target lists shared by every rule.
+
+Names and paths come from neurossl.names so rules, evaluation and report agree.
+"""
+
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from neurossl import names
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = config.get("results", "results")
+RAW = config.get("resources", "resources") + "/raw"
+DATASETS = config["datasets"]
+SEEDS = config["seeds"]
+SIZES = config["sizes"]
+METHODS = config["methods"]
+
+
+wildcard_constraints:
+    dataset="[a-z0-9][a-z0-9_]*",
+    session="[A-Za-z0-9][A-Za-z0-9_+-]*",
+    modality="spikes|calcium",
+    method="|".join(names.METHODS),
+    size="[a-z0-9_]+",
+    seed="[0-9]+",
+
+
+def log_path(stage, dataset, name):
+    return f"{RESULTS}/{dataset}/logs/{stage}/{name}.log"
+
+
+def benchmark_path(stage, dataset, name):
+    return f"{RESULTS}/{dataset}/benchmarks/{stage}/{name}.tsv"
+
+
+def sessions_of(dataset):
+    """Session ids of a dataset: from the config (synthetic, local) or the manifest (dandi)."""
+    spec = DATASETS[dataset]
+    if spec["source"] == "synthetic":
+        from neurossl.data.sources.synthetic import SyntheticConfig, session_ids
+
+        return session_ids(SyntheticConfig.from_dict(spec.get("synthetic", {})))
+    if spec["source"] == "local":
+        from neurossl.data.sources.local import local_session_ids
+
+        return local_session_ids(spec["local"])
+    return dandi_sessions(dataset)
+
+
+def session_files(dataset, modality=None):
+    modalities = [modality] if modality else DATASETS[dataset]["modalities"]
+    return [
+        str(names.session_path(RESULTS, dataset, session, m))
+        for session in sessions_of(dataset)
+        for m in modalities
+    ]
+
+
+def tasks_of(dataset, modality):
+    return DATASETS[dataset]["tasks"].get(modality, [])
+
+
+def method_modalities(dataset, method):
+    """Modalities of the dataset a method runs on ("any" methods run on each)."""
+    wanted = names.METHOD_MODALITY.get(method, "any")
+    present = DATASETS[dataset]["modalities"]
+    return [m for m in present if wanted in (m, "any")]
+
+
+def method_sizes(method):
+    """Neural methods train every configured size; simple baselines have one, 'na'."""
+    if method in names.METHOD_MODALITY:
+        scaling = config.get("scaling", {})
+        extra = scaling.get("sizes", []) if method in scaling.get("methods", []) else []
+        return list(dict.fromkeys([*SIZES, *extra]))
+    return ["na"]
+
+
+def eval_targets(dataset):
+    return [
+        f"{RESULTS}/{dataset}/eval/{method}/{modality}/{size}/seed{seed}/metrics.json"
+        for method in METHODS
+        for modality in method_modalities(dataset, method)
+        for size in method_sizes(method)
+        for seed in SEEDS
+    ]
+
+
+def all_targets():
+    targets = []
+    for dataset in DATASETS:
+        targets.append(str(names.splits_path(RESULTS, dataset)))
+        targets.append(f"{names.report_dir(RESULTS, dataset)}/summary/dataset_summary.json")
+        targets += eval_targets(dataset)
+    return targets
+
+
+STAGE_SCRIPT = str(Path(workflow.basedir).parent / "scripts" / "run_stage.py")
+COMPUTE = {"gpus": "auto", "nproc_per_node": 1, "mem_mb": 8000, "runtime": 120}
+COMPUTE.update(config.get("compute", {}))
+if COMPUTE["gpus"] == "auto":
+    import torch
+
+    COMPUTE["gpus"] = 1 if torch.cuda.is_available() else 0
+TOKENIZER_METHODS = ("calm", "scratch_dual_axis")
+
+
+def run_dir(stage, wc):
+    return f"{RESULTS}/{wc.dataset}/{stage}/{wc.method}/{wc.modality}/{wc.size}/seed{wc.seed}"
+
+
+def stage_hparams(wc):
+    """The method's hparams from the config, plus the tokenizer for CalM-family models."""
+    hparams = dict(config.get("hparams", {}).get(wc.method, {}))
+    if wc.method in TOKENIZER_METHODS:
+        hparams["tokenizer_path"] = tokenizer_path(wc.dataset)
+    return json.dumps(hparams, sort_keys=True)
+
+
+def tokenizer_path(dataset):
+    return f"{RESULTS}/{dataset}/tokenizer/tokenizer.pt"
+
+
+def tokenizer_input(wc):
+    return [tokenizer_path(wc.dataset)] if wc.method in TOKENIZER_METHODS else []
+
+
+def launcher(wc):
+    """Plain python, or torchrun when the config asks for several GPUs per training job."""
+    n = int(COMPUTE["nproc_per_node"])
+    return "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
+
+
+def stage_args(wc, stage):
+    tasks = " ".join(tasks_of(wc.dataset, wc.modality)) or "none"
+    return (
+        f"{stage} --dataset {wc.dataset} --method {wc.method} --modality {wc.modality} "
+        f"--size {wc.size} --seed {wc.seed} --device {config.get('device', 'auto')} "
+        f"--tasks {tasks}"
+    )

@@ -1,0 +1,128 @@
+"""Tokenizer (CalM) -> pretrain -> fine-tune -> evaluate, for every method, size and seed."""
+
+
+rule train_tokenizer:
+    """CalM's discrete trace tokenizer, trained once per dataset on training windows."""
+    input:
+        sessions=lambda wc: session_files(wc.dataset, "calcium"),
+        splits=f"{RESULTS}/{{dataset}}/splits.json",
+    output:
+        tokenizer=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer.pt",
+        report=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer_report.json",
+    params:
+        script=STAGE_SCRIPT,
+        hparams=lambda wc: json.dumps(config.get("hparams", {}).get("tokenizer", {})),
+        tasks=lambda wc: " ".join(tasks_of(wc.dataset, "calcium")) or "none",
+    resources:
+        gpu=COMPUTE["gpus"],
+        mem_mb=COMPUTE["mem_mb"],
+        runtime=COMPUTE["runtime"],
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("tokenizer", "{dataset}", "tokenizer"),
+    benchmark:
+        benchmark_path("tokenizer", "{dataset}", "tokenizer")
+    shell:
+        "python {params.script} tokenizer --dataset {wildcards.dataset} --method calm "
+        "--modality calcium --size tokenizer --seed 0 --device {config[device]} "
+        "--tasks {params.tasks} --hparams {params.hparams:q} --splits {input.splits} "
+        "--sessions {input.sessions} --model {output.tokenizer} --metrics {output.report} "
+        "> {log} 2>&1"
+
+
+rule pretrain:
+    input:
+        sessions=lambda wc: session_files(wc.dataset, wc.modality),
+        splits=f"{RESULTS}/{{dataset}}/splits.json",
+        tokenizer=tokenizer_input,
+    output:
+        model=f"{RESULTS}/{{dataset}}/pretrain/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
+        train_log=f"{RESULTS}/{{dataset}}/pretrain/{{method}}/{{modality}}/{{size}}/seed{{seed}}/train_log.csv",
+    params:
+        script=STAGE_SCRIPT,
+        launcher=launcher,
+        args=lambda wc: stage_args(wc, "pretrain"),
+        hparams=stage_hparams,
+        checkpoints=lambda wc: run_dir("pretrain", wc) + "/checkpoints",
+    resources:
+        gpu=COMPUTE["gpus"],
+        mem_mb=COMPUTE["mem_mb"],
+        runtime=COMPUTE["runtime"],
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("pretrain", "{dataset}", "{method}.{modality}.{size}.seed{seed}"),
+    benchmark:
+        benchmark_path("pretrain", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
+    shell:
+        "{params.launcher} {params.script} {params.args} --hparams {params.hparams:q} "
+        "--splits {input.splits} --sessions {input.sessions} --model {output.model} "
+        "--train-log {output.train_log} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+
+
+def pretrained_model(wc):
+    """The pretrained checkpoint when the method pretrains; nothing for scratch/baselines."""
+    from neurossl.methods.registry import get_method
+
+    if get_method(wc.method).pretrains:
+        return f"{run_dir('pretrain', wc)}/model.pt"
+    return []
+
+
+rule finetune:
+    input:
+        sessions=lambda wc: session_files(wc.dataset, wc.modality),
+        splits=f"{RESULTS}/{{dataset}}/splits.json",
+        pretrained=pretrained_model,
+        tokenizer=tokenizer_input,
+    output:
+        model=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
+        train_log=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/train_log.csv",
+    params:
+        script=STAGE_SCRIPT,
+        launcher=launcher,
+        args=lambda wc: stage_args(wc, "finetune"),
+        hparams=stage_hparams,
+        checkpoints=lambda wc: run_dir("finetune", wc) + "/checkpoints",
+        pretrained=lambda wc, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
+    resources:
+        gpu=COMPUTE["gpus"],
+        mem_mb=COMPUTE["mem_mb"],
+        runtime=COMPUTE["runtime"],
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("finetune", "{dataset}", "{method}.{modality}.{size}.seed{seed}"),
+    benchmark:
+        benchmark_path("finetune", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
+    shell:
+        "{params.launcher} {params.script} {params.args} --hparams {params.hparams:q} "
+        "--splits {input.splits} --sessions {input.sessions} {params.pretrained} "
+        "--model {output.model} --train-log {output.train_log} "
+        "--checkpoint-dir {params.checkpoints} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        sessions=lambda wc: session_files(wc.dataset, wc.modality),
+        splits=f"{RESULTS}/{{dataset}}/splits.json",
+        finetuned=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
+        tokenizer=tokenizer_input,
+    output:
+        metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
+        predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
+    params:
+        script=STAGE_SCRIPT,
+        args=lambda wc: stage_args(wc, "evaluate"),
+        hparams=stage_hparams,
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}"),
+    benchmark:
+        benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
+    shell:
+        "python {params.script} {params.args} --hparams {params.hparams:q} "
+        "--splits {input.splits} --sessions {input.sessions} --finetuned {input.finetuned} "
+        "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
