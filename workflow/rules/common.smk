@@ -130,9 +130,13 @@ def tokenizer_input(wc):
 
 
 def launcher(wc):
-    """Plain python, or torchrun when the config asks for several GPUs per training job."""
+    """python or torchrun (DDP over nproc_per_node GPUs), on GPUs no other job holds."""
     n = int(COMPUTE["nproc_per_node"])
-    return "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
+    run = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
+    gpus = int(COMPUTE["gpus"])
+    if gpus == 0:
+        return run
+    return f"python -m neurossl.gpu_slots --gpus {max(gpus, n)} -- {run}"
 
 
 def stage_args(wc, stage):
