@@ -13,7 +13,7 @@ from neurossl import names
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config.get("results", "results")
-RAW = config.get("resources", "resources") + "/raw"
+RAW = str(Path(config.get("resources", "resources"), "raw"))
 DATASETS = config["datasets"]
 SEEDS = config["seeds"]
 SIZES = config["sizes"]
@@ -109,8 +109,18 @@ if COMPUTE["gpus"] == "auto":
 TOKENIZER_METHODS = ("calm", "scratch_dual_axis")
 
 
-def run_dir(stage, wc):
-    return f"{RESULTS}/{wc.dataset}/{stage}/{wc.method}/{wc.modality}/{wc.size}/seed{wc.seed}"
+def run_dir(stage, wc, leaf=""):
+    base = f"{RESULTS}/{wc.dataset}/{stage}/{wc.method}/{wc.modality}/{wc.size}/seed{wc.seed}"
+    return f"{base}/{leaf}" if leaf else base
+
+
+def pretrained_model(wc):
+    """The pretrained checkpoint when the method pretrains; nothing for scratch/baselines."""
+    from neurossl.methods.registry import get_method
+
+    if get_method(wc.method).pretrains:
+        return run_dir("pretrain", wc, "model.pt")
+    return []
 
 
 def stage_hparams(wc):
@@ -146,3 +156,14 @@ def stage_args(wc, stage):
         f"--size {wc.size} --seed {wc.seed} --device {config.get('device', 'auto')} "
         f"--tasks {tasks}"
     )
+
+
+def raw_nwb(wildcards):
+    source = DATASETS[wildcards.dataset]["source"]
+    if source == "synthetic":
+        return f"{RAW}/{wildcards.dataset}/{wildcards.session}.nwb"
+    if source == "local":
+        from neurossl.data.sources.local import local_session_path
+
+        return local_session_path(DATASETS[wildcards.dataset]["local"], wildcards.session)
+    return dandi_raw_path(wildcards)

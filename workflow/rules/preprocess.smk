@@ -1,17 +1,6 @@
 """NWB -> Session HDF5, one job per (session, modality)."""
 
 
-def raw_nwb(wildcards):
-    source = DATASETS[wildcards.dataset]["source"]
-    if source == "synthetic":
-        return f"{RAW}/{wildcards.dataset}/{wildcards.session}.nwb"
-    if source == "local":
-        from neurossl.data.sources.local import local_session_path
-
-        return local_session_path(DATASETS[wildcards.dataset]["local"], wildcards.session)
-    return dandi_raw_path(wildcards)
-
-
 rule preprocess:
     input:
         nwb=raw_nwb,

@@ -13,6 +13,7 @@ rule train_tokenizer:
         script=STAGE_SCRIPT,
         hparams=lambda wc: json.dumps(config.get("hparams", {}).get("tokenizer", {})),
         tasks=lambda wc: " ".join(tasks_of(wc.dataset, "calcium")) or "none",
+        device=config.get("device", "auto"),
     resources:
         gpu=COMPUTE["gpus"],
         mem_mb=COMPUTE["mem_mb"],
@@ -25,7 +26,7 @@ rule train_tokenizer:
         benchmark_path("tokenizer", "{dataset}", "tokenizer")
     shell:
         "python {params.script} tokenizer --dataset {wildcards.dataset} --method calm "
-        "--modality calcium --size tokenizer --seed 0 --device {config[device]} "
+        "--modality calcium --size tokenizer --seed 0 --device {params.device} "
         "--tasks {params.tasks} --hparams {params.hparams:q} --splits {input.splits} "
         "--sessions {input.sessions} --model {output.tokenizer} --metrics {output.report} "
         "> {log} 2>&1"
@@ -44,7 +45,7 @@ rule pretrain:
         launcher=launcher,
         args=lambda wc: stage_args(wc, "pretrain"),
         hparams=stage_hparams,
-        checkpoints=lambda wc: run_dir("pretrain", wc) + "/checkpoints",
+        checkpoints=lambda wc: run_dir("pretrain", wc, "checkpoints"),
     resources:
         gpu=COMPUTE["gpus"],
         mem_mb=COMPUTE["mem_mb"],
@@ -61,15 +62,6 @@ rule pretrain:
         "--train-log {output.train_log} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
 
 
-def pretrained_model(wc):
-    """The pretrained checkpoint when the method pretrains; nothing for scratch/baselines."""
-    from neurossl.methods.registry import get_method
-
-    if get_method(wc.method).pretrains:
-        return f"{run_dir('pretrain', wc)}/model.pt"
-    return []
-
-
 rule finetune:
     input:
         sessions=lambda wc: session_files(wc.dataset, wc.modality),
@@ -84,7 +76,7 @@ rule finetune:
         launcher=launcher,
         args=lambda wc: stage_args(wc, "finetune"),
         hparams=stage_hparams,
-        checkpoints=lambda wc: run_dir("finetune", wc) + "/checkpoints",
+        checkpoints=lambda wc: run_dir("finetune", wc, "checkpoints"),
         pretrained=lambda wc, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
     resources:
         gpu=COMPUTE["gpus"],
