@@ -26,8 +26,12 @@ def test_conda_env_matches_pyproject_dependencies():
     listed = dict(_split(s) for s in env["dependencies"] if isinstance(s, str))
     for name, spec in wanted.items():
         conda_name = CONDA_NAMES.get(name, name)
-        assert conda_name in listed, f"envs/neurossl.yaml lacks {conda_name} (pyproject: {name}{spec})"
-        assert listed[conda_name] == spec, f"{conda_name}: env has {listed[conda_name]!r}, pyproject {spec!r}"
+        assert conda_name in listed, (
+            f"envs/neurossl.yaml lacks {conda_name} (pyproject: {name}{spec})"
+        )
+        assert listed[conda_name] == spec, (
+            f"{conda_name}: env has {listed[conda_name]!r}, pyproject {spec!r}"
+        )
     extra = set(listed) - {CONDA_NAMES.get(n, n) for n in wanted} - {"python", "pip"}
     assert not extra, f"envs/neurossl.yaml lists packages pyproject.toml does not: {sorted(extra)}"
 

@@ -39,7 +39,8 @@ FIXED_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "c
 BEHAVIOR_PREFIX = "behavior_"
 STIMULUS_PREFIX = "stimulus_"
 
-METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse")
+#: pearson is CalM's forecasting score; the rest as in DESIGN.md.
+METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse", "pearson")
 HORIZON_METRICS = ("mae", "mse", "r2")
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_]*$")

@@ -1,0 +1,1 @@
+"""Simple baselines (ridge, forecasters, oracle) that need no pretrained backbone."""

@@ -1,0 +1,95 @@
+"""One held-out session's windows as dense arrays, for baselines fitted in closed form.
+
+Baselines fit per session on all train windows at once (ridge, logistic) or in a few
+hundred full-batch steps, so they want ``[W, T, N]`` arrays, not a batch stream. The
+windows are read through :class:`neurossl.data.loader.WindowDataset`, so bin
+arithmetic, label lookup and truth columns are exactly those every other method sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neurossl.data.loader import WindowDataset
+from neurossl.data.make_splits import session_key
+from neurossl.data.session import read_neurons
+from neurossl.methods.base import StageInputs
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """The neuron table facts a baseline needs, in the Session file's neuron order."""
+
+    session: str
+    path: Path
+    modality: str
+    regions: np.ndarray  # str [N]
+    #: bool [N] from the splits' held-out ids; None when the splits have no such group.
+    held_out: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """All windows of one split of one session, stacked."""
+
+    activity: np.ndarray  # float64 [W, T, N]
+    behavior: np.ndarray  # float64 [W, T, B], NaN where missing
+    behavior_names: tuple[str, ...]
+    labels: dict[str, np.ndarray]  # trial column -> [W]; -1 / NaN for non-trial windows
+    truth: dict[str, np.ndarray]  # "rates" / "signal" -> [W, T, N] when the Session has it
+
+
+def session_info(inputs: StageInputs, session: str) -> SessionInfo:
+    if session not in inputs.session_paths:
+        raise KeyError(f"held-out session {session!r} has no Session file in session_paths")
+    path = Path(inputs.session_paths[session])
+    _, modality = session_key(path)
+    neurons = read_neurons(path)
+    ids = [str(i) for i in neurons["id"]]
+    held_out = None
+    groups = inputs.splits.neurons.get(modality, {}).get(session, {})
+    if "held_out" in groups:
+        chosen = {str(i) for i in groups["held_out"]}
+        unknown = chosen - set(ids)
+        if unknown:
+            raise KeyError(f"{path}: splits name held-out neurons {sorted(unknown)[:5]} not in it")
+        held_out = np.array([i in chosen for i in ids], dtype=bool)
+    regions = np.array([str(r) for r in neurons["region"]], dtype=str)
+    return SessionInfo(session, path, modality, regions, held_out)
+
+
+def load_split(inputs: StageInputs, session: str, split: str) -> SplitArrays:
+    """Stack the ``split`` windows of one session; they must share one length."""
+    dataset = WindowDataset(inputs.session_paths, inputs.splits, split, [session])
+    if len(dataset) == 0:
+        raise ValueError(f"session {session!r} has no {split!r} windows in the splits")
+    items = [dataset[i] for i in range(len(dataset))]
+    lengths = {it["activity"].shape[0] for it in items}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"{inputs.session_paths[session]}: {split} windows have lengths {sorted(lengths)} "
+            "bins; baselines need windows of one length"
+        )
+    label_keys = sorted(k for k in items[0] if k.startswith("label/"))
+    truth_keys = [k for k in ("rates", "signal") if k in items[0]]
+    return SplitArrays(
+        activity=np.stack([it["activity"] for it in items]).astype(np.float64),
+        behavior=np.stack([it["behavior"] for it in items]).astype(np.float64),
+        behavior_names=dataset.behavior_names(session),
+        labels={k.removeprefix("label/"): np.array([it[k] for it in items]) for k in label_keys},
+        truth={k: np.stack([it[k] for it in items]).astype(np.float64) for k in truth_keys},
+    )
+
+
+def ground_truth(info: SessionInfo, data: SplitArrays) -> np.ndarray:
+    """The oracle's answer [W, T, N]: true rates (spikes) or noise-free signal (calcium)."""
+    key = "rates" if info.modality == "spikes" else "signal"
+    if key not in data.truth:
+        raise ValueError(
+            f"{info.path}: the oracle needs ground truth {key!r}; the Session has none "
+            "(only synthetic data carries truth)"
+        )
+    return data.truth[key]

@@ -1,0 +1,1 @@
+"""Evaluation layer: metrics, queries, decoders, statistics and metric rows."""

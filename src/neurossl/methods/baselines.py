@@ -1,0 +1,252 @@
+"""Simple baselines and the oracle behind the Method interface.
+
+Every number of a pretrained method is read against these: a baseline that needs no
+backbone bounds it from below, the oracle (ground truth of synthetic data) from above.
+They never pretrain. ``finetune`` fits one model per held-out session and task on that
+session's *train* windows; ``evaluate`` scores the *test* windows with the same query
+definitions and metrics every method uses (:mod:`neurossl.eval`).
+
+Methods, tasks and modalities (``modality = "any"``: the method serves spikes and
+calcium; the Session file's modality picks the protocol and metrics):
+
+- ``linear``: ridge per query for co_smoothing / inter_region / intra_region, population
+  ridge for forecasting, logistic for choice / stimulus_*, per-bin ridge for behavior_*.
+- ``persistence``, ``mean``, ``linear_ar``, ``rnn``, ``poco``: forecasting only.
+- ``oracle``: co_smoothing / inter_region / intra_region / forecasting, from the
+  Session's ``truth`` (spikes: true rates, calcium: noise-free signal).
+
+Model file (``outputs.model``): a ``torch.save`` dict read back with
+``weights_only=True``: ``{"format_version", "method", "hparams", "sessions": {session:
+{task: state | None}}}``; a state holds tensors and numbers only; ``None`` marks a task
+the session cannot pose (e.g. inter_region with one region).
+
+Hyperparameters (``inputs.hparams``, defaults in :data:`DEFAULT_HPARAMS`):
+``context``, ``horizon`` (calcium forecasting steps), ``forecast_fraction`` (spiking
+forecast query), ``ar_order`` (context steps the ridge forecasters see), ``ar_population``
+(linear_ar appends the population mean), ``hidden``, ``steps``, ``lr``, ``batch_size``
+(rnn / poco), ``smooth_bins`` (Gaussian smoothing of spike features, bins),
+``rate_floor`` (spike predictions >= this fraction of the neuron's train mean),
+``decode_chunks`` (time chunks of trial features).
+
+Query masks are seeded with ``splits.seed`` so every method is scored on the same halves;
+the training seed only seeds the trained forecasters and the decoders' CV folds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurossl.atomic import atomic_path
+from neurossl.baselines import decoders, forecasting, spatial
+from neurossl.baselines.session_data import (
+    SessionInfo,
+    SplitArrays,
+    ground_truth,
+    load_split,
+    session_info,
+)
+from neurossl.eval.queries import Query, spiking_queries
+from neurossl.eval.rows import make_rows
+from neurossl.eval.scoring import score_queries
+from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.names import SIMPLE_BASELINES
+from neurossl.train.runtime import resolve_device
+
+FORMAT_VERSION = 1
+NEURON_QUERY_TASKS = ("co_smoothing", "inter_region", "intra_region")
+FORECASTING_ONLY = ("persistence", "mean", "linear_ar", "rnn", "poco")
+
+DEFAULT_HPARAMS: dict[str, Any] = {
+    "context": 32,
+    "horizon": 16,
+    "forecast_fraction": 0.1,
+    "ar_order": 8,
+    "ar_population": True,
+    "hidden": 64,
+    "steps": 300,
+    "lr": 3e-3,
+    "batch_size": 64,
+    "smooth_bins": 2.0,
+    "rate_floor": 0.05,
+    "decode_chunks": 1,
+}
+
+Scored = tuple[dict[str, float], dict[str, np.ndarray]]
+
+
+class Baseline:
+    """One simple baseline or the oracle; see the module doc for what each one does."""
+
+    pretrains = False
+    #: Serves both modalities; the protocol follows the Session's modality.
+    modality = "any"
+
+    def __init__(self, name: str) -> None:
+        if name not in (*SIMPLE_BASELINES, "oracle"):
+            raise ValueError(
+                f"{name!r} is not a simple baseline; expected {SIMPLE_BASELINES} or 'oracle'"
+            )
+        self.name = name
+
+    def supports(self, task: str) -> bool:
+        if task == "forecasting":
+            return True
+        if self.name in FORECASTING_ONLY:
+            return False
+        if task in NEURON_QUERY_TASKS:
+            return True
+        return self.name == "linear" and (
+            decoders.is_trial_task(task) or decoders.is_behavior_task(task)
+        )
+
+    def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t for t in tasks if self.supports(t))
+
+    def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
+        raise RuntimeError(f"baseline {self.name!r} has no pretraining stage (pretrains=False)")
+
+    def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
+        """Fit every supported task on each held-out session's train windows and save."""
+        if outputs.model is None:
+            raise ValueError(f"{self.name}: finetune needs outputs.model to write the fitted model")
+        hparams = resolve_hparams(inputs.hparams)
+        device = resolve_device(inputs.device)
+        sessions: dict[str, dict[str, Any]] = {}
+        for session in inputs.splits.heldout_sessions:
+            info = session_info(inputs, session)
+            train = None if self.name == "oracle" else load_split(inputs, session, "train")
+            sessions[session] = {
+                task: self._fit(task, info, train, inputs, hparams, device)
+                for task in self.supported_tasks(inputs.tasks)
+            }
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "method": self.name,
+            "hparams": hparams,
+            "sessions": sessions,
+        }
+        with atomic_path(outputs.model) as tmp:
+            torch.save(payload, tmp)
+
+    def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
+        """Score every supported task on each held-out session's test windows."""
+        model = self._load(finetuned)
+        hparams = model["hparams"]
+        evaluation = Evaluation()
+        for session in inputs.splits.heldout_sessions:
+            if session not in model["sessions"]:
+                raise KeyError(f"{finetuned}: no fitted model for held-out session {session!r}")
+            info = session_info(inputs, session)
+            test = load_split(inputs, session, "test")
+            for task in self.supported_tasks(inputs.tasks):
+                if task not in model["sessions"][session]:
+                    raise KeyError(f"{finetuned}: session {session!r} was not fitted for {task!r}")
+                state = model["sessions"][session][task]
+                queries = _queries(task, info, test.activity.shape[1], inputs.splits.seed)
+                if task in NEURON_QUERY_TASKS and not queries:
+                    continue
+                values, arrays = self._score(task, info, test, state, queries, inputs, hparams)
+                evaluation.rows.extend(make_rows(inputs, session, task, values))
+                for key, array in arrays.items():
+                    evaluation.arrays[f"{task}/{session}/{key}"] = np.asarray(array)
+        return evaluation
+
+    def _fit(
+        self,
+        task: str,
+        info: SessionInfo,
+        train: SplitArrays | None,
+        inputs: StageInputs,
+        hparams: dict[str, Any],
+        device: str,
+    ) -> dict[str, Any] | None:
+        if self.name == "oracle" or train is None:
+            return {}
+        if task == "forecasting":
+            seeds = (inputs.seed, inputs.splits.seed)
+            return forecasting.fit_forecasting(self.name, info, train, hparams, seeds, device)
+        if task in NEURON_QUERY_TASKS:
+            queries = _queries(task, info, train.activity.shape[1], inputs.splits.seed)
+            if not queries:
+                return None
+            return spatial.fit_spatial(queries, train.activity, info.modality, hparams)
+        return decoders.fit_decoder(task, info, train, hparams, inputs.seed)
+
+    def _score(
+        self,
+        task: str,
+        info: SessionInfo,
+        test: SplitArrays,
+        state: dict[str, Any] | None,
+        queries: list[Query],
+        inputs: StageInputs,
+        hparams: dict[str, Any],
+    ) -> Scored:
+        if state is None:
+            raise ValueError(
+                f"{info.path}: task {task!r} was not fittable at finetune time but has "
+                "queries now; were the splits or neuron table changed after finetuning?"
+            )
+        if task == "forecasting":
+            if self.name == "oracle":
+                return forecasting.oracle_forecasting(info, test, hparams, inputs.splits.seed)
+            return forecasting.score_forecasting(
+                self.name, info, test, state, hparams, inputs.splits.seed
+            )
+        if task in NEURON_QUERY_TASKS:
+            if self.name == "oracle":
+                predictions = [ground_truth(info, test)] * len(queries)
+            else:
+                predictions = spatial.predict_spatial(
+                    queries, state, test.activity, info.modality, hparams
+                )
+            values, assembled = score_queries(queries, predictions, test.activity, info.modality)
+            return values, {"pred": assembled, "target": test.activity}
+        return decoders.score_decoder(task, info, test, state, hparams)
+
+    def _load(self, finetuned: Path | None) -> dict[str, Any]:
+        if finetuned is None:
+            raise ValueError(f"{self.name}: evaluate needs the finetuned model file")
+        model = torch.load(finetuned, map_location="cpu", weights_only=True)
+        if model.get("format_version") != FORMAT_VERSION or model.get("method") != self.name:
+            raise ValueError(
+                f"{finetuned}: expected a {self.name!r} baseline model of format "
+                f"{FORMAT_VERSION}, got method {model.get('method')!r} format "
+                f"{model.get('format_version')!r}"
+            )
+        return model
+
+
+def resolve_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by the stage's hparams; keys the baselines don't use are ignored
+    (the same hparams dict carries settings of other methods), mistyped ones fail."""
+    resolved = dict(DEFAULT_HPARAMS)
+    for key, default in DEFAULT_HPARAMS.items():
+        if key in hparams:
+            value = hparams[key]
+            if isinstance(default, bool) != isinstance(value, bool) or not isinstance(
+                value, int | float
+            ):
+                raise ValueError(f"hparam {key!r} must be like {default!r}, got {value!r}")
+            resolved[key] = type(default)(value)
+    return resolved
+
+
+def _queries(task: str, info: SessionInfo, n_bins: int, seed: int) -> list[Query]:
+    """The task's neuron queries ([] for tasks that have none, or the session can't pose)."""
+    if task not in NEURON_QUERY_TASKS:
+        return []
+    held_out = info.held_out
+    if held_out is None:
+        if task == "co_smoothing":
+            raise KeyError(f"{info.path}: splits have no 'held_out' neurons for co_smoothing")
+        held_out = np.zeros(info.regions.size, dtype=bool)
+    return spiking_queries(task, info.regions, held_out, n_bins, seed)
+
+
+def make_method(name: str) -> Baseline:
+    return Baseline(name)

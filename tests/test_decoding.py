@@ -1,0 +1,92 @@
+"""Decoders: they work, are deterministic, and never fit on test data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+
+from neurossl.eval import decoding
+
+
+def _classification(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 6)) + 1.5 * np.eye(6)[y]
+    return x, y
+
+
+def test_discrete_decoder_is_accurate_and_deterministic():
+    train_x, train_y = _classification(0, 120)
+    test_x, test_y = _classification(1, 60)
+    first = decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0)
+    assert set(first) == {"bacc", "acc"}
+    assert first["bacc"] > 0.6  # chance is 1/3
+    assert decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0) == first
+
+
+def test_continuous_decoder_drops_nan_targets():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 4))
+    y = x @ np.array([1.0, -2.0, 0.0, 0.5]) + rng.normal(scale=0.3, size=300)
+    y[::7] = np.nan
+    out = decoding.decode_continuous(x[:200], y[:200], x[200:], y[200:], seed=0)
+    assert out["r2"] > 0.9
+
+
+def test_fitting_never_sees_test_data(monkeypatch):
+    seen: list[np.ndarray] = []
+    original = Pipeline.fit
+
+    def spy(self, x, y=None, **kwargs):
+        seen.append(np.asarray(x).copy())
+        return original(self, x, y, **kwargs)
+
+    def ridge_spy(x, y, folds):
+        seen.append(np.asarray(x).copy())
+        return original_ridge(x, y, folds)
+
+    original_ridge = decoding.fit_ridge_cv
+    monkeypatch.setattr(Pipeline, "fit", spy)
+    monkeypatch.setattr(decoding, "fit_ridge_cv", ridge_spy)
+    train_x, train_y = _classification(3, 90)
+    test_x, test_y = _classification(4, 30)
+    test_x = test_x + 100.0  # rows that cannot occur in train
+    decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0)
+    decoding.decode_continuous(train_x, train_x[:, 0], test_x, test_x[:, 0], seed=0)
+    assert len(seen) == 2
+    for x in seen:
+        assert x.shape[0] <= train_x.shape[0]
+        assert x.max() < 50.0
+
+
+def test_clear_errors():
+    x, y = _classification(5, 30)
+    with pytest.raises(ValueError, match="one class"):
+        decoding.fit_discrete(x, np.zeros(30), seed=0)
+    y_rare = y.copy()
+    y_rare[0] = 7
+    with pytest.raises(ValueError, match="at least 2 per class"):
+        decoding.fit_discrete(x, y_rare, seed=0)
+    with pytest.raises(ValueError, match="rows"):
+        decoding.decode_discrete(x, y, x[:5], y, seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        decoding.fit_continuous(np.full((30, 2), np.nan), y)
+
+
+def test_ridge_cv_matches_sklearn():
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    from neurossl.eval.linear_maps import RIDGE_ALPHAS, fit_ridge_cv, group_folds
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(120, 8)) * rng.uniform(0.5, 3, 8)
+    y = x @ rng.normal(size=(8, 3)) + rng.normal(scale=2.0, size=(120, 3))
+    folds = group_folds(np.repeat(np.arange(12), 10))
+    fitted = fit_ridge_cv(x, y, folds)
+    z = StandardScaler().fit_transform(x)
+    reference = RidgeCV(alphas=RIDGE_ALPHAS, cv=folds, scoring="neg_mean_squared_error").fit(z, y)
+    exact = Ridge(alpha=reference.alpha_).fit(z, y)
+    np.testing.assert_allclose(fitted.coef, exact.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fitted.predict(x), exact.predict(z), rtol=1e-8, atol=1e-10)
