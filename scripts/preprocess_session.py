@@ -10,7 +10,7 @@ with rule_logging(snakemake.log[0]) as log:
         dataset=snakemake.wildcards.dataset,
         session=snakemake.wildcards.session,
         modality=snakemake.wildcards.modality,
-        source=snakemake.params.source,
+        reader=snakemake.params.reader,
         spike_bin_size=snakemake.params.spike_bin_size,
         options=snakemake.params.options,
     )

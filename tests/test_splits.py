@@ -181,3 +181,24 @@ def test_block_windows_never_straddle_splits():
 def test_unknown_split_key_is_named():
     with pytest.raises(ValueError, match="hold_out"):
         SplitConfig.from_dict({"hold_out": 0.2})
+
+
+def test_heldout_sessions_by_id(session_files):
+    splits, _ = compute_splits("toy", session_files, SplitConfig(heldout_sessions=("s2", "s3")))
+    assert splits.heldout_sessions == ["s2", "s3"] and splits.pretrain_sessions == ["s1", "s4"]
+    with pytest.raises(ValueError, match="not among sessions"):
+        compute_splits("toy", session_files, SplitConfig(heldout_sessions=("s9",)))
+
+
+def test_continuous_windows_take_the_label_of_the_trial_at_their_midpoint():
+    from neurossl.data.make_splits import label_windows
+    from neurossl.data.splits import Windows
+
+    trials = pd.DataFrame({"start": [10.0, 0.0, 4.0], "stop": [12.0, 2.0, 6.0]})
+    windows = Windows(
+        start=np.array([0.0, 2.0, 4.5, 10.0]),
+        stop=np.array([2.0, 4.0, 6.5, 12.0]),
+        split=np.array(["train"] * 4, dtype=object),
+        trial=np.full(4, -1),
+    )
+    assert label_windows(windows, trials).trial.tolist() == [1, -1, 2, 0]

@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from neurossl import names
+from neurossl.data.preprocess import reader_of
 
 validate(config, schema="../schemas/config.schema.yaml")
 

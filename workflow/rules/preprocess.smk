@@ -10,8 +10,8 @@ rule preprocess:
         spike_bin_size=lambda wc: DATASETS[wc.dataset].get("preprocess", {}).get(
             "spike_bin_size", 0.02
         ),
-        source=lambda wc: DATASETS[wc.dataset]["source"],
-        options=lambda wc: DATASETS[wc.dataset].get(DATASETS[wc.dataset]["source"], {}),
+        reader=lambda wc: reader_of(DATASETS[wc.dataset]),
+        options=lambda wc: DATASETS[wc.dataset].get(reader_of(DATASETS[wc.dataset]), {}),
     conda:
         "../../envs/neurossl.yaml"
     log:

@@ -29,13 +29,15 @@ class SplitConfig:
     fractions: dict[str, float] = field(
         default_factory=lambda: {"train": 0.7, "valid": 0.1, "test": 0.2}
     )
-    #: "trials" (one window per trial around its align time) or "blocks" (continuous).
+    #: "trials" (one window per trial around its align time), "blocks" (continuous) or
+    #: "epochs" (blocks inside each stimulus epoch; Allen Visual Coding).
     windows: str = "trials"
     pre: float = 0.5
     post: float = 1.5
     block_window: float = 2.0
     block_length: float = 60.0
-    #: Subjects whose sessions are held out; if empty, the last n_heldout_subjects.
+    #: Sessions, or else subjects, held out; if both empty, the last n_heldout_subjects.
+    heldout_sessions: tuple[str, ...] = ()
     heldout_subjects: tuple[str, ...] = ()
     n_heldout_subjects: int = 1
     held_out_neuron_fraction: float = 0.25
@@ -49,8 +51,9 @@ class SplitConfig:
         if unknown:
             raise ValueError(f"unknown split config key(s) {unknown}; expected {sorted(known)}")
         values = dict(values)
-        if "heldout_subjects" in values:
-            values["heldout_subjects"] = tuple(values["heldout_subjects"])
+        for key in ("heldout_sessions", "heldout_subjects"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -67,6 +70,17 @@ def _extent(sessions: Mapping[str, Session]) -> tuple[float, float]:
 
 
 def _heldout_sessions(subjects: Mapping[str, str], config: SplitConfig) -> list[str]:
+    if config.heldout_sessions:
+        unknown = sorted(set(config.heldout_sessions) - set(subjects))
+        if unknown:
+            raise ValueError(
+                f"split.heldout_sessions {unknown} not among sessions {sorted(subjects)}"
+            )
+        if set(config.heldout_sessions) == set(subjects):
+            raise ValueError(
+                "split.heldout_sessions holds out every session; none left to pretrain"
+            )
+        return sorted(config.heldout_sessions)
     ordered = sorted(set(subjects.values()))
     if config.heldout_subjects:
         unknown = sorted(set(config.heldout_subjects) - set(ordered))
@@ -81,6 +95,24 @@ def _heldout_sessions(subjects: Mapping[str, str], config: SplitConfig) -> list[
             )
         chosen = set(ordered[-config.n_heldout_subjects :])
     return sorted(s for s, subject in subjects.items() if subject in chosen)
+
+
+def label_windows(windows: Windows, trials: pd.DataFrame) -> Windows:
+    """Tie each continuous window to the trial (stimulus presentation) at its midpoint.
+
+    Block windows carry no trial of their own; without this, stimulus decoding on
+    continuous recordings (Allen) would have no labels. Windows in gaps keep -1.
+    """
+    if trials.empty:
+        return windows
+    order = np.argsort(trials["start"].to_numpy())
+    starts = trials["start"].to_numpy()[order]
+    stops = trials["stop"].to_numpy()[order]
+    middle = 0.5 * (windows.start + windows.stop)
+    candidate = np.clip(np.searchsorted(starts, middle, side="right") - 1, 0, None)
+    inside = (middle >= starts[candidate]) & (middle < stops[candidate])
+    trial = np.where(inside, order[candidate], -1).astype(np.int64)
+    return Windows(windows.start, windows.stop, windows.split, trial)
 
 
 def _train_rows(session: Session, windows: Windows) -> np.ndarray:
@@ -119,8 +151,17 @@ def compute_splits(
             windows[session_id] = block_windows(
                 _extent(sessions), config.block_window, config.block_length, config.fractions, rng
             )
+        elif config.windows == "epochs":
+            from neurossl.data.sources.allen import epoch_block_windows
+
+            blocks = epoch_block_windows(
+                first.trials, config.block_window, config.block_length, config.fractions, rng
+            )
+            windows[session_id] = label_windows(blocks, first.trials)
         else:
-            raise ValueError(f"split.windows must be 'trials' or 'blocks', got {config.windows!r}")
+            raise ValueError(
+                f"split.windows must be 'trials', 'blocks' or 'epochs', got {config.windows!r}"
+            )
 
     heldout = _heldout_sessions(subjects, config)
     pretrain = sorted(s for s in by_session if s not in heldout)

@@ -12,6 +12,18 @@ from typing import Any
 
 from neurossl.data.session import Session, write_session
 
+#: Layout-specific readers; "nwb" is the generic reader for any NWB with Units / ophys.
+READERS = ("nwb", "ibl", "allen")
+READER_MODALITY = {"ibl": "spikes", "allen": "calcium"}
+
+
+def reader_of(dataset_spec: Mapping[str, Any]) -> str:
+    """The reader a dataset needs: a layout block (``ibl:`` / ``allen:``) selects it."""
+    layouts = [name for name in ("ibl", "allen") if name in dataset_spec]
+    if len(layouts) > 1:
+        raise ValueError(f"a dataset can use one layout reader, got blocks {layouts}")
+    return layouts[0] if layouts else "nwb"
+
 
 def read_modality(
     nwb_path: str | Path,
@@ -19,11 +31,32 @@ def read_modality(
     dataset: str,
     session: str,
     modality: str,
-    source: str,
+    reader: str,
     spike_bin_size: float,
     options: Mapping[str, Any],
 ) -> Session:
-    """Read one modality of one file with the reader its source/layout needs."""
+    """Read one modality of one file with the reader its layout needs."""
+    if reader not in READERS:
+        raise ValueError(f"unknown reader {reader!r}; expected one of {READERS}")
+    if reader in READER_MODALITY and modality != READER_MODALITY[reader]:
+        raise ValueError(
+            f"the {reader} reader yields {READER_MODALITY[reader]} Sessions, not {modality}; "
+            f"set the dataset's modalities to [{READER_MODALITY[reader]}]"
+        )
+    if reader == "ibl":
+        from neurossl.data.sources.ibl import IBLOptions, read_ibl_session
+
+        return read_ibl_session(
+            nwb_path,
+            dataset=dataset,
+            session=session,
+            spike_bin_size=spike_bin_size,
+            options=IBLOptions.from_dict(options),
+        )
+    if reader == "allen":
+        from neurossl.data.sources.allen import read_allen_session
+
+        return read_allen_session(nwb_path, dataset=dataset, session=session, options=options)
     from neurossl.data.nwb import nwb_to_sessions
 
     sessions = nwb_to_sessions(
@@ -43,7 +76,7 @@ def preprocess_to_session(
     dataset: str,
     session: str,
     modality: str,
-    source: str,
+    reader: str,
     spike_bin_size: float,
     options: Mapping[str, Any],
 ) -> None:
@@ -53,7 +86,7 @@ def preprocess_to_session(
         dataset=dataset,
         session=session,
         modality=modality,
-        source=source,
+        reader=reader,
         spike_bin_size=spike_bin_size,
         options=options,
     )

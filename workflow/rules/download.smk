@@ -1,0 +1,71 @@
+"""DANDI download: list a pinned dandiset version, then one verified download per asset.
+
+The manifest is a checkpoint because the number of sessions of a dandiset is only known
+after listing it; everything downstream asks for sessions through ``dandi_sessions``.
+"""
+
+
+localrules:
+    dandi_manifest,
+    download_asset,
+
+
+wildcard_constraints:
+    asset_path=r"[A-Za-z0-9][^\s]*\.nwb",
+
+
+def dandi_manifest_path(dataset):
+    return f"{RESULTS}/{dataset}/manifest.json"
+
+
+def dandi_manifest(dataset):
+    """The parsed manifest once the checkpoint has run (raises until then, by design)."""
+    from neurossl.data.sources.dandi import read_manifest
+
+    return read_manifest(checkpoints.dandi_manifest.get(dataset=dataset).output.manifest)
+
+
+def dandi_sessions(dataset):
+    from neurossl.data.sources.dandi import manifest_sessions
+
+    return manifest_sessions(dandi_manifest(dataset))
+
+
+def dandi_raw_path(wildcards):
+    entry = dandi_manifest(wildcards.dataset).by_session()[wildcards.session]
+    return f"{RAW}/{wildcards.dataset}/dandi/{entry.path}"
+
+
+checkpoint dandi_manifest:
+    """List the assets of the configured dandiset version (path, size, digest, asset id)."""
+    output:
+        manifest=f"{RESULTS}/{{dataset}}/manifest.json",
+    params:
+        dandi=lambda wc: DATASETS[wc.dataset]["dandi"],
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("download", "{dataset}", "manifest"),
+    benchmark:
+        benchmark_path("download", "{dataset}", "manifest")
+    script:
+        "../../scripts/dandi_manifest.py"
+
+
+rule download_asset:
+    """One asset, through a .part file, retried, digest-verified; resumes after a kill."""
+    input:
+        manifest=f"{RESULTS}/{{dataset}}/manifest.json",
+    output:
+        nwb=f"{RAW}/{{dataset}}/dandi/{{asset_path}}",
+    params:
+        root=lambda wc: f"{RAW}/{wc.dataset}/dandi",
+        retries=lambda wc: DATASETS[wc.dataset]["dandi"].get("retries", 5),
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("download", "{dataset}", "{asset_path}"),
+    benchmark:
+        benchmark_path("download", "{dataset}", "{asset_path}")
+    script:
+        "../../scripts/download_asset.py"
