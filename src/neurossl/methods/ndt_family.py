@@ -1,0 +1,443 @@
+"""The NDT backbone family: ``mtm``, ``ndt`` (temporal-masking baseline), ``scratch_ndt``.
+
+All three share the model (:mod:`neurossl.models.ndt`), the engine and the evaluation;
+they differ only in the objective and whether they pretrain, so a difference in the
+report is the objective's (or pretraining's) doing:
+
+- ``mtm``: pretrain and fine-tune with multi-task masking (one of neuron / causal /
+  intra-region / inter-region per batch, with its prompt token); evaluate each task
+  with the prompt of its matching scheme.
+- ``ndt``: the same with temporal masking only and no prompt; one mode for all tasks.
+- ``scratch_ndt``: no pretraining; fine-tuning and evaluation exactly as ``mtm``.
+
+Stages:
+
+- ``pretrain``: pretraining sessions, train windows; valid windows pick the best step.
+- ``finetune``: held-out sessions get new stitchers and session tokens. Phase 1 trains
+  only those (``stitch_steps``), phase 2 everything (``max_steps``), both with the
+  family's objective on the held-out sessions' train windows (valid for selection).
+- ``evaluate``: held-out sessions' test windows. Spiking tasks: every query of
+  :func:`neurossl.eval.queries.spiking_queries` is answered by zeroing the entries it
+  hides (as the training masks do) and reading the predicted rates at its targets,
+  scored by :func:`neurossl.eval.scoring.score_queries`. Decoding tasks (``choice``,
+  ``stimulus_<var>``, ``behavior_<var>``) are linear probes of the fine-tuned model's
+  representation, fitted here on the train windows and scored on the test windows
+  (cheap, and keeping them out of ``finetune`` means the probe always matches the
+  weights being evaluated): logistic regression on the time-averaged latent for labels,
+  ridge from the per-bin latent for behaviour.
+
+``StageInputs.hparams`` keys (all optional; unknown keys are an error):
+
+- model: ``preset`` (``tiny`` | ``published``; default: ``StageInputs.size`` when it
+  names a preset, else ``tiny``) and overrides ``d_model``, ``n_layers``, ``n_heads``,
+  ``d_ff``, ``dropout``, ``max_bins``.
+- training: ``max_steps`` (150), ``lr`` (1e-3), ``weight_decay`` (0.01),
+  ``warmup_steps`` (10), ``batch_size`` (16), ``eval_every`` (25),
+  ``checkpoint_every`` (50), ``patience`` (0 = off), ``grad_clip`` (1.0),
+  ``num_workers`` (0), ``compile`` (False), ``progress`` (False).
+- fine-tuning phase 1: ``stitch_steps`` (40), ``stitch_lr`` (3e-3).
+- masking: ``neuron_ratio`` (0.3), ``causal_fraction`` (0.6), ``temporal_ratio`` (0.3),
+  ``intra_ratio`` (0.5).
+
+The defaults finish a stage on the default synthetic dataset in a few seconds on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurossl.atomic import atomic_path
+from neurossl.data.loader import WindowDataset, WindowLoader, make_loader
+from neurossl.data.session import read_neurons
+from neurossl.eval.decoding import decode_continuous, decode_discrete
+from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
+from neurossl.eval.rows import make_rows
+from neurossl.eval.scoring import score_queries
+from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.models.ndt import (
+    NDT,
+    PRESETS,
+    NDTConfig,
+    build_from_description,
+    make_config,
+    session_parameter_filter,
+)
+from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
+from neurossl.objectives.mtm import (
+    PROMPT_INDEX,
+    SCHEMES,
+    TASK_SCHEME,
+    TEMPORAL,
+    MaskedModelingLoss,
+    MaskRatios,
+)
+from neurossl.train.engine import TrainConfig, train
+from neurossl.train.runtime import resolve_device, seed_everything
+
+FAMILY = ("mtm", "ndt", "scratch_ndt")
+MODALITY = "spikes"
+
+_MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_bins")
+DEFAULTS: dict[str, Any] = {
+    "preset": None,
+    **dict.fromkeys(_MODEL_KEYS),
+    "max_steps": 150,
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "warmup_steps": 10,
+    "batch_size": 16,
+    "eval_every": 25,
+    "checkpoint_every": 50,
+    "patience": 0,
+    "grad_clip": 1.0,
+    "num_workers": 0,
+    "compile": False,
+    "progress": False,
+    "stitch_steps": 40,
+    "stitch_lr": 3e-3,
+    "neuron_ratio": 0.3,
+    "causal_fraction": 0.6,
+    "temporal_ratio": 0.3,
+    "intra_ratio": 0.5,
+}
+
+
+def read_hparams(inputs: StageInputs) -> dict[str, Any]:
+    """Defaults overlaid with ``inputs.hparams``; unknown keys or wrong types fail here."""
+    unknown = sorted(set(inputs.hparams) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"{inputs.method}: unknown hparams {unknown}; known keys are {sorted(DEFAULTS)}"
+        )
+    merged = dict(DEFAULTS)
+    for key, value in inputs.hparams.items():
+        default = DEFAULTS[key]
+        if default is not None and value is not None:
+            kind = type(default)
+            ok = isinstance(value, bool) if kind is bool else isinstance(value, int | float)
+            if not ok or (kind is int and not float(value).is_integer()):
+                raise ValueError(
+                    f"{inputs.method}: hparam {key!r} must be {kind.__name__}, got {value!r}"
+                )
+            value = kind(value)
+        merged[key] = value
+    if merged["preset"] is None:
+        merged["preset"] = inputs.size if inputs.size in PRESETS else "tiny"
+    return merged
+
+
+class NDTFamily:
+    """One of ``mtm``, ``ndt``, ``scratch_ndt`` (see the module docstring)."""
+
+    modality = MODALITY
+
+    def __init__(self, name: str) -> None:
+        if name not in FAMILY:
+            raise ValueError(f"ndt_family implements {FAMILY}, not {name!r}")
+        self.name = name
+        self.pretrains = name != "scratch_ndt"
+        self.prompts = name != "ndt"
+        self.schemes = SCHEMES if self.prompts else (TEMPORAL,)
+
+    def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(
+            t
+            for t in tasks
+            if t in SPIKING_QUERY_TASKS
+            or t == "choice"
+            or t.startswith((BEHAVIOR_PREFIX, STIMULUS_PREFIX))
+        )
+
+    # --- stages ---
+
+    def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
+        if not self.pretrains:
+            raise ValueError(f"{self.name} has no pretraining stage")
+        hp = read_hparams(inputs)
+        seed_everything(inputs.seed)  # the initial weights are part of the run
+        sessions = inputs.splits.pretrain_sessions
+        train_data = self._dataset(inputs, "train", sessions)
+        model = NDT(self._model_config(hp), _neuron_counts(train_data))
+        self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
+        _save_model(model, outputs, self.name, "pretrain")
+
+    def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
+        hp = read_hparams(inputs)
+        seed_everything(inputs.seed)  # new stitchers' initial weights are part of the run
+        sessions = inputs.splits.heldout_sessions
+        train_data = self._dataset(inputs, "train", sessions)
+        if self.pretrains:
+            if pretrained is None:
+                raise ValueError(f"{self.name} fine-tunes a pretrained model; got none")
+            model = load_model(pretrained)
+        else:
+            model = NDT(self._model_config(hp), {})
+        for session, n in _neuron_counts(train_data).items():
+            if session not in model.sessions:
+                model.add_session(session, n)
+        self._train(model, inputs, hp, train_data, sessions, outputs, phase="stitch")
+        self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
+        _save_model(model, outputs, self.name, "finetune")
+
+    def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
+        if finetuned is None:
+            raise ValueError(f"{self.name} evaluates a fine-tuned model; got none")
+        hp = read_hparams(inputs)
+        device = resolve_device(inputs.device)
+        model = load_model(finetuned).to(device).eval()
+        evaluation = Evaluation()
+        tasks = self.supported_tasks(inputs.tasks)
+        for session in inputs.splits.heldout_sessions:
+            reader = _SessionReader(inputs, session, model, device, hp["batch_size"])
+            for task in tasks:
+                if task in SPIKING_QUERY_TASKS:
+                    self._score_queries(inputs, reader, task, evaluation)
+                else:
+                    self._score_decoding(inputs, reader, task, evaluation)
+        return evaluation
+
+    # --- helpers ---
+
+    def _model_config(self, hp: dict[str, Any]) -> NDTConfig:
+        overrides = {k: hp[k] for k in _MODEL_KEYS if hp[k] is not None}
+        return make_config(hp["preset"], n_prompts=len(SCHEMES) if self.prompts else 0, **overrides)
+
+    def _dataset(self, inputs: StageInputs, split: str, sessions: Sequence[str]) -> WindowDataset:
+        if not sessions:
+            raise ValueError(f"splits of {inputs.dataset!r} list no sessions for this stage")
+        return WindowDataset(inputs.session_paths, inputs.splits, split, sessions)
+
+    def _train(
+        self,
+        model: NDT,
+        inputs: StageInputs,
+        hp: dict[str, Any],
+        train_data: WindowDataset,
+        sessions: Sequence[str],
+        outputs: StageOutputs,
+        phase: str | None,
+    ) -> None:
+        if outputs.model is None:
+            raise ValueError(f"{self.name}: StageOutputs.model is required")
+        base = outputs.model.parent
+        checkpoints = outputs.checkpoint_dir or base / "checkpoints"
+        log = outputs.train_log or base / "train_log.csv"
+        if phase is not None:
+            checkpoints = checkpoints / phase
+            log = log.with_name(f"{log.stem}.{phase}{log.suffix}")
+        else:
+            checkpoints = checkpoints / "full"
+        stitch = phase == "stitch"
+        config = TrainConfig(
+            max_steps=hp["stitch_steps"] if stitch else hp["max_steps"],
+            lr=hp["stitch_lr"] if stitch else hp["lr"],
+            weight_decay=hp["weight_decay"],
+            warmup_steps=min(hp["warmup_steps"], hp["stitch_steps"] if stitch else hp["max_steps"]),
+            batch_size=hp["batch_size"],
+            eval_every=hp["eval_every"],
+            checkpoint_every=hp["checkpoint_every"],
+            patience=hp["patience"],
+            grad_clip=hp["grad_clip"],
+            seed=inputs.seed,
+            compile=hp["compile"],
+            trainable=session_parameter_filter(sessions) if stitch else None,
+            progress=hp["progress"],
+        )
+        loss = MaskedModelingLoss(
+            self.schemes,
+            MaskRatios(
+                hp["neuron_ratio"], hp["causal_fraction"], hp["temporal_ratio"], hp["intra_ratio"]
+            ),
+            self.prompts,
+            train_data.vocab.session_ids,
+        )
+        valid_data = WindowDataset(inputs.session_paths, inputs.splits, "valid", sessions)
+        train(
+            model,
+            loss,
+            make_loader(train_data, hp["batch_size"], True, inputs.seed, True, hp["num_workers"]),
+            _optional_loader(valid_data, hp["batch_size"], inputs.seed),
+            config,
+            checkpoints,
+            log,
+            resolve_device(inputs.device),
+        )
+
+    def _mode(self, task: str) -> tuple[int | None, bool]:
+        """(prompt, causal) used to answer a task: the matching scheme for MtM."""
+        if not self.prompts:
+            return None, False
+        scheme = TASK_SCHEME.get(task, "neuron")
+        return PROMPT_INDEX[scheme], scheme == "causal"
+
+    def _score_queries(
+        self, inputs: StageInputs, reader: _SessionReader, task: str, evaluation: Evaluation
+    ) -> None:
+        activity = reader.activity("test")
+        queries = spiking_queries(
+            task, reader.regions, reader.held_out, activity.shape[1], inputs.splits.seed
+        )
+        if not queries:
+            return  # the session cannot pose this task (e.g. one region)
+        prompt, causal = self._mode(task)
+        predictions = []
+        for query in queries:
+            hidden = np.broadcast_to(~query.visible, activity.shape)
+            masked = np.where(hidden, 0.0, activity).astype(np.float32)
+            predictions.append(np.exp(reader.log_rates(masked, prompt, causal)))
+        values, pred = score_queries(queries, predictions, activity, MODALITY)
+        evaluation.rows.extend(make_rows(inputs, reader.session, task, values))
+        evaluation.arrays[f"{task}/{reader.session}/pred"] = pred.astype(np.float32)
+        evaluation.arrays[f"{task}/{reader.session}/target"] = activity
+
+    def _score_decoding(
+        self, inputs: StageInputs, reader: _SessionReader, task: str, evaluation: Evaluation
+    ) -> None:
+        prompt, causal = self._mode(task)
+        train_z, test_z = (reader.latents(s, prompt, causal) for s in ("train", "test"))
+        if task.startswith(BEHAVIOR_PREFIX):
+            variable = task[len(BEHAVIOR_PREFIX) :]
+            train_y, test_y = (reader.behavior(s, variable) for s in ("train", "test"))
+            d = train_z.shape[-1]
+            values = decode_continuous(
+                train_z.reshape(-1, d), train_y.ravel(), test_z.reshape(-1, d), test_y.ravel(),
+                inputs.seed,
+            )  # fmt: skip
+        else:
+            label = reader.label_column(task)
+            (train_keep, train_y), (test_keep, test_y) = (
+                reader.labels(s, label) for s in ("train", "test")
+            )
+            values = decode_discrete(
+                train_z[train_keep].mean(1), train_y, test_z[test_keep].mean(1), test_y,
+                inputs.seed,
+            )  # fmt: skip
+        evaluation.rows.extend(make_rows(inputs, reader.session, task, values))
+        evaluation.arrays[f"{task}/{reader.session}/target"] = np.asarray(test_y)
+
+
+class _SessionReader:
+    """One held-out session's windows and the model's answers on them, read once each."""
+
+    def __init__(
+        self, inputs: StageInputs, session: str, model: NDT, device: str, batch_size: int
+    ) -> None:
+        self.inputs, self.session, self.model = inputs, session, model
+        self.device, self.batch_size = device, batch_size
+        neurons = read_neurons(inputs.session_paths[session])
+        ids = [str(i) for i in neurons["id"]]
+        held_out = set(map(str, inputs.splits.neuron_group(MODALITY, session, "held_out")))
+        self.held_out = np.array([i in held_out for i in ids])
+        self.regions = neurons["region"].astype(str).to_numpy()
+        self._data: dict[str, WindowDataset] = {}
+        self._activity: dict[str, np.ndarray] = {}
+
+    def dataset(self, split: str) -> WindowDataset:
+        if split not in self._data:
+            self._data[split] = WindowDataset(
+                self.inputs.session_paths, self.inputs.splits, split, [self.session]
+            )
+            if len(self._data[split]) == 0:
+                raise ValueError(f"session {self.session!r} has no {split!r} windows")
+        return self._data[split]
+
+    def activity(self, split: str) -> np.ndarray:
+        if split not in self._activity:
+            data = self.dataset(split)
+            self._activity[split] = np.stack([data[i]["activity"] for i in range(len(data))])
+        return self._activity[split]
+
+    def behavior(self, split: str, variable: str) -> np.ndarray:
+        data = self.dataset(split)
+        names = data.behavior_names(self.session)
+        if variable not in names:
+            raise KeyError(f"session {self.session!r} has no behaviour {variable!r}; has {names}")
+        column = names.index(variable)
+        return np.stack([data[i]["behavior"][:, column] for i in range(len(data))])
+
+    def label_column(self, task: str) -> str:
+        """Trial column of a label task: ``choice``; ``stimulus_<var>`` or else ``<var>``."""
+        data = self.dataset("train")
+        candidates = [task] if task == "choice" else [task, task[len(STIMULUS_PREFIX) :]]
+        for column in candidates:
+            if f"label/{column}" in data[0]:
+                return column
+        raise KeyError(
+            f"session {self.session!r}: task {task!r} needs a numeric trial column "
+            f"named one of {candidates}"
+        )
+
+    def labels(self, split: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+        """(trial windows, their labels): continuous windows carry no label."""
+        data = self.dataset(split)
+        key = f"label/{label}"
+        trials = self.inputs.splits.windows[self.session].select(split).trial
+        keep = trials >= 0
+        values = np.array([data[i][key] for i in np.flatnonzero(keep)])
+        return keep, values
+
+    def _run(self, x: np.ndarray, prompt: int | None, causal: bool, latent: bool) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], self.batch_size):
+                chunk = torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
+                with _autocast(self.device):
+                    if latent:
+                        y = self.model.encode(chunk, self.session, prompt, causal)
+                    else:
+                        y = self.model(chunk, self.session, prompt, causal)
+                out.append(y.float().cpu().numpy())
+        return np.concatenate(out)
+
+    def log_rates(self, masked: np.ndarray, prompt: int | None, causal: bool) -> np.ndarray:
+        return self._run(masked, prompt, causal, latent=False).astype(np.float64)
+
+    def latents(self, split: str, prompt: int | None, causal: bool) -> np.ndarray:
+        """Per-bin representation [W, T, d] of unmasked windows."""
+        return self._run(self.activity(split), prompt, causal, latent=True)
+
+
+def _autocast(device: str):
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _neuron_counts(data: WindowDataset) -> dict[str, int]:
+    return {s: int(data.regions(s).size) for s in data.sessions}
+
+
+def _optional_loader(data: WindowDataset, batch_size: int, seed: int) -> WindowLoader | None:
+    return make_loader(data, batch_size, False, seed, True) if len(data) else None
+
+
+def _save_model(model: NDT, outputs: StageOutputs, method: str, stage: str) -> None:
+    payload = {
+        "method": method,
+        "stage": stage,
+        "description": model.describe(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(outputs.model) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: Path) -> NDT:
+    """Rebuild an NDT saved by a stage of this family."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_from_description(payload["description"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, OSError) as err:
+        raise ValueError(f"{path}: not an NDT-family model file ({err})") from err
+    return model
+
+
+def make_method(name: str) -> NDTFamily:
+    """Registry factory (:mod:`neurossl.methods.registry`)."""
+    return NDTFamily(name)

@@ -1,0 +1,1 @@
+"""Neural population model backbones."""

@@ -1,0 +1,1 @@
+"""Self-supervised objectives: masking schemes and losses."""

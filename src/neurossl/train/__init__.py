@@ -1,0 +1,1 @@
+"""Training engine: loop, optimiser and schedule, checkpoints, runtime and DDP."""

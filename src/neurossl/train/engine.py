@@ -1,0 +1,341 @@
+"""The one training loop every neural method uses.
+
+Methods supply a model and a ``loss_fn(model, batch) -> (loss, metrics)``; the engine
+owns everything that must be done the same way for all of them so their numbers are
+comparable and their jobs survive a cluster: AdamW with warm-up + cosine, bf16 autocast
+on CUDA (fp32 on CPU), gradient clipping, best-on-validation selection with early
+stopping, a per-step CSV log, atomic checkpoints and exact resumption, and DDP under
+``torchrun``.
+
+Exact resumption: the batch of global step ``k`` is a pure function of the loader seed
+and ``k`` (:mod:`neurossl.data.loader`), the RNG streams (python, numpy, torch, CUDA)
+are saved with the weights, and validation draws its masks inside a forked RNG with a
+fixed seed, so it neither perturbs training nor changes between evaluations. A killed
+CPU job rerun therefore ends with bit-identical weights and log values.
+
+``loss_fn`` receives the DDP-wrapped (or compiled) model under DDP, so it must reach the
+model only through ``model(...)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from neurossl.atomic import atomic_path
+from neurossl.data.loader import Batch, WindowLoader
+from neurossl.train import checkpoint
+from neurossl.train.distributed import DistInfo, all_agree, barrier, init_distributed
+from neurossl.train.optim import make_optimizer, make_scheduler, trainable_parameters
+from neurossl.train.runtime import rng_state, seed_everything, set_rng_state
+
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
+
+#: Settings that must not change between a killed run and its resumption.
+_RESUME_KEYS = ("max_steps", "lr", "weight_decay", "warmup_steps", "batch_size", "seed")
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    batch_size: int = 16
+    eval_every: int = 25
+    checkpoint_every: int = 50
+    #: Evaluations without improvement before stopping; 0 never stops early.
+    patience: int = 0
+    grad_clip: float = 1.0
+    seed: int = 0
+    compile: bool = False
+    #: Name filter of the parameters that train (None: all); the others are frozen.
+    trainable: Callable[[str], bool] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or self.patience < 0 or self.grad_clip < 0:
+            raise ValueError(f"TrainConfig has a negative or zero setting: {self}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_step: int
+    best_valid_loss: float
+    last_step: int
+    stopped_early: bool
+    #: Step of the checkpoint this call resumed from (None: started fresh).
+    resumed_from: int | None
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_loader: WindowLoader,
+    valid_loader: WindowLoader | None,
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    log_path: Path,
+    device: str,
+) -> TrainResult:
+    """Train ``model`` in place; on return it holds the best-on-validation weights."""
+    checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
+    info, device = init_distributed(device)
+    seed_everything(config.seed)
+    model.to(device)
+    params = trainable_parameters(model, config.trainable)
+    frozen = _freeze_others(model, {n for n, _ in params})
+    optimizer = make_optimizer(params, config.lr, config.weight_decay)
+    scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps)
+    state = _RunState()
+    resumed = checkpoint.latest(checkpoint_dir)
+    if resumed is not None:
+        payload = checkpoint.load(resumed)
+        _check_resumable(payload, config, resumed)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        set_rng_state(payload["rng"])
+        state = _RunState(**payload["state"])
+    log = _StepLog(log_path, keep_until=state.step, enabled=info.is_main)
+    if not state.finished:
+        _run(model, loss_fn, train_loader, valid_loader, config, checkpoint_dir, log, device,
+             info, optimizer, scheduler, state)  # fmt: skip
+    barrier(info)
+    best = checkpoint_dir / checkpoint.BEST
+    if best.exists():
+        model.load_state_dict(checkpoint.load(best)["model"])
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+    return TrainResult(
+        best_step=state.best_step,
+        best_valid_loss=state.best_valid,
+        last_step=state.step,
+        stopped_early=state.stopped_early,
+        resumed_from=None if resumed is None else int(payload["state"]["step"]),
+    )
+
+
+@dataclass
+class _RunState:
+    step: int = 0
+    best_valid: float = math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+
+
+def _run(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_loader: WindowLoader,
+    valid_loader: WindowLoader | None,
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    log: _StepLog,
+    device: str,
+    info: DistInfo,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: _RunState,
+) -> None:
+    wrapped: nn.Module = model
+    if info.enabled:
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        # Per-session stitchers: each batch touches one session's, the rest are unused.
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=True
+        )
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    batches = train_loader.iter_from(state.step, info.rank, info.world_size)
+    progress = tqdm(
+        total=config.max_steps, initial=state.step, disable=not (config.progress and info.is_main)
+    )
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    while state.step < config.max_steps:
+        started = time.perf_counter()
+        batch = _to_device(next(batches), device)
+        model.train()
+        with _autocast(device):
+            loss, metrics = loss_fn(wrapped, batch)
+        if not loss.requires_grad:
+            raise ValueError(
+                f"step {state.step}: the loss does not depend on any trainable parameter "
+                "(does the trainable filter exclude everything this batch uses?)"
+            )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {state.step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(trained, config.grad_clip or math.inf)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        row: dict[str, float] = {
+            "step": state.step,
+            "lr": scheduler.get_last_lr()[0],
+            "loss": float(loss.detach()),
+            "grad_norm": float(grad_norm),
+            "valid_loss": math.nan,
+        }
+        row.update({k: float(v) for k, v in metrics.items()})
+        if state.step % config.eval_every == 0 or state.step == config.max_steps:
+            valid = _validate(model, loss_fn, valid_loader, config.seed, device)
+            row["valid_loss"] = valid
+            _update_best(model, state, valid, checkpoint_dir, info)
+        row["seconds"] = time.perf_counter() - started
+        log.write(row)
+        progress.update(1)
+        progress.set_postfix(loss=f"{row['loss']:.4f}")
+        stop = config.patience > 0 and state.bad_evals >= config.patience
+        stop = all_agree(info, stop)
+        state.stopped_early = stop
+        state.finished = stop or state.step >= config.max_steps
+        if state.step % config.checkpoint_every == 0 or state.finished:
+            _save_last(model, optimizer, scheduler, state, config, checkpoint_dir, info)
+        if stop:
+            break
+    progress.close()
+
+
+def _validate(
+    model: nn.Module, loss_fn: LossFn, loader: WindowLoader | None, seed: int, device: str
+) -> float:
+    """Window-weighted mean loss over the validation split, with the same masks each time."""
+    if loader is None:
+        return math.nan
+    model.eval()
+    total, count = 0.0, 0
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + 1)
+        for batch in loader:
+            n = int(batch["activity"].shape[0])
+            with _autocast(device):
+                loss, _ = loss_fn(model, _to_device(batch, device))
+            total += float(loss) * n
+            count += n
+    return total / max(count, 1)
+
+
+def _update_best(
+    model: nn.Module, state: _RunState, valid: float, checkpoint_dir: Path, info: DistInfo
+) -> None:
+    # Without a validation split the latest weights count as the best.
+    if math.isnan(valid) or valid < state.best_valid:
+        state.best_valid, state.best_step, state.bad_evals = valid, state.step, 0
+        if info.is_main:
+            checkpoint.save(
+                checkpoint_dir / checkpoint.BEST,
+                {"model": model.state_dict(), "step": state.step, "valid_loss": valid},
+            )
+    else:
+        state.bad_evals += 1
+
+
+def _save_last(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: _RunState,
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    info: DistInfo,
+) -> None:
+    if not info.is_main:
+        return
+    checkpoint.save(
+        checkpoint_dir / checkpoint.LAST,
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "state": asdict(state),
+            "config": {k: getattr(config, k) for k in _RESUME_KEYS},
+        },
+    )
+
+
+def _check_resumable(payload: dict, config: TrainConfig, path: Path) -> None:
+    saved = payload.get("config", {})
+    changed = {k: (saved.get(k), getattr(config, k)) for k in _RESUME_KEYS}
+    changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+    if changed:
+        raise ValueError(
+            f"{path}: checkpoint was written with other settings {changed} (saved, now); "
+            "delete the checkpoint directory to start over"
+        )
+
+
+def _freeze_others(model: nn.Module, names: set[str]) -> list[nn.Parameter]:
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if name not in names and parameter.requires_grad:
+            parameter.requires_grad_(False)
+            frozen.append(parameter)
+    return frozen
+
+
+def _to_device(batch: Batch, device: str) -> Batch:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _autocast(device: str) -> contextlib.AbstractContextManager:
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class _StepLog:
+    """Per-step CSV log, appended as training runs so it can be watched.
+
+    On resume, rows after the checkpoint's step are dropped (they will be recomputed);
+    the truncated file is swapped in atomically.
+    """
+
+    def __init__(self, path: Path, keep_until: int, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        self.fields: list[str] | None = None
+        if not enabled:
+            return
+        rows: list[dict[str, str]] = []
+        if keep_until > 0 and path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or []) or None
+                rows = [r for r in reader if int(float(r["step"])) <= keep_until]
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            if self.fields:
+                writer = csv.DictWriter(f, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self.fields is None:
+            self.fields = list(row)
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.fields).writeheader()
+        if set(row) != set(self.fields):
+            raise ValueError(
+                f"{self.path}: loss_fn metrics changed keys from {sorted(self.fields)} to "
+                f"{sorted(row)}; return the same keys every step"
+            )
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields).writerow(row)

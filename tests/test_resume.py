@@ -1,0 +1,84 @@
+"""A training job killed mid-run and rerun ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from test_loader import make_dataset
+
+# The child trains MtM on the tiny dataset; with KILL_AT it dies abruptly (os._exit,
+# no cleanup, like SIGKILL) inside the training step KILL_AT.
+CHILD = """
+import os, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, {tests!r})
+from test_loader import make_dataset
+from neurossl.data.loader import WindowDataset, make_loader
+from neurossl.models.ndt import NDT, make_config
+from neurossl.objectives.mtm import SCHEMES, MaskedModelingLoss, MaskRatios
+from neurossl.train.engine import TrainConfig, train
+
+torch.set_num_threads(1)
+data, run = Path(sys.argv[1]), Path(sys.argv[2])
+paths, splits = make_dataset(data, n_sessions=2)
+train_ds = WindowDataset(paths, splits, "train", sorted(paths))
+valid_ds = WindowDataset(paths, splits, "valid", sorted(paths))
+torch.manual_seed(0)
+counts = {{s: int(train_ds.regions(s).size) for s in train_ds.sessions}}
+model = NDT(make_config("tiny", n_prompts=4), counts)
+objective = MaskedModelingLoss(SCHEMES, MaskRatios(), True, train_ds.vocab.session_ids)
+kill_at, steps = int(os.environ.get("KILL_AT", "0")), [0]
+
+def loss_fn(m, batch):
+    if torch.is_grad_enabled():
+        steps[0] += 1
+        if steps[0] == kill_at:
+            os._exit(9)
+    return objective(m, batch)
+
+config = TrainConfig(max_steps=24, lr=3e-3, warmup_steps=4, eval_every=6, checkpoint_every=5,
+                     seed=7, progress=False)
+train(model, loss_fn, make_loader(train_ds, 6, True, 7, True),
+      make_loader(valid_ds, 6, False, 7, True), config, run / "ckpt", run / "log.csv", "cpu")
+torch.save(model.state_dict(), run / "final.pt")
+"""
+
+
+def _run(script: Path, data: Path, run: Path, kill_at: int = 0) -> int:
+    env = dict(os.environ, KILL_AT=str(kill_at), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(data), str(run)], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode in (0, 9), proc.stderr[-2000:]
+    return proc.returncode
+
+
+def _losses(run: Path) -> list[tuple[str, str, str]]:
+    with (run / "log.csv").open() as f:
+        return [(r["step"], r["loss"], r["valid_loss"]) for r in csv.DictReader(f)]
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
+    data = tmp_path / "data"
+    make_dataset(data, n_sessions=2)  # written once; the children rewrite identical files
+    assert _run(script, data, tmp_path / "whole") == 0
+    # Killed in step 13: the last checkpoint is step 10, so steps 11-12 are redone.
+    assert _run(script, data, tmp_path / "killed", kill_at=13) == 9
+    assert not (tmp_path / "killed" / "final.pt").exists()
+    assert len(_losses(tmp_path / "killed")) == 12
+    assert _run(script, data, tmp_path / "killed") == 0
+    whole = torch.load(tmp_path / "whole" / "final.pt")
+    resumed = torch.load(tmp_path / "killed" / "final.pt")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+    assert _losses(tmp_path / "whole") == _losses(tmp_path / "killed")
+    assert len(_losses(tmp_path / "whole")) == 24
