@@ -1,0 +1,150 @@
+"""Preprocessing throughput: NWB -> spikes Session against a raw h5py read of the spikes.
+
+The preprocess stage should cost about what reading the spikes costs. This writes one
+large synthetic file (real-data-like: no ground truth), then times, best of
+``--repeats``:
+
+- raw: h5py reading ``units/spike_times`` and ``units/spike_times_index``, nothing else;
+- full: ``nwb_to_sessions(..., modalities=["spikes"])`` (pynwb open, bulk read, checks,
+  binning, trials, behaviour, SHA-256 of the whole file, validation);
+- its parts: binning alone, pynwb's open + read alone, hashing alone (which runs
+  concurrently with the rest inside ``nwb_to_sessions``).
+
+Both warm (file in the page cache) and cold (the file's pages evicted with
+``posix_fadvise(DONTNEED)`` before each run; only this file, nothing system-wide).
+
+Run: ``.venv/bin/python benchmarks/preprocess_throughput.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+from pynwb import NWBHDF5IO
+
+from neurossl.data.binning import bin_spike_times
+from neurossl.data.hashing import sha256_file
+from neurossl.data.nwb import nwb_to_sessions
+from neurossl.data.sources.synthetic import SyntheticConfig, write_session_nwb
+
+SESSION = "sub-01_ses-01"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--trials", type=int, default=480, help="2.5 s each")
+    parser.add_argument("--base-rate", type=float, default=20.0, help="Hz")
+    parser.add_argument("--bin-size", type=float, default=0.02, help="s")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    config = SyntheticConfig(
+        n_units=args.units,
+        n_trials=args.trials,
+        n_rois=4,
+        base_rate=args.base_rate,
+        ground_truth=False,
+    )
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+        path = Path(tmp) / f"{SESSION}.nwb"
+        started = time.perf_counter()
+        write_session_nwb(config, SESSION, path)
+        generated = time.perf_counter() - started
+        times, ends = raw_read(path)
+
+        def full() -> object:
+            return nwb_to_sessions(
+                path,
+                dataset="bench",
+                session=SESSION,
+                modalities=["spikes"],
+                spike_bin_size=args.bin_size,
+            )["spikes"]
+
+        session = full()  # warm-up: imports, namespace cache, page cache
+        n_bins = session.n_bins
+        results = {
+            "raw h5py read (warm)": best_of(lambda: raw_read(path), args.repeats),
+            "nwb_to_sessions spikes (warm)": best_of(full, args.repeats),
+            "raw h5py read (cold)": best_of(lambda: raw_read(path), args.repeats, path),
+            "nwb_to_sessions spikes (cold)": best_of(full, args.repeats, path),
+            "  of which binning": best_of(
+                lambda: bin_spike_times(times, session.t0, args.bin_size, n_bins, index=ends),
+                args.repeats,
+            ),
+            "  of which pynwb open + read": best_of(lambda: pynwb_open(path), args.repeats),
+            "  of which sha256 (concurrent)": best_of(lambda: sha256_file(path), args.repeats),
+        }
+        size_mb = path.stat().st_size / 1e6
+
+    print(f"cpu: {cpu_model()} ({os.cpu_count()} cores), python {platform.python_version()}")
+    print(f"load average while measuring: {os.getloadavg()[0]:.2f}")
+    print(
+        f"file: {size_mb:.1f} MB, {args.units} units, {config.duration:.0f} s, "
+        f"{times.size:,} spikes ({times.nbytes / 1e6:.1f} MB), generated in {generated:.1f} s"
+    )
+    print(f"grid: {n_bins:,} bins of {args.bin_size * 1e3:g} ms -> [{n_bins}, {args.units}]")
+    for name, seconds in results.items():
+        print(f"{name:32s} {seconds * 1e3:9.1f} ms")
+    binning = results["  of which binning"]
+    print(f"binning throughput: {times.size / binning / 1e6:.1f} M spikes/s")
+    for cache in ("warm", "cold"):
+        full_s = results[f"nwb_to_sessions spikes ({cache})"]
+        raw_s = results[f"raw h5py read ({cache})"]
+        print(
+            f"full preprocessing ({cache}): {times.size / full_s / 1e6:.1f} M spikes/s; "
+            f"ratio to raw read = {full_s / raw_s:.1f}x "
+            f"({(full_s - binning) / raw_s:.1f}x without the binning itself)"
+        )
+
+
+def raw_read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return f["units/spike_times"][()], f["units/spike_times_index"][()]
+
+
+def pynwb_open(path: Path) -> None:
+    """The fixed cost of pynwb: namespaces from the file and the whole container tree."""
+    with NWBHDF5IO(str(path), "r") as io:
+        io.read()
+
+
+def best_of(run: Callable[[], object], repeats: int, evict: Path | None = None) -> float:
+    """Fastest of ``repeats`` runs; with ``evict``, that file leaves the page cache first."""
+    best = float("inf")
+    for _ in range(repeats):
+        if evict is not None:
+            drop_from_page_cache(evict)
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def drop_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

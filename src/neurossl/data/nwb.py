@@ -1,0 +1,248 @@
+"""NWB file -> one Session per modality (the preprocess stage).
+
+A file is opened read-only once; spikes are binned at the requested bin size over the
+recording's extent (aligned to multiples of the bin size, so sessions of one dataset
+share a grid), calcium stays on its frame grid. Trials, behaviour and, for synthetic
+data, ground truth are attached to each. Behaviour and latents are sampled at bin
+centres: the value that best represents a bin. Nothing is returned unless every
+requested modality was read and validated, so a caller that writes only after this
+returns never leaves partial output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hdmf.build.errors import ConstructError
+from pynwb import NWBHDF5IO, NWBFile
+from pynwb.ophys import DfOverF, Fluorescence
+
+import neurossl
+from neurossl.data.binning import bin_index, bin_spike_times, expected_counts
+from neurossl.data.hashing import sha256_file
+from neurossl.data.nwb_behavior import Signal, read_behavior
+from neurossl.data.nwb_fields import NWBFormatError, regular_grid, sample_times
+from neurossl.data.nwb_ophys import read_traces
+from neurossl.data.nwb_trials import read_trials
+from neurossl.data.nwb_units import read_units
+from neurossl.data.resample import interpolate
+from neurossl.data.session import Session
+from neurossl.names import MODALITIES
+
+__all__ = ["NWBFormatError", "nwb_to_sessions"]
+
+#: Processing module and series names of synthetic ground truth (see sources/synthetic.py).
+TRUTH_MODULE = "ground_truth"
+
+
+def nwb_to_sessions(
+    nwb_path: str | Path,
+    *,
+    dataset: str,
+    session: str,
+    modalities: Sequence[str],
+    spike_bin_size: float,
+) -> dict[str, Session]:
+    """Read the requested modalities of one NWB file into validated Sessions."""
+    path = Path(nwb_path)
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+    if not spike_bin_size > 0:
+        raise ValueError(f"spike_bin_size must be > 0 seconds, got {spike_bin_size}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: NWB file not found")
+    # Hashing a multi-GB file takes seconds; it runs beside the reading (both release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checksum = pool.submit(sha256_file, path)
+        sessions, subject, behavior = _read(path, modalities, spike_bin_size)
+        source_sha256 = checksum.result()
+    meta = {
+        "dataset": dataset,
+        "session": session,
+        "subject": subject,
+        "source_path": str(path),
+        "source_sha256": source_sha256,
+        "software_version": getattr(neurossl, "__version__", "0.1.0"),
+    }
+    for result in sessions.values():
+        result.meta = dict(meta)
+        _attach_behavior(result, behavior)
+        result.validate(where=str(path))
+    return sessions
+
+
+def _read(
+    path: Path, modalities: Sequence[str], spike_bin_size: float
+) -> tuple[dict[str, Session], str, list[Signal]]:
+    with _open(path) as nwbfile:
+        if nwbfile.units is None and not _has_ophys(nwbfile):
+            raise NWBFormatError(path, "units|processing/ophys", "neither Units nor ophys data")
+        subject = _subject(nwbfile, path)
+        trials = read_trials(nwbfile, path)
+        behavior = read_behavior(nwbfile, path)
+        truth = nwbfile.processing.get(TRUTH_MODULE)
+        sessions = {}
+        for modality in modalities:
+            reader = _spikes if modality == "spikes" else _calcium
+            sessions[modality] = reader(nwbfile, path, spike_bin_size, trials, truth)
+    return sessions, subject, behavior
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[NWBFile]:
+    try:
+        io = NWBHDF5IO(str(path), "r")
+    except Exception as err:  # h5py/hdmf raise several types for a damaged file
+        raise NWBFormatError(path, "file", f"not a readable NWB/HDF5 file ({err})") from err
+    with io:
+        try:
+            nwbfile = io.read()
+        except Exception as err:
+            field, reason = _read_error(err)
+            raise NWBFormatError(path, field, f"cannot be read as NWB: {reason}") from err
+        yield nwbfile
+
+
+def _read_error(err: Exception) -> tuple[str, str]:
+    """The object and reason of a pynwb read failure, without hdmf's builder dump."""
+    if isinstance(err, ConstructError) and len(err.args) == 2 and hasattr(err.args[0], "path"):
+        return err.args[0].path.removeprefix("root/"), str(err.args[1])
+    return "file", str(err)
+
+
+def _has_ophys(nwbfile: NWBFile) -> bool:
+    return any(
+        isinstance(interface, (DfOverF, Fluorescence))
+        for module in nwbfile.processing.values()
+        for interface in module.data_interfaces.values()
+    )
+
+
+def _subject(nwbfile: NWBFile, path: Path) -> str:
+    # Held-out-animal splits group sessions by subject: guessing one would be silent leakage.
+    subject = nwbfile.subject
+    if subject is None or not subject.subject_id:
+        raise NWBFormatError(path, "general/subject/subject_id", "missing")
+    return str(subject.subject_id)
+
+
+def _spikes(
+    nwbfile: NWBFile, path: Path, bin_size: float, trials: pd.DataFrame, truth: object
+) -> Session:
+    if nwbfile.units is None:
+        raise NWBFormatError(path, "units", "spikes requested but the file has no Units table")
+    trains = read_units(nwbfile, path)
+    if trains.times.size == 0:
+        raise NWBFormatError(path, "units/spike_times", "no spikes at all")
+    # Trains are sorted, so the extremes are among each unit's first and last spike.
+    starts = np.r_[0, trains.ends[:-1]]
+    nonempty = trains.ends > starts
+    first = trains.times[starts[nonempty]].min()
+    last = trains.times[trains.ends[nonempty] - 1].max()
+    if len(trials):
+        first, last = min(first, trials["start"].min()), max(last, trials["stop"].max())
+    t0 = float(np.floor(first / bin_size) * bin_size)
+    if t0 > first:  # float rounding put the aligned start just after the first event
+        t0 -= bin_size
+    n_bins = max(
+        int(np.ceil((last - t0) / bin_size)), int(bin_index(np.array([last]), t0, bin_size)[0]) + 1
+    )
+    activity = bin_spike_times(trains.times, t0, bin_size, n_bins, index=trains.ends)
+    result = _session(activity, "spikes", bin_size, t0, trains.neurons, trials)
+    if truth is not None and "true_rates" in truth.data_interfaces:
+        series = truth["true_rates"]
+        field = f"processing/{TRUTH_MODULE}/true_rates"
+        rates = np.asarray(series.data[:], dtype=np.float64)
+        _check_columns(rates, result.n_neurons, path, field)
+        rate_t0, step, regular = regular_grid(sample_times(series, path, field))
+        if not regular:
+            raise NWBFormatError(path, field, "true rates must be sampled regularly")
+        result.truth["rates"] = expected_counts(rates, rate_t0, step, t0, bin_size, n_bins)
+    _attach_truth(result, truth, trains.predictable, path)
+    return result
+
+
+def _calcium(
+    nwbfile: NWBFile, path: Path, bin_size: float, trials: pd.DataFrame, truth: object
+) -> Session:
+    del bin_size  # calcium keeps its frame grid
+    traces = read_traces(nwbfile, path)
+    result = _session(
+        traces.data, "calcium", traces.frame_period, traces.t0, traces.neurons, trials
+    )
+    if truth is not None and "true_calcium" in truth.data_interfaces:
+        series = truth["true_calcium"]
+        field = f"processing/{TRUTH_MODULE}/true_calcium"
+        signal = np.asarray(series.data[:], dtype=np.float64)
+        _check_columns(signal, result.n_neurons, path, field)
+        times = sample_times(series, path, field)
+        same_grid = times.size == result.n_bins and np.allclose(times, result.times, atol=1e-9)
+        if not same_grid:
+            signal = interpolate(times, signal, result.times)
+        result.truth["signal"] = signal.astype(np.float32)
+    _attach_truth(result, truth, traces.predictable, path)
+    return result
+
+
+def _session(
+    activity: np.ndarray,
+    modality: str,
+    bin_size: float,
+    t0: float,
+    neurons: pd.DataFrame,
+    trials: pd.DataFrame,
+) -> Session:
+    neurons = neurons.copy()
+    blank = neurons["region"].str.strip() == ""
+    neurons.loc[blank, "region"] = "unknown"
+    return Session(
+        activity=activity,
+        modality=modality,
+        bin_size=float(bin_size),
+        t0=float(t0),
+        neurons=neurons,
+        trials=trials.copy(),
+        behavior=np.empty((activity.shape[0], 0), dtype=np.float32),
+        behavior_names=[],
+        meta={},
+    )
+
+
+def _bin_centres(result: Session) -> np.ndarray:
+    return result.times + 0.5 * result.bin_size
+
+
+def _attach_behavior(result: Session, signals: list[Signal]) -> None:
+    centres = _bin_centres(result)
+    columns = [interpolate(s.times, s.values, centres) for s in signals]
+    if columns:
+        result.behavior = np.stack(columns, axis=1).astype(np.float32)
+    result.behavior_names = [s.name for s in signals]
+
+
+def _attach_truth(
+    result: Session, truth: object, predictable: np.ndarray | None, path: Path
+) -> None:
+    if predictable is not None:
+        result.truth["predictable"] = predictable
+    if truth is not None and "latents" in truth.data_interfaces:
+        series = truth["latents"]
+        field = f"processing/{TRUTH_MODULE}/latents"
+        times = sample_times(series, path, field)
+        latents = np.asarray(series.data[:], dtype=np.float64).reshape(times.size, -1)
+        result.truth["latents"] = interpolate(times, latents, _bin_centres(result)).astype(
+            np.float32
+        )
+
+
+def _check_columns(values: np.ndarray, n_neurons: int, path: Path, field: str) -> None:
+    if values.ndim != 2 or values.shape[1] != n_neurons:
+        raise NWBFormatError(
+            path, f"{field}/data", f"shape {values.shape}, expected [T, {n_neurons}]"
+        )

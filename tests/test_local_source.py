@@ -1,0 +1,53 @@
+"""Local folder source: session listing, validation and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import pytest
+from real_layouts import write_allen_nwb, write_ibl_nwb
+
+from neurossl.data.sources.local import (
+    LocalSourceError,
+    local_session_ids,
+    local_session_path,
+)
+
+
+def test_lists_sessions_from_nwb_folder(tmp_path: Path) -> None:
+    write_ibl_nwb(tmp_path / "sub-A_ses-day1_ecephys.nwb", "processed", "A", seed=0)
+    write_allen_nwb(tmp_path / "plane0.nwb", "B", seed=0)
+    (tmp_path / "notes.txt").write_text("not data")
+    spec = {"path": str(tmp_path)}
+    assert local_session_ids(spec) == ["plane0", "day1"]
+    assert local_session_path(spec, "day1") == str(tmp_path / "sub-A_ses-day1_ecephys.nwb")
+    with pytest.raises(LocalSourceError, match=r"'nope' not in local\.path"):
+        local_session_path(spec, "nope")
+
+
+def test_missing_folder_and_empty_pattern(tmp_path: Path) -> None:
+    with pytest.raises(LocalSourceError, match="no such folder"):
+        local_session_ids({"path": str(tmp_path / "absent")})
+    with pytest.raises(LocalSourceError, match="no file matches pattern"):
+        local_session_ids({"path": str(tmp_path), "pattern": "*.nwb"})
+    with pytest.raises(LocalSourceError, match="'path'"):
+        local_session_ids({})
+
+
+def test_file_without_units_or_ophys_is_named(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "empty.nwb", "w") as f:
+        f.create_group("acquisition")
+    with pytest.raises(LocalSourceError, match=r"empty\.nwb: neither 'units/spike_times'"):
+        local_session_ids({"path": str(tmp_path)})
+    (tmp_path / "empty.nwb").write_bytes(b"not hdf5")
+    with pytest.raises(LocalSourceError, match="not a readable NWB/HDF5"):
+        local_session_ids({"path": str(tmp_path)})
+
+
+def test_duplicate_session_ids_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    write_ibl_nwb(tmp_path / "a" / "sub-A_ses-1.nwb", "processed", "A", seed=0)
+    write_ibl_nwb(tmp_path / "sub-B_ses-1.nwb", "processed", "B", seed=0)
+    with pytest.raises(LocalSourceError, match="both map to session '1'"):
+        local_session_ids({"path": str(tmp_path), "pattern": "**/*.nwb"})

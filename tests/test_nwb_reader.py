@@ -1,0 +1,334 @@
+"""NWB -> Session: round trip of the synthetic layout, real-world variation, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from pynwb import NWBHDF5IO, NWBFile
+from pynwb.behavior import BehavioralTimeSeries
+from pynwb.file import Subject
+from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
+
+from neurossl.data.nwb import NWBFormatError, nwb_to_sessions
+from neurossl.data.session import read_session, write_session
+from neurossl.data.sources.synthetic import SyntheticConfig, write_session_nwb
+
+CONFIG = SyntheticConfig(n_trials=20, n_units=24, n_rois=20)
+SESSION = "sub-02_ses-01"
+BIN = 0.02
+
+
+@pytest.fixture(scope="module")
+def nwb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("nwb") / f"{SESSION}.nwb"
+    write_session_nwb(CONFIG, SESSION, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sessions(nwb_path: Path) -> dict:
+    return read(nwb_path, ("spikes", "calcium"))
+
+
+def read(path: Path, modalities: tuple[str, ...] = ("spikes", "calcium")) -> dict:
+    return nwb_to_sessions(
+        path, dataset="synthetic", session=SESSION, modalities=modalities, spike_bin_size=BIN
+    )
+
+
+def preprocess_and_write(path: Path, out: Path, modalities: tuple[str, ...]) -> None:
+    """What the preprocess rule does: read everything first, then write each Session."""
+    for modality, result in read(path, modalities).items():
+        write_session(result, out / f"{modality}.h5")
+
+
+# --- round trip of the synthetic layout -------------------------------------------------
+
+
+def test_spike_counts_equal_binning_the_raw_spike_times(nwb_path: Path, sessions: dict):
+    spikes = sessions["spikes"]
+    with h5py.File(nwb_path, "r") as f:
+        times, ends = f["units/spike_times"][()], f["units/spike_times_index"][()]
+    edges = spikes.t0 + np.arange(spikes.n_bins + 1) * BIN
+    for j, train in enumerate(np.split(times, ends[:-1])):
+        np.testing.assert_array_equal(spikes.activity[:, j], np.histogram(train, edges)[0])
+    assert spikes.t0 == 0.0 and spikes.bin_size == BIN
+    assert spikes.activity.sum() == times.size  # the grid covers every spike
+    assert spikes.n_bins == round(CONFIG.duration / BIN)
+
+
+def test_trials_neurons_and_meta(nwb_path: Path, sessions: dict):
+    with h5py.File(nwb_path, "r") as f:
+        trials = f["intervals/trials"]
+        start, stop, onset = (trials[k][()] for k in ("start_time", "stop_time", "stim_on_time"))
+        classes, choice = trials["stimulus_class"][()], trials["choice"][()]
+        electrode = f["units/electrodes"][()]
+        locations = f["general/extracellular_ephys/electrodes/location"][()].astype(str)
+        rel_y = f["general/extracellular_ephys/electrodes/rel_y"][()]
+        segmentation = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
+        cre = segmentation["cre_line"][()].astype(str)
+        roi_predictable = segmentation["predictable"][()]
+    for result in sessions.values():
+        expected = pd.DataFrame(
+            {
+                "start": start,
+                "stop": stop,
+                "align": onset,
+                "stimulus_class": classes,
+                "choice": choice,
+            }
+        )
+        pd.testing.assert_frame_equal(result.trials, expected)
+        assert result.meta == {
+            "dataset": "synthetic",
+            "session": SESSION,
+            "subject": "sub-02",
+            "source_path": str(nwb_path),
+            "source_sha256": hashlib.sha256(nwb_path.read_bytes()).hexdigest(),
+            "software_version": result.meta["software_version"],
+        }
+        assert result.behavior_names == ["running_speed", "wheel_speed"]
+    units = sessions["spikes"].neurons
+    assert list(units["id"]) == [str(i) for i in range(CONFIG.n_units)]
+    assert list(units["region"]) == list(locations[electrode])
+    np.testing.assert_array_equal(units["depth"], rel_y[electrode])
+    assert set(units["cre_line"]) == {"unknown"}
+    rois = sessions["calcium"].neurons
+    assert list(rois["cre_line"]) == list(cre)
+    assert set(rois["region"]) == {CONFIG.regions[0]} and (rois["depth"] == 175.0).all()
+    np.testing.assert_array_equal(sessions["calcium"].truth["predictable"], roi_predictable)
+
+
+def test_behavior_is_resampled_at_bin_centres(nwb_path: Path, sessions: dict):
+    with h5py.File(nwb_path, "r") as f:
+        wheel_t = f["processing/behavior/wheel_speed/timestamps"][()]
+        wheel = f["processing/behavior/wheel_speed/data"][()]
+        running = f["processing/behavior/running_speed/data"][()]
+    for result in sessions.values():
+        centres = result.times + result.bin_size / 2
+        running_t = np.arange(running.size) / 50.0
+        inside = (centres >= wheel_t[0]) & (centres <= wheel_t[-1])
+        np.testing.assert_allclose(
+            result.behavior[inside, 1], np.interp(centres[inside], wheel_t, wheel), atol=1e-5
+        )
+        assert np.isnan(result.behavior[~inside, 1]).all()
+        inside = centres <= running_t[-1]
+        np.testing.assert_allclose(
+            result.behavior[inside, 0], np.interp(centres[inside], running_t, running), atol=1e-4
+        )
+
+
+def test_ground_truth_matches_the_stored_generators(nwb_path: Path, sessions: dict):
+    with h5py.File(nwb_path, "r") as f:
+        rates = f["processing/ground_truth/true_rates/data"][()].astype(np.float64)
+        signal = f["processing/ground_truth/true_calcium/data"][()]
+        traces = f["processing/ophys/DfOverF/RoiResponseSeries/data"][()]
+        unit_predictable = f["units/predictable"][()]
+    spikes, calcium = sessions["spikes"], sessions["calcium"]
+    # 20 ms bins over 10 ms rate samples: each bin integrates exactly two samples.
+    two = rates[: 2 * spikes.n_bins].reshape(spikes.n_bins, 2, -1).sum(axis=1) * 0.01
+    np.testing.assert_allclose(spikes.truth["rates"], two, rtol=1e-4, atol=1e-6)
+    assert abs(spikes.activity.sum() / spikes.truth["rates"].sum() - 1) < 0.03
+    np.testing.assert_array_equal(spikes.truth["predictable"], unit_predictable)
+    np.testing.assert_array_equal(calcium.truth["signal"], signal)
+    np.testing.assert_array_equal(calcium.activity, traces)
+    assert calcium.bin_size == 1 / CONFIG.frame_rate and calcium.t0 == 0.5 / CONFIG.frame_rate
+    for result in (spikes, calcium):
+        latents = result.truth["latents"]
+        assert latents.shape == (result.n_bins, 6) and np.isfinite(latents[:-1]).all()
+
+
+def test_session_file_round_trip(sessions: dict, tmp_path: Path):
+    for modality, result in sessions.items():
+        path = tmp_path / f"{modality}.h5"
+        write_session(result, path)
+        back = read_session(path)
+        np.testing.assert_array_equal(back.activity, result.activity)
+        np.testing.assert_array_equal(back.behavior, result.behavior)
+        assert (back.modality, back.bin_size, back.t0) == (modality, result.bin_size, result.t0)
+        pd.testing.assert_frame_equal(back.neurons, result.neurons, check_dtype=False)
+        pd.testing.assert_frame_equal(back.trials, result.trials)
+        assert back.behavior_names == result.behavior_names and back.meta == result.meta
+        assert back.truth.keys() == result.truth.keys()
+        for key, value in result.truth.items():
+            np.testing.assert_array_equal(back.truth[key], value)
+
+
+# --- real-world NWB variation -------------------------------------------------------------
+
+
+def minimal_nwb(
+    path: Path,
+    *,
+    units: bool = True,
+    ophys: str | None = None,
+    onset_column: str | None = "stimOn_times",
+    frame_times: np.ndarray | None = None,
+    subject: bool = True,
+) -> None:
+    """A small file in layouts the synthetic source does not use (IBL-, Allen-, suite2p-like)."""
+    nwbfile = NWBFile(
+        session_description="test",
+        identifier="test",
+        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
+        subject=Subject(
+            subject_id="mouse7", species="Mus musculus", genotype="Sst-IRES-Cre/wt;Ai148/wt"
+        )
+        if subject
+        else None,
+    )
+    if onset_column:
+        nwbfile.add_trial_column(onset_column, "onset")
+    nwbfile.add_trial_column("contrastLeft", "contrast")
+    for k in range(3):
+        extra = {onset_column: 1.2 + 2 * k} if onset_column else {}
+        nwbfile.add_trial(
+            start_time=1.0 + 2 * k, stop_time=2.5 + 2 * k, contrastLeft=0.25 * k, **extra
+        )
+    if units:  # no electrodes at all, as in many spike-sorted exports
+        nwbfile.add_unit(spike_times=[0.5, 1.01, 3.3])
+        nwbfile.add_unit(spike_times=[2.0, 6.9])
+    module = nwbfile.create_processing_module("behavior", "behaviour")
+    container = BehavioralTimeSeries(name="BehavioralTimeSeries")
+    module.add(container)
+    container.create_timeseries(
+        name="PupilDiameter", data=np.linspace(1, 2, 50), unit="mm", rate=10.0, starting_time=1.0
+    )
+    if ophys:
+        device = nwbfile.create_device(name="scope")
+        plane = nwbfile.create_imaging_plane(
+            name="plane",
+            optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=520.0),
+            device=device,
+            excitation_lambda=920.0,
+            indicator="GCaMP6f",
+            location="VISl",
+        )
+        ophys_module = nwbfile.create_processing_module("ophys", "ophys")
+        segmentation_container = ImageSegmentation()
+        ophys_module.add(segmentation_container)
+        segmentation = segmentation_container.create_plane_segmentation(
+            name="PlaneSegmentation", description="rois", imaging_plane=plane
+        )
+        segmentation.add_column("area", "per-ROI area (mesoscope)")
+        for area in ("VISp", "VISal", ""):
+            segmentation.add_roi(image_mask=np.ones((4, 4)), area=area)
+        container = Fluorescence(name="Fluorescence")
+        ophys_module.add(container)
+        times = np.arange(100) / 10.0 if frame_times is None else frame_times
+        container.create_roi_response_series(
+            name="RoiResponseSeries",
+            data=np.outer(times, [1.0, 2.0, 3.0]),
+            rois=segmentation.create_roi_table_region(description="all", region=[0, 1, 2]),
+            unit="n.a.",
+            timestamps=times,
+        )
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+
+
+def test_units_without_electrodes_and_ibl_trial_names(tmp_path: Path):
+    path = tmp_path / "ibl_like.nwb"
+    minimal_nwb(path)
+    result = read(path, ("spikes",))["spikes"]
+    assert list(result.neurons["region"]) == ["unknown", "unknown"]
+    assert result.neurons["depth"].isna().all() and result.activity.sum() == 5
+    assert list(result.trials.columns) == ["start", "stop", "align", "contrast_left"]
+    np.testing.assert_allclose(result.trials["align"], [1.2, 3.2, 5.2])
+    assert result.behavior_names == ["pupil_diameter"] and result.truth == {}
+    assert result.t0 == 0.5 and result.meta["subject"] == "mouse7"
+
+
+def test_fluorescence_with_dropped_frames_and_per_roi_areas(tmp_path: Path):
+    path = tmp_path / "allen_like.nwb"
+    frames = np.delete(np.arange(100) / 10.0, [40, 41])  # two dropped frames
+    minimal_nwb(path, ophys="fluorescence", onset_column=None, frame_times=frames)
+    result = read(path, ("calcium",))["calcium"]
+    assert result.n_bins == 100 and result.bin_size == pytest.approx(0.1)
+    np.testing.assert_allclose(result.activity[:, 2], 3 * result.times, atol=1e-5)
+    assert list(result.neurons["region"]) == ["VISp", "VISal", "VISl"]
+    assert set(result.neurons["cre_line"]) == {"Sst-IRES-Cre"}
+    np.testing.assert_array_equal(result.trials["align"], result.trials["start"])
+
+
+# --- malformed input: a clear error naming file and field, and no output ----------------
+
+
+def corrupt_copy(source: Path, target: Path, edit) -> Path:
+    shutil.copy(source, target)
+    with h5py.File(target, "a") as f:
+        edit(f)
+    return target
+
+
+def drop_frame_rate(f: h5py.File) -> None:
+    del f["processing/ophys/DfOverF/RoiResponseSeries/starting_time"]
+
+
+def ragged_index(f: h5py.File) -> None:
+    f["units/spike_times_index"][-1] += 5
+
+
+def unsorted_spikes(f: h5py.File) -> None:
+    times = f["units/spike_times"]
+    times[0], times[1] = times[1] + 1.0, times[0]
+
+
+def nan_trace(f: h5py.File) -> None:
+    f["processing/ophys/DfOverF/RoiResponseSeries/data"][7, 3] = np.nan
+
+
+@pytest.mark.parametrize(
+    ("edit", "modalities", "field"),
+    [
+        (drop_frame_rate, ("calcium",), "processing/ophys/DfOverF/RoiResponseSeries"),
+        (ragged_index, ("spikes",), "units/spike_times_index"),
+        (unsorted_spikes, ("spikes",), "units/spike_times"),
+        (nan_trace, ("spikes", "calcium"), "processing/ophys/DfOverF/RoiResponseSeries/data"),
+    ],
+)
+def test_corrupted_fields_fail_clearly(nwb_path, tmp_path, edit, modalities, field):
+    bad = corrupt_copy(nwb_path, tmp_path / f"{edit.__name__}.nwb", edit)
+    out = tmp_path / "out"
+    with pytest.raises(NWBFormatError) as error:
+        preprocess_and_write(bad, out, modalities)
+    assert bad.name in str(error.value) and field in str(error.value)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_truncated_file_fails_clearly(nwb_path: Path, tmp_path: Path):
+    bad = tmp_path / "truncated.nwb"
+    bad.write_bytes(nwb_path.read_bytes()[: nwb_path.stat().st_size // 2])
+    with pytest.raises(NWBFormatError, match=re.escape("truncated.nwb: field 'file'")):
+        preprocess_and_write(bad, tmp_path / "out", ("spikes",))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_modalities_and_subject_fail_clearly(tmp_path: Path):
+    nothing = tmp_path / "nothing.nwb"
+    minimal_nwb(nothing, units=False)
+    with pytest.raises(NWBFormatError, match=r"nothing.nwb: field 'units\|processing/ophys'"):
+        read(nothing, ("spikes",))
+    spikes_only = tmp_path / "spikes_only.nwb"
+    minimal_nwb(spikes_only)
+    with pytest.raises(NWBFormatError, match=r"spikes_only.nwb: field 'processing/\*/DfOverF"):
+        preprocess_and_write(spikes_only, tmp_path / "out", ("spikes", "calcium"))
+    assert not (tmp_path / "out").exists()
+    calcium_only = tmp_path / "calcium_only.nwb"
+    minimal_nwb(calcium_only, units=False, ophys="fluorescence")
+    with pytest.raises(NWBFormatError, match=re.escape("calcium_only.nwb: field 'units'")):
+        read(calcium_only, ("spikes",))
+    anonymous = tmp_path / "anonymous.nwb"
+    minimal_nwb(anonymous, subject=False)
+    with pytest.raises(
+        NWBFormatError, match=re.escape("anonymous.nwb: field 'general/subject/subject_id'")
+    ):
+        read(anonymous, ("spikes",))

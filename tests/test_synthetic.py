@@ -1,0 +1,129 @@
+"""The synthetic source: config, determinism, planted structure and NWB best practice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from nwbinspector import Importance, inspect_nwbfile
+from scipy.stats import kurtosis, skew
+
+from neurossl.data.sources.synthetic import (
+    PREDICTABLE_CRE_LINES,
+    UNPREDICTABLE_CRE_LINES,
+    SyntheticConfig,
+    session_ids,
+    write_session_nwb,
+)
+
+#: Shorter than the default so the suite stays fast; long enough for stable statistics.
+CONFIG = SyntheticConfig(n_trials=40)
+SESSION = "sub-01_ses-01"
+
+
+@pytest.fixture(scope="module")
+def nwb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("synthetic") / f"{SESSION}.nwb"
+    write_session_nwb(CONFIG, SESSION, path)
+    return path
+
+
+def datasets(path: Path) -> dict[str, np.ndarray]:
+    """Every numeric dataset of a file (bytes-level content of the data arrays)."""
+    found: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+
+        def visit(name: str, item: object) -> None:
+            if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf":
+                found[name] = item[()]
+
+        f.visititems(visit)
+    return found
+
+
+def test_session_ids_span_at_least_two_subjects():
+    ids = session_ids(SyntheticConfig())
+    assert ids == [f"sub-0{s}_ses-0{k}" for s in (1, 2, 3) for k in (1, 2)]
+    with pytest.raises(ValueError, match="n_subjects"):
+        SyntheticConfig(n_subjects=1)
+
+
+def test_from_dict_accepts_yaml_lists_and_rejects_unknown_keys():
+    config = SyntheticConfig.from_dict({"seed": 3, "regions": ["VISp", "CA1"]})
+    assert config.regions == ("VISp", "CA1") and config.seed == 3
+    with pytest.raises(ValueError, match="n_neurons"):
+        SyntheticConfig.from_dict({"n_neurons": 5})
+
+
+def test_unknown_session_is_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match="sub-09_ses-01"):
+        write_session_nwb(CONFIG, "sub-09_ses-01", tmp_path / "x.nwb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_seed_same_arrays_other_seed_or_session_differs(nwb_path: Path, tmp_path: Path):
+    again, other_seed, other_session = (tmp_path / n for n in ("a.nwb", "b.nwb", "c.nwb"))
+    write_session_nwb(CONFIG, SESSION, again)
+    write_session_nwb(SyntheticConfig(n_trials=40, seed=1), SESSION, other_seed)
+    write_session_nwb(CONFIG, "sub-02_ses-01", other_session)
+    reference = datasets(nwb_path)
+    rerun = datasets(again)
+    assert reference.keys() == rerun.keys()
+    for name, values in reference.items():
+        np.testing.assert_array_equal(values, rerun[name], err_msg=name)
+    spikes = "units/spike_times"
+    for path in (other_seed, other_session):
+        assert not np.array_equal(datasets(path)[spikes][:1000], reference[spikes][:1000])
+
+
+def test_nwbinspector_finds_no_violation(nwb_path: Path):
+    serious = {
+        Importance.ERROR,
+        Importance.PYNWB_VALIDATION,
+        Importance.CRITICAL,
+        Importance.BEST_PRACTICE_VIOLATION,
+    }
+    messages = [m for m in inspect_nwbfile(nwbfile_path=nwb_path) if m.importance in serious]
+    assert messages == []
+
+
+def test_known_predictable_proportion_and_cre_lines(nwb_path: Path):
+    with h5py.File(nwb_path, "r") as f:
+        units = f["units/predictable"][()]
+        segmentation = f["processing/ophys/ImageSegmentation/PlaneSegmentation"]
+        rois = segmentation["predictable"][()]
+        cre = np.array([c.decode() for c in segmentation["cre_line"][()]])
+    assert units.sum() == round(0.6 * CONFIG.n_units)
+    assert rois.sum() == round(0.6 * CONFIG.n_rois)
+    assert set(cre[rois]) <= set(PREDICTABLE_CRE_LINES)
+    assert set(cre[~rois]) <= set(UNPREDICTABLE_CRE_LINES)
+
+
+def test_predictable_rois_have_near_gaussian_traces(nwb_path: Path):
+    with h5py.File(nwb_path, "r") as f:
+        traces = f["processing/ophys/DfOverF/RoiResponseSeries/data"][()]
+        predictable = f["processing/ophys/ImageSegmentation/PlaneSegmentation/predictable"][()]
+    s, k = skew(traces, axis=0), kurtosis(traces, axis=0)
+    assert np.median(s[predictable]) < 1.0 and np.median(k[predictable]) < 2.0
+    assert np.median(s[~predictable]) > 2.5 and np.median(k[~predictable]) > 8.0
+    # A single threshold on each score recovers the planted group almost perfectly.
+    for score, threshold in ((s, 2.0), (k, 6.0)):
+        called = score <= threshold
+        assert (called == predictable).mean() >= 0.95
+
+
+def test_trials_and_regions_are_as_configured(nwb_path: Path):
+    with h5py.File(nwb_path, "r") as f:
+        trials = f["intervals/trials"]
+        start, onset = trials["start_time"][()], trials["stim_on_time"][()]
+        classes, choice = trials["stimulus_class"][()], trials["choice"][()]
+        locations = {x.decode() for x in f["general/extracellular_ephys/electrodes/location"][()]}
+        subject = f["general/subject/subject_id"][()].decode()
+    assert start.size == CONFIG.n_trials
+    np.testing.assert_allclose(onset - start, 0.5)
+    assert set(classes) <= set(range(CONFIG.n_stimulus_classes)) and len(set(classes)) > 1
+    assert set(choice) == {-1, 1}
+    assert locations == set(CONFIG.regions)
+    assert subject == "sub-01"
