@@ -2,6 +2,7 @@
 
 Inputs are every expected metrics.json, so the report is rebuilt when any result changes;
 ``params.config`` makes a config edit (e.g. ``report: metrics``) rerun only this rule.
+Figure names come from neurossl.report.figures.FIGURES, so outputs are known up front.
 """
 
 from neurossl.report.figures import FIGURES
@@ -9,29 +10,6 @@ from neurossl.report.figures import FIGURES
 
 localrules:
     report,
-
-
-def report_tokenizer(dataset):
-    """CalM's tokenizer report, when a tokenizer is trained for this dataset."""
-    calm = any(m in TOKENIZER_METHODS for m in METHODS)
-    if calm and "calcium" in DATASETS[dataset]["modalities"]:
-        return f"{RESULTS}/{dataset}/tokenizer/tokenizer_report.json"
-    return ""
-
-
-def report_figures():
-    """Named outputs for every report figure: PNG registered with report(), SVG beside it."""
-    out = {}
-    for name in FIGURES:
-        base = f"{RESULTS}/{{dataset}}/report/figures/{name}"
-        out[f"{name}_png"] = report(
-            f"{base}.png",
-            caption=f"../report/report_{name}.rst",
-            category="Benchmark",
-            subcategory="Figures",
-        )
-        out[f"{name}_svg"] = f"{base}.svg"
-    return out
 
 
 rule report:
@@ -42,7 +20,13 @@ rule report:
         summary=f"{RESULTS}/{{dataset}}/report/summary/dataset_summary.json",
         regions=f"{RESULTS}/{{dataset}}/report/summary/regions.png",
         distributions=f"{RESULTS}/{{dataset}}/report/summary/activity_distributions.png",
-        tokenizer=lambda wc: report_tokenizer(wc.dataset) or [],
+        # CalM's tokenizer report, when a tokenizer is trained for this dataset.
+        tokenizer=lambda wc: (
+            [f"{RESULTS}/{wc.dataset}/tokenizer/tokenizer_report.json"]
+            if set(METHODS) & set(TOKENIZER_METHODS)
+            and "calcium" in DATASETS[wc.dataset]["modalities"]
+            else []
+        ),
     output:
         html=report(
             f"{RESULTS}/{{dataset}}/report/index.html",
@@ -56,13 +40,20 @@ rule report:
             category="Benchmark",
             subcategory="Report",
         ),
-        **report_figures(),
+        **{
+            f"{name}_png": report(
+                f"{RESULTS}/{{dataset}}/report/figures/{name}.png",
+                caption=f"../report/report_{name}.rst",
+                category="Benchmark",
+                subcategory="Figures",
+            )
+            for name in FIGURES
+        },
+        **{f"{name}_svg": f"{RESULTS}/{{dataset}}/report/figures/{name}.svg" for name in FIGURES},
     params:
         config=config,
-        expected_metrics=lambda wc: eval_targets(wc.dataset),
-        dataset_dir=f"{RESULTS}/{{dataset}}",
+        dataset_dir=lambda wc, input: str(Path(input.splits).parent),
         workflow_dir=workflow.basedir,
-        tokenizer_report=lambda wc: report_tokenizer(wc.dataset),
     conda:
         "../../envs/neurossl.yaml"
     log:

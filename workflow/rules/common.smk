@@ -168,3 +168,24 @@ def raw_nwb(wildcards):
 
         return local_session_path(DATASETS[wildcards.dataset]["local"], wildcards.session)
     return dandi_raw_path(wildcards)
+
+
+# --- DANDI: the session list is known only after the manifest checkpoint ---
+
+
+def dandi_manifest(dataset):
+    """The parsed manifest once the checkpoint has run (raises until then, by design)."""
+    from neurossl.data.sources.dandi import read_manifest
+
+    return read_manifest(checkpoints.dandi_manifest.get(dataset=dataset).output.manifest)
+
+
+def dandi_sessions(dataset):
+    from neurossl.data.sources.dandi import manifest_sessions
+
+    return manifest_sessions(dandi_manifest(dataset))
+
+
+def dandi_raw_path(wildcards):
+    entry = dandi_manifest(wildcards.dataset).by_session()[wildcards.session]
+    return f"{RAW}/{wildcards.dataset}/dandi/{entry.path}"

@@ -14,28 +14,6 @@ wildcard_constraints:
     asset_path=r"[A-Za-z0-9][^\s]*\.nwb",
 
 
-def dandi_manifest_path(dataset):
-    return f"{RESULTS}/{dataset}/manifest.json"
-
-
-def dandi_manifest(dataset):
-    """The parsed manifest once the checkpoint has run (raises until then, by design)."""
-    from neurossl.data.sources.dandi import read_manifest
-
-    return read_manifest(checkpoints.dandi_manifest.get(dataset=dataset).output.manifest)
-
-
-def dandi_sessions(dataset):
-    from neurossl.data.sources.dandi import manifest_sessions
-
-    return manifest_sessions(dandi_manifest(dataset))
-
-
-def dandi_raw_path(wildcards):
-    entry = dandi_manifest(wildcards.dataset).by_session()[wildcards.session]
-    return f"{RAW}/{wildcards.dataset}/dandi/{entry.path}"
-
-
 checkpoint dandi_manifest:
     """List the assets of the configured dandiset version (path, size, digest, asset id)."""
     output:
