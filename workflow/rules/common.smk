@@ -97,6 +97,7 @@ def all_targets():
         targets.append(str(names.splits_path(RESULTS, dataset)))
         targets.append(f"{names.report_dir(RESULTS, dataset)}/summary/dataset_summary.json")
         targets += eval_targets(dataset)
+        targets.append(f"{names.report_dir(RESULTS, dataset)}/index.html")
     return targets
 
 
