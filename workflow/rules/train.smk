@@ -16,8 +16,8 @@ rule train_tokenizer:
         device=config.get("device", "auto"),
     resources:
         gpu=COMPUTE["gpus"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=COMPUTE["runtime"],
+        mem_mb=lambda wc, attempt: COMPUTE["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: COMPUTE["runtime"] * attempt,
     conda:
         "../../envs/neurossl.yaml"
     log:
@@ -48,8 +48,8 @@ rule pretrain:
         checkpoints=lambda wc: run_dir("pretrain", wc, "checkpoints"),
     resources:
         gpu=COMPUTE["gpus"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=COMPUTE["runtime"],
+        mem_mb=lambda wc, attempt: COMPUTE["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: COMPUTE["runtime"] * attempt,
     conda:
         "../../envs/neurossl.yaml"
     log:
@@ -80,8 +80,8 @@ rule finetune:
         pretrained=lambda wc, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
     resources:
         gpu=COMPUTE["gpus"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=COMPUTE["runtime"],
+        mem_mb=lambda wc, attempt: COMPUTE["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: COMPUTE["runtime"] * attempt,
     conda:
         "../../envs/neurossl.yaml"
     log:
