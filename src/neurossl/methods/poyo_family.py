@@ -1,0 +1,523 @@
+"""The Perceiver family: POYO-SSL, its two data-diet ablations, and the scratch model.
+
+- ``poyo_ssl``: masked-reconstruction pretraining (:mod:`neurossl.objectives.poyo_ssl`)
+  on the *predictable* neurons of the pretraining sessions.
+- ``poyo_ssl_mixed``: the same on all neurons; ``poyo_ssl_reverse``: on the
+  unpredictable neurons only.
+- ``scratch_perceiver``: no pretraining; the same fine-tuning from random weights.
+
+Every method fine-tunes and is scored on the same population: the *unpredictable*
+neurons of the held-out sessions (new animals), so the four differ only in what
+pretraining saw. Fine-tuning runs three phases, each a call of the shared engine with
+its own checkpoints (a killed job resumes inside the phase it was in):
+
+1. ``unit_id``: unit identification. New unit rows (the held-out neurons) and session
+   rows are appended to the embedding tables and trained alone with the masked
+   reconstruction loss, through the frozen pretrained encoder and reconstruction head;
+   every other weight, and every old embedding row, stays bit-identical.
+2. ``heads``: task embeddings and heads, the readout (decoder cross-attention) and the
+   last ``unfreeze_layers`` latent layers train on the decoding losses, with the new
+   embeddings.
+3. ``full``: everything trains at ``lr * full_lr_scale``.
+
+Decoding losses are summed over the configured tasks (cross-entropy for window labels,
+MSE on train-standardised behaviour per bin; see :mod:`neurossl.methods.poyo_tasks`).
+
+hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
+dataset on one CPU core (measured: ~10 s CPU pretraining, ~6 s fine-tuning, 0.2 s
+evaluation at size ``tiny``); real benchmarks should raise the step counts on a GPU.
+
+=====================  ===================  =============================================
+key                    default              meaning
+=====================  ===================  =============================================
+neuron_diet            by method            "predictable" | "all" | "unpredictable"
+finetune_neurons       "unpredictable"      neuron group fine-tuned and scored
+mask_ratio             0.5                  share of tokens masked (pretrain, unit_id)
+mask_span              6                    samples per masked segment (0.2 s at 30 Hz)
+batch_size             8                    windows per step (all phases)
+lr                     2e-3                 peak AdamW learning rate (pretrain, phases 1-2)
+weight_decay           0.01                 on weight matrices only (engine)
+warmup_steps           10                   linear warm-up of every phase
+max_steps              80                   pretraining steps
+unit_id_steps          20                   phase 1 steps (0 skips it)
+head_steps             40                   phase 2 steps (0 skips it)
+full_steps             40                   phase 3 steps (0 skips it)
+unfreeze_layers        1                    latent layers trained in phase 2
+full_lr_scale          0.3                  phase 3 learning rate = lr * this
+eval_every             20                   steps between validation passes
+patience               0                    early-stopping evaluations (0: off)
+frame_delta            0                    within-delta accuracy for natural_movie_frame
+=====================  ===================  =============================================
+
+The size preset is the ``size`` wildcard (:data:`neurossl.models.perceiver.PRESETS`).
+Model files hold the rebuild spec, weights, the unit/session keys of every embedding
+row, the fitted task heads and ``n_parameters`` (backbone, as
+:func:`~neurossl.models.perceiver.count_parameters`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from neurossl.atomic import atomic_path
+from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
+from neurossl.data.session import read_neurons
+from neurossl.eval.rows import make_rows
+from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.methods.poyo_tasks import TaskHead, find_label_key, fit_task_head, is_decoding_task
+from neurossl.models.perceiver import (
+    Perceiver,
+    backbone_parameters,
+    make_config,
+)
+from neurossl.names import BEHAVIOR_PREFIX
+from neurossl.objectives.poyo_ssl import DIETS, diet_neuron_ids, reconstruction_loss_fn
+from neurossl.train.engine import TrainConfig, train
+from neurossl.train.runtime import resolve_device, seed_everything
+
+MODALITY = "calcium"
+_DIET_OF = {"poyo_ssl": "predictable", "poyo_ssl_mixed": "all", "poyo_ssl_reverse": "unpredictable"}
+_FAMILY = (*_DIET_OF, "scratch_perceiver")
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class HParams:
+    neuron_diet: str = "predictable"
+    finetune_neurons: str = "unpredictable"
+    mask_ratio: float = 0.5
+    mask_span: int = 6
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 10
+    max_steps: int = 80
+    unit_id_steps: int = 20
+    head_steps: int = 40
+    full_steps: int = 40
+    unfreeze_layers: int = 1
+    full_lr_scale: float = 0.3
+    eval_every: int = 20
+    patience: int = 0
+    frame_delta: int = 0
+
+    @classmethod
+    def from_dict(cls, method: str, values: dict[str, Any]) -> HParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"hparams.{method}: unknown key(s) {unknown}; expected {sorted(known)}"
+            )
+        merged = {"neuron_diet": _DIET_OF.get(method, "predictable")} | dict(values)
+        hp = cls(**merged)
+        if hp.finetune_neurons not in ("predictable", "unpredictable"):
+            raise ValueError(
+                f"hparams.{method}.finetune_neurons is {hp.finetune_neurons!r}; "
+                "expected 'predictable' or 'unpredictable'"
+            )
+        if hp.neuron_diet not in DIETS:
+            raise ValueError(
+                f"hparams.{method}.neuron_diet is {hp.neuron_diet!r}; expected {DIETS}"
+            )
+        return hp
+
+
+class RowMaps:
+    """Dataset vocabulary ids -> rows of the model's unit and session tables.
+
+    The model's tables hold only the units it was trained on, in the order they were
+    added; the keys (``session/neuron_id``, session id) are saved with the weights, so
+    the same row means the same neuron in every later stage.
+    """
+
+    def __init__(self, vocab: DatasetVocab, unit_keys: Sequence[str], session_keys: Sequence[str]):
+        self.unit = _lookup(vocab.unit_index, unit_keys, "unit")
+        self.session = _lookup(vocab.session_index, session_keys, "session")
+        self._on: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def apply(self, batch: Batch) -> Batch:
+        device = batch["unit"].device
+        if device not in self._on:
+            self._on[device] = (self.unit.to(device), self.session.to(device))
+        unit_map, session_map = self._on[device]
+        unit = torch.where(batch["neuron_mask"], unit_map[batch["unit"]], 0)
+        session = session_map[batch["session"]]
+        if (unit < 0).any() or (session < 0).any():
+            raise KeyError("a batch holds units or sessions that have no row in the model")
+        return batch | {"unit": unit, "session": session}
+
+
+def _lookup(index: dict[str, int], keys: Sequence[str], what: str) -> Tensor:
+    table = torch.full((len(index),), -1, dtype=torch.int64)
+    for row, key in enumerate(keys):
+        if key not in index:
+            raise KeyError(f"model {what} {key!r} is not in the dataset's vocabulary")
+        table[index[key]] = row
+    return table
+
+
+def _mapped(loss_fn: LossFn, maps: RowMaps) -> LossFn:
+    def wrapped(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        return loss_fn(model, maps.apply(batch))
+
+    return wrapped
+
+
+def _task_loss_fn(heads: Sequence[TaskHead]) -> LossFn:
+    names = tuple(h.name for h in heads)
+
+    def loss_fn(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        out = model(batch, names)
+        losses = {h.name: h.loss(out[h.name], batch) for h in heads}
+        total = torch.stack(list(losses.values())).sum()
+        return total, {f"loss_{name}": float(value.detach()) for name, value in losses.items()}
+
+    return loss_fn
+
+
+def _neuron_ids(
+    inputs: StageInputs, sessions: Sequence[str], chosen: dict[str, list[str]] | None
+) -> dict[str, list[str]]:
+    """Neuron ids per session in reading order (all neurons when ``chosen`` is None)."""
+    if chosen is not None:
+        return chosen
+    return {s: [str(i) for i in read_neurons(inputs.session_paths[s])["id"]] for s in sessions}
+
+
+def _unit_keys(ids: dict[str, list[str]]) -> list[str]:
+    return [f"{s}/{n}" for s, neurons in ids.items() for n in neurons]
+
+
+def _datasets(
+    inputs: StageInputs, ids: dict[str, list[str]]
+) -> tuple[WindowDataset, WindowDataset | None]:
+    sessions = list(ids)
+    train_ds = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions, ids)
+    valid_ds = WindowDataset(inputs.session_paths, inputs.splits, "valid", sessions, ids)
+    return train_ds, (valid_ds if len(valid_ds) else None)
+
+
+def _save_model(path: Path, model: Perceiver, payload: dict[str, Any]) -> None:
+    """Write the model file atomically, once (rank 0 only under torchrun)."""
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
+    with atomic_path(path) as tmp:
+        torch.save(
+            {
+                "spec": model.spec(),
+                "state_dict": model.state_dict(),
+                "n_parameters": backbone_parameters(model),
+                "n_parameters_total": sum(p.numel() for p in model.parameters()),
+            }
+            | payload,
+            tmp,
+        )
+
+
+def load_model(path: Path) -> tuple[Perceiver, dict[str, Any]]:
+    """A saved Perceiver and the rest of its file (keys, task heads, provenance)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for a bad file
+        raise RuntimeError(f"{path}: unreadable Perceiver model file ({err})") from err
+    for key in ("spec", "state_dict", "unit_keys", "session_keys"):
+        if key not in payload:
+            raise ValueError(f"{path}: Perceiver model file lacks {key!r}")
+    model = Perceiver.from_spec(payload["spec"])
+    model.load_state_dict(payload["state_dict"])
+    return model, payload
+
+
+def _merge_logs(phase_logs: list[tuple[str, Path]], target: Path) -> None:
+    """One train_log.csv for the stage: every phase's rows with a ``phase`` column."""
+    rows: list[dict[str, str]] = []
+    for phase, path in phase_logs:
+        with path.open(newline="") as f:
+            rows.extend({"phase": phase} | row for row in csv.DictReader(f))
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(target) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@dataclass(frozen=True)
+class PoyoMethod:
+    name: str
+    modality: str = MODALITY
+
+    @property
+    def pretrains(self) -> bool:
+        return self.name in _DIET_OF
+
+    def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t for t in tasks if is_decoding_task(t))
+
+    def _train_config(
+        self, hp: HParams, seed: int, steps: int, lr: float, **kw: Any
+    ) -> TrainConfig:
+        return TrainConfig(
+            max_steps=steps,
+            lr=lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=min(hp.warmup_steps, steps),
+            batch_size=hp.batch_size,
+            eval_every=hp.eval_every,
+            checkpoint_every=max(hp.eval_every, 50),
+            patience=hp.patience,
+            seed=seed,
+            **kw,
+        )
+
+    # --- stages ---
+
+    def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
+        if not self.pretrains:
+            raise RuntimeError(f"{self.name} has no pretraining stage")
+        hp = HParams.from_dict(self.name, inputs.hparams)
+        device = resolve_device(inputs.device)
+        seed_everything(inputs.seed)
+        sessions = inputs.splits.pretrain_sessions
+        chosen = diet_neuron_ids(inputs.splits, MODALITY, sessions, hp.neuron_diet)
+        ids = _neuron_ids(inputs, sessions, chosen)
+        train_ds, valid_ds = _datasets(inputs, ids)
+        unit_keys, session_keys = _unit_keys(ids), list(ids)
+        model = Perceiver(make_config(inputs.size), len(unit_keys), len(session_keys))
+        maps = RowMaps(train_ds.vocab, unit_keys, session_keys)
+        loss_fn = _mapped(reconstruction_loss_fn(hp.mask_ratio, hp.mask_span), maps)
+        checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
+        train(
+            model,
+            loss_fn,
+            make_loader(train_ds, hp.batch_size, True, inputs.seed, by_session=False),
+            _valid_loader(valid_ds, hp, inputs.seed),
+            self._train_config(hp, inputs.seed, hp.max_steps, hp.lr),
+            checkpoints,
+            _required(outputs.train_log, "train_log"),
+            device,
+        )
+        _save_model(
+            _required(outputs.model, "model"),
+            model.cpu(),
+            {
+                "unit_keys": unit_keys,
+                "session_keys": session_keys,
+                "method": self.name,
+                "size": inputs.size,
+                "stage": "pretrain",
+                "neuron_diet": hp.neuron_diet,
+            },
+        )
+
+    def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
+        hp = HParams.from_dict(self.name, inputs.hparams)
+        device = resolve_device(inputs.device)
+        seed_everything(inputs.seed)
+        tasks = self.supported_tasks(inputs.tasks)
+        if not tasks:
+            raise ValueError(f"{self.name}: none of the tasks {inputs.tasks} is a decoding task")
+        sessions = inputs.splits.heldout_sessions
+        ids = diet_neuron_ids(inputs.splits, MODALITY, sessions, hp.finetune_neurons)
+        train_ds, valid_ds = _datasets(inputs, ids)
+        model, unit_keys, session_keys, new_rows = self._adapted_model(
+            inputs, pretrained, _unit_keys(ids), list(ids)
+        )
+        heads = _fit_heads(tasks, train_ds)
+        for head in heads:
+            model.add_task(head.name, head.kind, head.n_out)
+        maps = RowMaps(train_ds.vocab, unit_keys, session_keys)
+        checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
+        phases = _phases(hp, model.config.depth, new_rows, _task_loss_fn(heads))
+        logs = []
+        for phase, steps, lr, trainable, loss_fn in phases:
+            if steps < 1:
+                continue
+            phase_dir = checkpoints / phase
+            train(
+                model,
+                _mapped(loss_fn, maps),
+                make_loader(train_ds, hp.batch_size, True, inputs.seed, by_session=False),
+                _valid_loader(valid_ds, hp, inputs.seed),
+                self._train_config(hp, inputs.seed, steps, lr, trainable=trainable),
+                phase_dir,
+                phase_dir / "train_log.csv",
+                device,
+            )
+            logs.append((phase, phase_dir / "train_log.csv"))
+        if not logs:
+            raise ValueError(f"hparams.{self.name}: every fine-tuning phase has 0 steps")
+        _merge_logs(logs, _required(outputs.train_log, "train_log"))
+        _save_model(
+            _required(outputs.model, "model"),
+            model.cpu(),
+            {
+                "unit_keys": unit_keys,
+                "session_keys": session_keys,
+                "task_heads": [h.to_json() for h in heads],
+                "method": self.name,
+                "size": inputs.size,
+                "stage": "finetune",
+                "finetune_neurons": hp.finetune_neurons,
+            },
+        )
+
+    def _adapted_model(
+        self,
+        inputs: StageInputs,
+        pretrained: Path | None,
+        new_units: list[str],
+        new_sessions: list[str],
+    ) -> tuple[Perceiver, list[str], list[str], set[str]]:
+        """The model to fine-tune, its row keys and the names of the held-out rows.
+
+        Pretrained: the saved model with new unit/session blocks appended. Scratch: a
+        fresh model whose only rows are the held-out ones (its block 0).
+        """
+        if not self.pretrains:
+            model = Perceiver(make_config(inputs.size), len(new_units), len(new_sessions))
+            return model, new_units, new_sessions, {"unit_embed.blocks.0", "session_embed.blocks.0"}
+        if pretrained is None:
+            raise ValueError(f"{self.name}: fine-tuning needs the pretrained model file")
+        model, saved = load_model(pretrained)
+        if saved.get("size") != inputs.size:
+            raise ValueError(f"{pretrained}: size {saved.get('size')!r}, stage has {inputs.size!r}")
+        clash = sorted(set(new_units) & set(saved["unit_keys"]))
+        if clash:
+            raise ValueError(f"{pretrained}: held-out units {clash[:3]} were pretrained on")
+        new_rows = {model.extend_units(len(new_units)), model.extend_sessions(len(new_sessions))}
+        unit_keys = list(saved["unit_keys"]) + new_units
+        return model, unit_keys, list(saved["session_keys"]) + new_sessions, new_rows
+
+    def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
+        hp = HParams.from_dict(self.name, inputs.hparams)
+        if finetuned is None:
+            raise ValueError(f"{self.name}: evaluation needs the fine-tuned model file")
+        device = resolve_device(inputs.device)
+        model, saved = load_model(finetuned)
+        if "task_heads" not in saved:
+            raise ValueError(f"{finetuned}: not a fine-tuned model (no task heads)")
+        model.to(device).eval()
+        heads = {h.name: h for h in (TaskHead.from_json(p) for p in saved["task_heads"])}
+        tasks = [t for t in self.supported_tasks(inputs.tasks) if t in heads]
+        missing = sorted(set(self.supported_tasks(inputs.tasks)) - set(heads))
+        if missing:
+            raise ValueError(f"{finetuned}: no fine-tuned head for task(s) {missing}")
+        sessions = inputs.splits.heldout_sessions
+        ids = diet_neuron_ids(inputs.splits, MODALITY, sessions, saved["finetune_neurons"])
+        evaluation = Evaluation()
+        for session in ids:
+            test = WindowDataset(
+                inputs.session_paths, inputs.splits, "test", [session], {session: ids[session]}
+            )
+            if not len(test):
+                continue
+            maps = RowMaps(test.vocab, saved["unit_keys"], saved["session_keys"])
+            preds, targets = _predict(model, test, maps, [heads[t] for t in tasks], hp, device)
+            for task in tasks:
+                pred, target = np.concatenate(preds[task]), np.concatenate(targets[task])
+                evaluation.arrays[f"{task}/{session}/pred"] = pred
+                evaluation.arrays[f"{task}/{session}/target"] = target
+                values = heads[task].score(pred, target, hp.frame_delta)
+                evaluation.rows += make_rows(inputs, session, task, values)
+        return evaluation
+
+
+def _phases(
+    hp: HParams, depth: int, new_rows: set[str], task_loss: LossFn
+) -> list[tuple[str, int, float, Callable[[str], bool] | None, LossFn]]:
+    """(name, steps, lr, trainable-parameter filter, loss) of each fine-tuning phase."""
+    last_layers = range(max(0, depth - hp.unfreeze_layers), depth)
+    readout = ("heads.", "task_embed.", "decoder.", "out_norm.")
+    readout += tuple(f"latent_layers.{i}." for i in last_layers)
+    reconstruction = reconstruction_loss_fn(hp.mask_ratio, hp.mask_span)
+    return [
+        ("unit_id", hp.unit_id_steps, hp.lr, new_rows.__contains__, reconstruction),
+        (
+            "heads",
+            hp.head_steps,
+            hp.lr,
+            lambda n: n in new_rows or n.startswith(readout),
+            task_loss,
+        ),
+        ("full", hp.full_steps, hp.lr * hp.full_lr_scale, None, task_loss),
+    ]
+
+
+def _required(path: Path | None, what: str) -> Path:
+    if path is None:
+        raise ValueError(f"the stage was not given an output path for {what!r}")
+    return Path(path)
+
+
+def _valid_loader(dataset: WindowDataset | None, hp: HParams, seed: int) -> WindowLoader | None:
+    if dataset is None:
+        return None
+    return make_loader(dataset, hp.batch_size, False, seed, by_session=False)
+
+
+def _fit_heads(tasks: Sequence[str], train_ds: WindowDataset) -> list[TaskHead]:
+    """Fit every task's target encoding on the fine-tuning train windows."""
+    names = {train_ds.behavior_names(s) for s in train_ds.sessions}
+    if len(names) != 1:
+        raise ValueError(f"held-out sessions differ in behaviour variables: {sorted(names)}")
+    behavior_names = names.pop()
+    batches = list(make_loader(train_ds, 64, False, 0, by_session=False))
+    heads = []
+    for task in tasks:
+        labels, behavior, column = None, None, -1
+        if task.startswith(BEHAVIOR_PREFIX):
+            variable = task[len(BEHAVIOR_PREFIX) :]
+            if variable not in behavior_names:
+                raise KeyError(
+                    f"task {task!r}: behaviour {variable!r} is not among the held-out "
+                    f"sessions' behaviour variables {list(behavior_names)}"
+                )
+            column = behavior_names.index(variable)
+            behavior = np.concatenate([b["behavior"][..., column].numpy() for b in batches])
+        else:
+            key = find_label_key(task, batches[0])
+            labels = np.concatenate([b[key].numpy() for b in batches])
+        heads.append(fit_task_head(task, labels, behavior, column))
+    return heads
+
+
+def _predict(
+    model: Perceiver,
+    dataset: WindowDataset,
+    maps: RowMaps,
+    heads: Sequence[TaskHead],
+    hp: HParams,
+    device: str,
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
+    preds: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
+    targets: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.startswith("cuda")
+        else contextlib.nullcontext()
+    )
+    names = tuple(h.name for h in heads)
+    with torch.no_grad(), autocast:
+        for batch in make_loader(dataset, hp.batch_size, False, 0, by_session=True):
+            batch = maps.apply({k: v.to(device) for k, v in batch.items()})
+            out = model(batch, names)
+            for head in heads:
+                preds[head.name].append(head.decode(out[head.name]))
+                targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
+    return preds, targets
+
+
+def make_method(name: str) -> PoyoMethod:
+    if name not in _FAMILY:
+        raise ValueError(f"{name!r} is not a Perceiver-family method; expected one of {_FAMILY}")
+    return PoyoMethod(name)

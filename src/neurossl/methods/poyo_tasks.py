@@ -1,0 +1,156 @@
+"""Decoding tasks of the Perceiver family: targets, losses and scores per vocabulary task.
+
+A task name says where its target lives in a batch (docs/batch_format.md):
+``stimulus_<var>`` -> ``label/<var>`` and ``choice`` -> ``label/choice`` are one label
+per window (classification); ``behavior_<var>`` -> column ``<var>`` of ``behavior`` is
+one value per time bin (regression). What a head needs to turn batch entries into
+training targets (class values, standardisation) is fitted on the fine-tuning train
+windows and saved with the model, so evaluation decodes with exactly those.
+
+Scores (on held-out test windows): classification -> ``acc`` and ``bacc``; per-bin
+regression -> ``r2`` over all scored bins. For tasks whose name contains
+``natural_movie_frame`` (frames of a movie as classes), ``acc`` is *within-delta*
+accuracy: a prediction counts when it is at most ``frame_delta`` frames from the true
+frame (labels are frame numbers), the usual score for movie-frame decoding on the Allen
+Brain Observatory; ``bacc`` stays exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
+from neurossl.models.perceiver import CLASSIFICATION, PER_BIN
+from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
+
+_IGNORE = -100
+MOVIE_FRAME_MARKER = "natural_movie_frame"
+
+
+def is_decoding_task(task: str) -> bool:
+    return task == "choice" or task.startswith((STIMULUS_PREFIX, BEHAVIOR_PREFIX))
+
+
+def label_keys(task: str) -> tuple[str, ...]:
+    """Batch keys that may hold a window-label task's target, in order of preference.
+
+    A trial column may carry the task's full name (``stimulus_class`` on synthetic data)
+    or just the variable (``drifting_gratings_orientation`` on Allen-style tables).
+    """
+    if task == "choice":
+        return ("label/choice",)
+    if task.startswith(STIMULUS_PREFIX):
+        return ("label/" + task, "label/" + task[len(STIMULUS_PREFIX) :])
+    raise ValueError(f"task {task!r} has no window label; expected 'choice' or 'stimulus_<var>'")
+
+
+def find_label_key(task: str, keys: Iterable[str]) -> str:
+    """The first of :func:`label_keys` present among a batch's keys, or a clear error."""
+    keys = set(keys)
+    for key in label_keys(task):
+        if key in keys:
+            return key
+    labels = sorted(k for k in keys if k.startswith("label/"))
+    raise KeyError(
+        f"task {task!r} needs one of the trial labels {label_keys(task)}; found {labels}"
+    )
+
+
+@dataclass(frozen=True)
+class TaskHead:
+    """How one task's targets are read, trained on and scored."""
+
+    name: str
+    kind: str
+    #: Label values in class order (classification).
+    classes: tuple[float, ...] = ()
+    #: Behaviour column and its train-split standardisation (per-bin regression).
+    column: int = -1
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def n_out(self) -> int:
+        return len(self.classes) if self.kind == CLASSIFICATION else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"classes": list(self.classes)}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> TaskHead:
+        return cls(**(payload | {"classes": tuple(payload["classes"])}))
+
+    def raw_target(self, batch: dict[str, Tensor]) -> Tensor:
+        """Label values [B] or behaviour values [B, T] (NaN where missing)."""
+        if self.kind == PER_BIN:
+            return batch["behavior"][..., self.column]
+        return batch[find_label_key(self.name, batch)]
+
+    def target(self, batch: dict[str, Tensor]) -> Tensor:
+        """Class indices (``-100`` for labels outside the classes) or standardised values."""
+        raw = self.raw_target(batch)
+        if self.kind == PER_BIN:
+            return (raw.float() - self.mean) / self.std
+        classes = torch.tensor(self.classes, dtype=torch.float64, device=raw.device)
+        hit = raw.double()[:, None] == classes[None, :]
+        index = hit.float().argmax(dim=1)
+        return torch.where(hit.any(dim=1), index, torch.full_like(index, _IGNORE))
+
+    def loss(self, out: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        target = self.target(batch)
+        if self.kind == CLASSIFICATION:
+            if not (target != _IGNORE).any():
+                return out.sum() * 0.0
+            return F.cross_entropy(out.float(), target, ignore_index=_IGNORE)
+        valid = ~torch.isnan(target)
+        squared = (out.float() - torch.nan_to_num(target)).square()
+        return torch.where(valid, squared, torch.zeros_like(squared)).sum() / valid.sum().clamp(
+            min=1
+        )
+
+    def decode(self, out: Tensor) -> np.ndarray:
+        """Predictions in target units: label values [B] or behaviour values [B, T]."""
+        if self.kind == CLASSIFICATION:
+            return np.asarray(self.classes)[out.float().argmax(dim=-1).cpu().numpy()]
+        return out.float().cpu().numpy() * self.std + self.mean
+
+    def score(self, pred: np.ndarray, target: np.ndarray, frame_delta: int) -> dict[str, float]:
+        if self.kind == PER_BIN:
+            return {"r2": r2(pred.reshape(-1), target.reshape(-1))}
+        scored = ~np.isnan(target.astype(np.float64))
+        pred, target = pred[scored], target[scored]
+        acc = accuracy(target, pred)
+        if MOVIE_FRAME_MARKER in self.name:
+            acc = float(np.mean(np.abs(pred - target) <= frame_delta))
+        return {"acc": acc, "bacc": balanced_accuracy(target, pred)}
+
+
+def fit_task_head(
+    task: str, labels: np.ndarray | None, behavior: np.ndarray | None, column: int
+) -> TaskHead:
+    """Fit a head's target encoding on the fine-tuning train windows.
+
+    ``labels``: the task's label of every train window; ``behavior``: [W, T] values of
+    the task's behaviour column.
+    """
+    if task.startswith(BEHAVIOR_PREFIX):
+        values = behavior[~np.isnan(behavior)] if behavior is not None else np.empty(0)
+        if values.size < 2:
+            raise ValueError(f"task {task!r}: fewer than 2 non-NaN behaviour values to train on")
+        std = float(values.std())
+        return TaskHead(task, PER_BIN, column=column, mean=float(values.mean()), std=std or 1.0)
+    values = np.asarray(labels, dtype=np.float64)
+    classes = np.unique(values[~np.isnan(values)])
+    if classes.size < 2:
+        raise ValueError(
+            f"task {task!r}: train windows have {classes.size} distinct label(s) "
+            f"{classes.tolist()}; classification needs at least 2"
+        )
+    return TaskHead(task, CLASSIFICATION, classes=tuple(float(c) for c in classes))

@@ -1,0 +1,417 @@
+"""POYO+-style Perceiver backbone for calcium traces (the POYO-SSL model).
+
+One input token per (neuron, sample): an embedding of the dF/F value plus a learned
+embedding of the unit. Tokens carry their sample time, used only through rotary
+attention (:mod:`neurossl.models.rotary`), so nothing ties the model to a neuron count,
+a neuron order or a window length. A fixed set of latent tokens per time chunk
+(``latent_step`` seconds, each chunk's latents stamped with the chunk centre)
+cross-attends to all tokens of the window, self-attention layers mix the latents, and
+output queries (session embedding + task embedding, plus the unit embedding for
+per-neuron reconstruction) read out by cross-attending to the latents at their own
+timestamps. Each task has its own linear head on the shared readout.
+
+Why this shape:
+
+- Sessions differ in neurons. Padded neurons are dropped with a boolean key mask in
+  the encoder's attention (``neuron_mask``), so a window gives the same output alone or
+  padded in a mixed batch, and one batch mixes sessions without loops over neurons.
+- New animals need new unit/session embeddings and nothing else at first.
+  :class:`GrowingEmbedding` keeps each added block of rows as its own parameter, so
+  unit identification trains the new block while the old rows and every other weight
+  stay bit-identical (they are simply not handed to the optimiser).
+- The batch's ``unit`` and ``session`` entries must be *rows of this model's tables*;
+  the method maps dataset vocabulary ids to rows (:mod:`neurossl.methods.poyo_family`).
+
+All attention goes through ``F.scaled_dot_product_attention`` (flash / memory-efficient
+kernels on CUDA under the engine's bf16 autocast, plain fp32 on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from neurossl.models.rotary import RotaryTime, rotate
+
+#: The built-in task: per-(neuron, time) value queries used by masked reconstruction.
+RECONSTRUCTION = "reconstruction"
+#: Task kinds: one label per window, one value per time bin, one value per token.
+CLASSIFICATION = "classification"
+PER_BIN = "per_bin"
+TASK_KINDS = (CLASSIFICATION, PER_BIN, RECONSTRUCTION)
+_INIT_STD = 0.02
+
+#: Unit complex numbers [B, 1, L, n_freq] from :class:`RotaryTime`.
+Rotation = Tensor
+
+
+@dataclass(frozen=True)
+class PerceiverConfig:
+    dim: int
+    #: Self-attention layers over the latents.
+    depth: int
+    heads: int
+    #: Latent tokens per time chunk.
+    latents_per_chunk: int
+    #: Chunk length in seconds; a 2 s window at 0.25 s has 8 chunks.
+    latent_step: float = 0.25
+    ff_mult: int = 2
+    dropout: float = 0.1
+    #: Shortest / longest rotary period in seconds: two frames at 30 Hz (shorter periods
+    #: alias to pseudo-random angles between neighbouring frames) to beyond a window.
+    rope_t_min: float = 0.066
+    rope_t_max: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads or (self.dim // self.heads) % 4:
+            raise ValueError(
+                f"PerceiverConfig: dim={self.dim} must split into {self.heads} heads of a "
+                "multiple of 4 features (half of each head is rotated)"
+            )
+        if min(self.dim, self.depth, self.heads, self.latents_per_chunk, self.ff_mult) < 1:
+            raise ValueError(f"PerceiverConfig sizes must be >= 1: {self}")
+        if self.latent_step <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"PerceiverConfig needs latent_step > 0, 0 <= dropout < 1: {self}")
+
+
+#: ``tiny``/``small``/``medium``: the CPU-sized scaling sweep (backbones of about 35k,
+#: 100k and 460k parameters; no dropout, since they train for a few hundred steps).
+#: ``published_s``/``published_l``: the POYO-SSL shapes (width 64, depth 6, 16 latents;
+#: width 128, depth 24, 32 latents). Head counts are not given in the paper summary;
+#: 4 and 8 heads keep 16 features per head.
+PRESETS: dict[str, PerceiverConfig] = {
+    "tiny": PerceiverConfig(dim=32, depth=2, heads=2, latents_per_chunk=8, dropout=0.0),
+    "small": PerceiverConfig(dim=48, depth=3, heads=3, latents_per_chunk=8, dropout=0.0),
+    "medium": PerceiverConfig(dim=96, depth=4, heads=6, latents_per_chunk=16, dropout=0.0),
+    "published_s": PerceiverConfig(dim=64, depth=6, heads=4, latents_per_chunk=16),
+    "published_l": PerceiverConfig(dim=128, depth=24, heads=8, latents_per_chunk=32),
+}
+
+
+def make_config(preset: str, **overrides: Any) -> PerceiverConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown Perceiver size {preset!r}; expected one of {sorted(PRESETS)}")
+    return replace(PRESETS[preset], **overrides)
+
+
+class GrowingEmbedding(nn.Module):
+    """An embedding table whose rows come in blocks, one parameter per block.
+
+    ``grow`` appends a block; training only that block (by parameter name) cannot
+    change earlier rows, not even through weight decay or optimiser state.
+    """
+
+    def __init__(self, n_rows: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.blocks = nn.ParameterList()
+        self.grow(n_rows)
+
+    def grow(self, n_new: int) -> str:
+        """Append ``n_new`` rows; returns the new block's parameter name (relative)."""
+        if n_new < 1:
+            raise ValueError(f"an embedding block needs >= 1 row, got {n_new}")
+        self.blocks.append(nn.Parameter(torch.randn(n_new, self.dim) * _INIT_STD))
+        return f"blocks.{len(self.blocks) - 1}"
+
+    @property
+    def block_sizes(self) -> list[int]:
+        return [int(b.shape[0]) for b in self.blocks]
+
+    @property
+    def num_embeddings(self) -> int:
+        return sum(self.block_sizes)
+
+    def forward(self, index: Tensor) -> Tensor:
+        table = self.blocks[0] if len(self.blocks) == 1 else torch.cat(list(self.blocks))
+        return F.embedding(index, table)
+
+
+class RotaryAttention(nn.Module):
+    """Multi-head attention with rotary time on queries and keys.
+
+    With ``rotate_value`` the values are rotated by their key time and the output
+    rotated back by the query time, so what a query gathers is expressed relative to
+    its own time (POYO's choice for the encoder and the latent layers).
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, rotate_value: bool) -> None:
+        super().__init__()
+        self.heads, self.dropout, self.rotate_value = heads, dropout, rotate_value
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        x_rot: Rotation,
+        context: Tensor,
+        context_rot: Rotation,
+        context_mask: Tensor | None,
+    ) -> Tensor:
+        b, n_q, d = x.shape
+        n_k, h = context.shape[1], self.heads
+        q = self.to_q(x).view(b, n_q, h, d // h).transpose(1, 2)
+        k, v = self.to_kv(context).view(b, n_k, 2, h, d // h).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        q, k = rotate(q, x_rot), rotate(k, context_rot)
+        if self.rotate_value:
+            v = rotate(v, context_rot)
+        mask = None if context_mask is None else context_mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        if self.rotate_value:
+            y = rotate(y, x_rot, inverse=True)
+        return self.out(y.transpose(1, 2).reshape(b, n_q, d))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, mult: int, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(dim, dim * mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * mult, dim)
+        )
+
+
+class CrossBlock(nn.Module):
+    """Pre-norm cross-attention + feed-forward: queries gather from a context."""
+
+    def __init__(self, config: PerceiverConfig, rotate_value: bool) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(config.dim)
+        self.norm_context = nn.LayerNorm(config.dim)
+        self.attn = RotaryAttention(config.dim, config.heads, config.dropout, rotate_value)
+        self.norm_ff = nn.LayerNorm(config.dim)
+        self.ff = FeedForward(config.dim, config.ff_mult, config.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        x_rot: Rotation,
+        context: Tensor,
+        context_rot: Rotation,
+        mask: Tensor | None,
+    ) -> Tensor:
+        x = x + self.attn(self.norm_q(x), x_rot, self.norm_context(context), context_rot, mask)
+        return x + self.ff(self.norm_ff(x))
+
+
+class SelfBlock(nn.Module):
+    def __init__(self, config: PerceiverConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.dim)
+        self.attn = RotaryAttention(config.dim, config.heads, config.dropout, rotate_value=True)
+        self.norm_ff = nn.LayerNorm(config.dim)
+        self.ff = FeedForward(config.dim, config.ff_mult, config.dropout)
+
+    def forward(self, x: Tensor, rot: Rotation) -> Tensor:
+        y = self.norm(x)
+        x = x + self.attn(y, rot, y, rot, None)
+        return x + self.ff(self.norm_ff(x))
+
+
+class Perceiver(nn.Module):
+    """The backbone plus its task heads; see the module docstring for the data flow.
+
+    ``forward(batch, tasks, token_mask)`` returns one tensor per task: logits [B, C]
+    (classification), values [B, T] (per-bin regression) or [B, T, N] (reconstruction).
+    ``token_mask`` [B, T, N] marks tokens whose value is hidden behind the mask token.
+    """
+
+    def __init__(self, config: PerceiverConfig, n_units: int, n_sessions: int) -> None:
+        super().__init__()
+        self.config = config
+        d = config.dim
+        self.value_embed = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+        self.mask_token = nn.Parameter(torch.randn(d) * _INIT_STD)
+        self.latent_token = nn.Parameter(torch.randn(config.latents_per_chunk, d) * _INIT_STD)
+        self.unit_embed = GrowingEmbedding(n_units, d)
+        self.session_embed = GrowingEmbedding(n_sessions, d)
+        self.rotary = RotaryTime(d // config.heads, config.rope_t_min, config.rope_t_max)
+        self.encoder = CrossBlock(config, rotate_value=True)
+        self.latent_layers = nn.ModuleList(SelfBlock(config) for _ in range(config.depth))
+        self.decoder = CrossBlock(config, rotate_value=False)
+        self.out_norm = nn.LayerNorm(d)
+        self.task_embed = nn.ParameterDict()
+        self.heads = nn.ModuleDict()
+        self.task_specs: dict[str, tuple[str, int]] = {}
+        self.add_task(RECONSTRUCTION, RECONSTRUCTION, 1)
+
+    # --- vocabulary and tasks ---
+
+    def extend_units(self, n_new: int) -> str:
+        """Add ``n_new`` unit rows (after the existing ones); returns their parameter name."""
+        return "unit_embed." + self.unit_embed.grow(n_new)
+
+    def extend_sessions(self, n_new: int) -> str:
+        """Add ``n_new`` session rows; returns their parameter name."""
+        return "session_embed." + self.session_embed.grow(n_new)
+
+    def add_task(self, name: str, kind: str, n_out: int) -> None:
+        """Register a task's embedding and head; re-adding the same spec is a no-op."""
+        if kind not in TASK_KINDS:
+            raise ValueError(f"task {name!r}: unknown kind {kind!r}; expected {TASK_KINDS}")
+        if name in self.task_specs:
+            if self.task_specs[name] != (kind, n_out):
+                raise ValueError(
+                    f"task {name!r} is registered as {self.task_specs[name]}, not {(kind, n_out)}"
+                )
+            return
+        if n_out < 1:
+            raise ValueError(f"task {name!r}: n_out must be >= 1, got {n_out}")
+        self.task_specs[name] = (kind, n_out)
+        self.task_embed[name] = nn.Parameter(torch.randn(self.config.dim) * _INIT_STD)
+        self.heads[name] = nn.Linear(self.config.dim, n_out)
+
+    def spec(self) -> dict[str, Any]:
+        """Everything but the weights needed to rebuild this model (see :meth:`from_spec`)."""
+        return {
+            "config": asdict(self.config),
+            "unit_blocks": self.unit_embed.block_sizes,
+            "session_blocks": self.session_embed.block_sizes,
+            "tasks": {name: list(spec) for name, spec in self.task_specs.items()},
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Perceiver:
+        try:
+            model = cls(
+                PerceiverConfig(**spec["config"]), spec["unit_blocks"][0], spec["session_blocks"][0]
+            )
+            for n in spec["unit_blocks"][1:]:
+                model.extend_units(n)
+            for n in spec["session_blocks"][1:]:
+                model.extend_sessions(n)
+            for name, (kind, n_out) in spec["tasks"].items():
+                model.add_task(name, kind, n_out)
+        except (KeyError, TypeError, IndexError) as err:
+            raise ValueError(f"malformed Perceiver spec ({err!r}): {spec}") from err
+        return model
+
+    # --- forward ---
+
+    def forward(
+        self, batch: dict[str, Tensor], tasks: Sequence[str], token_mask: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        unknown = [t for t in tasks if t not in self.task_specs]
+        if unknown:
+            raise KeyError(f"Perceiver has no head for task(s) {unknown}; has {list(self.heads)}")
+        latents, latent_time = self.encode(batch, token_mask)
+        latent_rot = self.rotary(latent_time)
+        out = {}
+        for task in tasks:
+            if self.task_specs[task][0] == RECONSTRUCTION:
+                out[task] = self._reconstruct(task, batch, latents, latent_rot, token_mask)
+            else:
+                out[task] = self._read_out(task, batch, latents, latent_rot, latent_time)
+        return out
+
+    def encode(self, batch: dict[str, Tensor], token_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Latents [B, L, D] and their timestamps [B, L] for a batch of windows."""
+        activity, time = batch["activity"], batch["time"]
+        b, t, n = activity.shape
+        values = self.value_embed(activity.unsqueeze(-1))
+        if token_mask is not None:
+            values = torch.where(token_mask.unsqueeze(-1), self.mask_token.to(values.dtype), values)
+        tokens = (values + self.unit_embed(batch["unit"]).unsqueeze(1)).reshape(b, t * n, -1)
+        token_time = time.unsqueeze(-1).expand(b, t, n).reshape(b, t * n)
+        token_valid = batch["neuron_mask"].unsqueeze(1).expand(b, t, n).reshape(b, t * n)
+        latent_time = self._latent_times(time)
+        n_chunks = latent_time.shape[1] // self.config.latents_per_chunk
+        latents = self.latent_token.repeat(n_chunks, 1).expand(b, -1, -1)
+        latent_rot = self.rotary(latent_time)
+        latents = self.encoder(latents, latent_rot, tokens, self.rotary(token_time), token_valid)
+        for layer in self.latent_layers:
+            latents = layer(latents, latent_rot)
+        return latents, latent_time
+
+    def _latent_times(self, time: Tensor) -> Tensor:
+        """Chunk centres covering each window, repeated for the latents of a chunk."""
+        step = self.config.latent_step
+        t = time.shape[1]
+        # Windows of a batch share their bin count and bin size, so one window sets the grid.
+        dt = float(time[0, 1] - time[0, 0]) if t > 1 else step
+        n_chunks = max(1, math.ceil(t * dt / step - 1e-6))
+        centres = time[:, :1] + (torch.arange(n_chunks, device=time.device) + 0.5) * step
+        return centres.repeat_interleave(self.config.latents_per_chunk, dim=1)
+
+    def _reconstruct(
+        self,
+        task: str,
+        batch: dict[str, Tensor],
+        latents: Tensor,
+        latent_rot: Rotation,
+        token_mask: Tensor | None,
+    ) -> Tensor:
+        """Values [B, T, N] of the masked tokens (0 elsewhere), or of every token unmasked.
+
+        Only masked tokens are queried: their loss is all that is used, and the readout
+        over T x N queries costs as much as the encoder. Windows with fewer masked tokens
+        than the batch maximum are padded with unmasked positions whose outputs are
+        discarded.
+        """
+        activity = batch["activity"]
+        b, t, n = activity.shape
+        if token_mask is None:
+            position = torch.arange(t * n, device=activity.device).expand(b, -1)
+            keep = None
+        else:
+            flat = token_mask.reshape(b, t * n)
+            k = max(1, int(flat.sum(dim=1).max()))
+            order = torch.sort(flat.to(torch.uint8), dim=1, descending=True, stable=True)[1]
+            position = order[:, :k]
+            keep = torch.gather(flat, 1, position)
+        neuron, time_bin = position % n, torch.div(position, n, rounding_mode="floor")
+        units = self.unit_embed(torch.gather(batch["unit"], 1, neuron))  # [B, K, D]
+        base = self.session_embed(batch["session"]) + self.task_embed[task]
+        query_time = torch.gather(batch["time"], 1, time_bin)
+        out = self.decoder(
+            base[:, None, :] + units, self.rotary(query_time), latents, latent_rot, None
+        )
+        values = self.heads[task](self.out_norm(out)).squeeze(-1)  # [B, K]
+        if keep is not None:
+            values = torch.where(keep, values, torch.zeros_like(values))
+        full = torch.zeros(b, t * n, dtype=values.dtype, device=values.device)
+        return full.scatter(1, position, values).reshape(b, t, n)
+
+    def _read_out(
+        self,
+        task: str,
+        batch: dict[str, Tensor],
+        latents: Tensor,
+        latent_rot: Rotation,
+        latent_time: Tensor,
+    ) -> Tensor:
+        kind, _ = self.task_specs[task]
+        base = self.session_embed(batch["session"]) + self.task_embed[task]  # [B, D]
+        b, t = batch["time"].shape
+        if kind == PER_BIN:
+            queries, query_time = base[:, None, :].expand(b, t, -1), batch["time"]
+        else:
+            # One query per chunk centre; their logits are averaged into one per window.
+            query_time = latent_time[:, :: self.config.latents_per_chunk]
+            queries = base[:, None, :].expand(b, query_time.shape[1], -1)
+        out = self.decoder(queries, self.rotary(query_time), latents, latent_rot, None)
+        out = self.heads[task](self.out_norm(out))
+        return out.squeeze(-1) if kind == PER_BIN else out.mean(dim=1)
+
+
+def backbone_parameters(model: Perceiver) -> int:
+    """Parameters shared across sessions and tasks: what the scaling sweep varies.
+
+    Unit/session embeddings and task heads grow with the dataset, not the model size.
+    """
+    per_dataset = ("unit_embed.", "session_embed.", "task_embed.", "heads.")
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith(per_dataset))
+
+
+def count_parameters(size: str) -> int:
+    """Backbone parameters of a size preset (for accuracy-vs-parameters plots)."""
+    return backbone_parameters(Perceiver(make_config(size), n_units=1, n_sessions=1))

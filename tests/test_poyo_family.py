@@ -1,0 +1,263 @@
+"""POYO-SSL family: pretrain -> fine-tune -> evaluate on a tiny in-memory dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neurossl.data.session import Session, write_session
+from neurossl.data.splits import Splits, Windows
+from neurossl.methods.base import StageInputs, StageOutputs
+from neurossl.methods.poyo_family import HParams, load_model, make_method
+from neurossl.methods.poyo_tasks import TaskHead, fit_task_head
+from neurossl.methods.registry import get_method
+from neurossl.models.perceiver import CLASSIFICATION, count_parameters
+
+BIN = 0.1
+WINDOW_BINS = 12
+N_TRIALS = 12
+N_NEURONS = 6
+SESSIONS = ("sub-01_ses-01", "sub-02_ses-01", "sub-03_ses-01")
+TASKS = ("forecasting", "stimulus_class", "choice", "behavior_running_speed")
+#: Written into valid/test windows of pretraining sessions where a test wants them unread.
+EXTREME = 1.0e6
+
+
+def _split_of(trial: int) -> str:
+    return "train" if trial < 8 else ("valid" if trial < 10 else "test")
+
+
+def _session(session: str, rng: np.random.Generator, extreme_splits: tuple[str, ...]) -> Session:
+    n_bins = N_TRIALS * WINDOW_BINS
+    stimulus = rng.integers(0, 2, N_TRIALS)
+    choice = np.where(rng.random(N_TRIALS) < 0.5, -1, 1)
+    activity = rng.normal(0.0, 0.1, (n_bins, N_NEURONS)).astype(np.float32)
+    for trial in range(N_TRIALS):
+        rows = slice(trial * WINDOW_BINS, (trial + 1) * WINDOW_BINS)
+        activity[rows, stimulus[trial] * 3 : stimulus[trial] * 3 + 3] += 1.0
+        if _split_of(trial) in extreme_splits:
+            activity[rows] = EXTREME
+    behavior = np.stack(
+        [activity[:, :3].mean(axis=1), np.zeros(n_bins, dtype=np.float32)], axis=1
+    ).astype(np.float32)
+    return Session(
+        activity=activity,
+        modality="calcium",
+        bin_size=BIN,
+        t0=0.0,
+        neurons=pd.DataFrame(
+            {
+                "id": [f"roi{i}" for i in range(N_NEURONS)],
+                "region": ["VISp"] * N_NEURONS,
+                "depth": np.full(N_NEURONS, 175.0),
+                "cre_line": ["Sst-IRES-Cre"] * N_NEURONS,
+            }
+        ),
+        trials=pd.DataFrame(
+            {
+                "start": np.arange(N_TRIALS) * WINDOW_BINS * BIN,
+                "stop": (np.arange(N_TRIALS) + 1) * WINDOW_BINS * BIN,
+                "align": np.arange(N_TRIALS) * WINDOW_BINS * BIN,
+                "stimulus_class": stimulus,
+                "choice": choice,
+            }
+        ),
+        behavior=behavior,
+        behavior_names=["running_speed", "wheel_speed"],
+        meta={
+            "dataset": "tiny",
+            "session": session,
+            "subject": session.split("_")[0],
+            "source_path": "memory",
+            "source_sha256": "0",
+            "software_version": "test",
+        },
+    )
+
+
+def build_dataset(root: Path, extreme_splits: tuple[str, ...] = ()) -> tuple[dict, Splits]:
+    """Three sessions (two pretraining, one held out) and hand-built splits.
+
+    Neurons roi0..roi2 are "predictable", roi3..roi5 "unpredictable" (a fixed partition,
+    so tests know exactly which ids each diet must use). ``extreme_splits`` fills those
+    splits' windows of the *pretraining* sessions with ``EXTREME``.
+    """
+    rng = np.random.default_rng(0)
+    paths, windows, neurons = {}, {}, {}
+    for session in SESSIONS:
+        heldout = session == SESSIONS[-1]
+        path = root / f"{session}.calcium.h5"
+        write_session(_session(session, rng, () if heldout else extreme_splits), path)
+        paths[session] = path
+        trials = np.arange(N_TRIALS)
+        windows[session] = Windows(
+            start=trials * WINDOW_BINS * BIN,
+            stop=(trials + 1) * WINDOW_BINS * BIN,
+            split=np.array([_split_of(t) for t in trials], dtype=object),
+            trial=trials,
+        )
+        ids = [f"roi{i}" for i in range(N_NEURONS)]
+        neurons[session] = {
+            "held_in": ids[:4],
+            "held_out": ids[4:],
+            "predictable": ids[:3],
+            "unpredictable": ids[3:],
+        }
+    splits = Splits(
+        dataset="tiny",
+        seed=0,
+        pretrain_sessions=list(SESSIONS[:2]),
+        heldout_sessions=[SESSIONS[2]],
+        windows=windows,
+        neurons={"calcium": neurons},
+        predictability={"calcium": {}},
+    )
+    return paths, splits
+
+
+FAST = {
+    "max_steps": 4,
+    "unit_id_steps": 3,
+    "head_steps": 3,
+    "full_steps": 3,
+    "batch_size": 4,
+    "eval_every": 2,
+    "warmup_steps": 1,
+}
+
+
+def _inputs(paths: dict, splits: Splits, method: str, hparams: dict) -> StageInputs:
+    return StageInputs("tiny", method, "tiny", 0, paths, splits, TASKS, hparams, "cpu")
+
+
+def _outputs(root: Path, stage: str) -> StageOutputs:
+    return StageOutputs(
+        model=root / stage / "model.pt",
+        train_log=root / stage / "train_log.csv",
+        checkpoint_dir=root / stage / "checkpoints",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pretrain_finetune_evaluate(tmp_path: Path) -> None:
+    paths, splits = build_dataset(tmp_path / "data")
+    method = get_method("poyo_ssl")
+    inputs = _inputs(paths, splits, "poyo_ssl", FAST | {"unit_id_steps": 0})
+    assert method.pretrains and method.modality == "calcium"
+    assert method.supported_tasks(TASKS) == ("stimulus_class", "choice", "behavior_running_speed")
+
+    method.pretrain(inputs, _outputs(tmp_path, "pretrain"))
+    _, saved = load_model(tmp_path / "pretrain" / "model.pt")
+    # The predictable diet: exactly the predictable ids of the pretraining sessions.
+    assert saved["unit_keys"] == [f"{s}/roi{i}" for s in SESSIONS[:2] for i in range(3)]
+    assert saved["n_parameters"] == count_parameters("tiny")
+
+    method.finetune(inputs, tmp_path / "pretrain" / "model.pt", _outputs(tmp_path, "finetune"))
+    log = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
+    assert list(dict.fromkeys(log["phase"])) == ["heads", "full"]
+    _, saved = load_model(tmp_path / "finetune" / "model.pt")
+    assert saved["unit_keys"][-3:] == [f"{SESSIONS[2]}/roi{i}" for i in (3, 4, 5)]
+
+    evaluation = method.evaluate(inputs, tmp_path / "finetune" / "model.pt")
+    got = {(r.session, r.task, r.metric) for r in evaluation.rows}
+    assert got == {
+        (SESSIONS[2], "stimulus_class", "acc"),
+        (SESSIONS[2], "stimulus_class", "bacc"),
+        (SESSIONS[2], "choice", "acc"),
+        (SESSIONS[2], "choice", "bacc"),
+        (SESSIONS[2], "behavior_running_speed", "r2"),
+    }
+    assert all(r.method == "poyo_ssl" and r.size == "tiny" for r in evaluation.rows)
+    target = evaluation.arrays[f"stimulus_class/{SESSIONS[2]}/target"]
+    assert target.shape == (2,)  # the two test trials
+    behavior = evaluation.arrays[f"behavior_running_speed/{SESSIONS[2]}/pred"]
+    assert behavior.shape == (2, WINDOW_BINS) and np.isfinite(behavior).all()
+
+
+def test_unit_identification_trains_only_new_rows(tmp_path: Path) -> None:
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method("poyo_ssl")
+    only_unit_id = FAST | {"head_steps": 0, "full_steps": 0}
+    inputs = _inputs(paths, splits, "poyo_ssl", only_unit_id)
+    method.pretrain(inputs, _outputs(tmp_path, "pretrain"))
+    method.finetune(inputs, tmp_path / "pretrain" / "model.pt", _outputs(tmp_path, "finetune"))
+    before = load_model(tmp_path / "pretrain" / "model.pt")[0].state_dict()
+    after = load_model(tmp_path / "finetune" / "model.pt")[0].state_dict()
+    new = {"unit_embed.blocks.1", "session_embed.blocks.1"}
+    for name, value in before.items():
+        assert torch.equal(value, after[name]), f"{name} changed during unit identification"
+    added = set(after) - set(before)
+    assert new <= added
+    assert all(n.startswith(("heads.", "task_embed.")) for n in added - new)
+    log = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
+    assert set(log["phase"]) == {"unit_id"}
+    # The phase ran its steps (and was checkpointed, so a rerun resumes instead of retraining).
+    unit_id = torch.load(
+        tmp_path / "finetune" / "checkpoints" / "unit_id" / "last.pt", weights_only=False
+    )
+    assert unit_id["state"]["step"] == 3
+
+
+def test_pretraining_reads_train_windows_only(tmp_path: Path) -> None:
+    # Test windows of pretraining sessions hold 1e6: any read would blow up the loss.
+    paths, splits = build_dataset(tmp_path / "data", extreme_splits=("test",))
+    method = make_method("poyo_ssl_mixed")
+    method.pretrain(_inputs(paths, splits, "poyo_ssl_mixed", FAST), _outputs(tmp_path, "pre"))
+    log = pd.read_csv(tmp_path / "pre" / "train_log.csv")
+    assert (log["loss"] < 100).all() and (log["valid_loss"].dropna() < 100).all()
+    _, saved = load_model(tmp_path / "pre" / "model.pt")
+    assert saved["neuron_diet"] == "all"
+    assert len(saved["unit_keys"]) == 2 * N_NEURONS
+
+
+def test_scratch_perceiver_finetunes_from_random_init(tmp_path: Path) -> None:
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method("scratch_perceiver")
+    assert not method.pretrains
+    inputs = _inputs(paths, splits, "scratch_perceiver", FAST | {"head_steps": 0})
+    with pytest.raises(RuntimeError, match="no pretraining"):
+        method.pretrain(inputs, _outputs(tmp_path, "pre"))
+    method.finetune(inputs, None, _outputs(tmp_path, "finetune"))
+    _, saved = load_model(tmp_path / "finetune" / "model.pt")
+    assert saved["unit_keys"] == [f"{SESSIONS[2]}/roi{i}" for i in (3, 4, 5)]
+    assert len(method.evaluate(inputs, tmp_path / "finetune" / "model.pt").rows) == 5
+
+
+def test_diets_per_method_and_bad_hparams() -> None:
+    assert HParams.from_dict("poyo_ssl", {}).neuron_diet == "predictable"
+    assert HParams.from_dict("poyo_ssl_mixed", {}).neuron_diet == "all"
+    assert HParams.from_dict("poyo_ssl_reverse", {}).neuron_diet == "unpredictable"
+    with pytest.raises(ValueError, match=r"unknown key.*'lr_typo'"):
+        HParams.from_dict("poyo_ssl", {"lr_typo": 1})
+    with pytest.raises(ValueError, match="neuron_diet"):
+        HParams.from_dict("poyo_ssl", {"neuron_diet": "some"})
+    with pytest.raises(ValueError, match="not a Perceiver-family method"):
+        make_method("mtm")
+
+
+def test_task_heads_encode_and_score() -> None:
+    head = fit_task_head("choice", np.array([-1, 1, 1, -1]), None, -1)
+    assert head.kind == CLASSIFICATION and head.classes == (-1.0, 1.0)
+    batch = {"label/choice": torch.tensor([1, -1, 1])}
+    assert head.target(batch).tolist() == [1, 0, 1]
+    assert TaskHead.from_json(head.to_json()) == head
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_task_head("stimulus_class", np.array([2, 2, 2]), None, -1)
+    with pytest.raises(KeyError, match="label/stimulus_class"):
+        TaskHead("stimulus_class", CLASSIFICATION, classes=(0.0, 1.0)).raw_target(batch)
+    # Movie frames: acc is within-delta, bacc stays exact.
+    movie = TaskHead("stimulus_natural_movie_frame", CLASSIFICATION, classes=(0.0, 1.0, 2.0))
+    pred, true = np.array([0.0, 2.0, 2.0]), np.array([1.0, 2.0, 0.0])
+    assert movie.score(pred, true, frame_delta=1) == {"acc": 2 / 3, "bacc": 1 / 3}
+    assert movie.score(pred, true, frame_delta=0)["acc"] == 1 / 3
