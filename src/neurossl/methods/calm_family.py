@@ -1,0 +1,643 @@
+"""CalM (tokenizer + dual-axis autoregressive transformer) and its scratch ablation.
+
+Stages:
+
+- ``train_tokenizer`` (once per dataset, its own workflow rule): per-unit statistics of
+  the training windows, then the tokenizer on the *pretraining sessions'* training
+  windows; writes the checkpoint and a JSON report (reconstruction R^2, perplexity, code
+  usage) on the pretraining sessions' validation windows and on the held-out sessions'
+  training windows (new animals), plus the same metrics for every vocabulary size of
+  ``vocab_sweep`` and for the alternative quantiser.
+- ``pretrain`` (``calm`` only): next-code cross-entropy on the pretraining sessions.
+- ``finetune``: (A) self-supervised adaptation to the held-out sessions (next-code loss;
+  new unit and session embeddings train with the backbone), then (B) one supervised
+  fine-tune of backbone + every decoding head at once (sum of head losses + weighted
+  next-code loss). One multi-task run instead of one backbone per task because a job
+  trains all heads and per-task backbones would multiply its cost by the task count.
+- ``evaluate`` on the held-out sessions' test windows: forecasting by rollout of model
+  (A) (pure next-code model; identical windows to the baselines via
+  ``forecast_windows``), decoding by the heads of model (B) (reported under the method
+  name), and a linear probe (:mod:`neurossl.eval.decoding`) on frozen features of model
+  (A), kept in ``Evaluation.arrays`` under ``{task}/{session}/frozen_probe/{metric}``
+  because metrics.csv has no column for the adaptation variant.
+
+``scratch_dual_axis`` is the same model and fine-tuning without pretraining: (A) starts
+from random weights. It uses the *same trained tokenizer*: the codes are the model's
+input representation (like a fixed feature extractor), so sharing it isolates the effect
+of pretraining the backbone.
+
+hparams (``StageInputs.hparams``; defaults keep every stage seconds long on the default
+synthetic data on CPU):
+
+========================  ========  ==================================================
+key                       default   meaning
+========================  ========  ==================================================
+tokenizer_path            (rule)    tokenizer checkpoint (pretrain/finetune/evaluate)
+width, layers, heads      preset    override the ``size`` preset of the backbone
+pretrain_steps            400       optimiser steps of pretraining
+adapt_steps               200       steps of fine-tune phase A (self-supervised)
+head_steps                50        steps of fine-tune phase B (heads + backbone)
+lr                        2e-3      peak learning rate (AdamW, warm-up + cosine)
+finetune_lr               1e-3      peak learning rate of both fine-tune phases
+weight_decay              0.01
+warmup_steps              20
+batch_size                8         windows per batch
+eval_every                100       validation interval (best-on-validation weights)
+patience                  0         evaluations without improvement; 0 = no early stop
+next_token_weight         1.0       weight of the next-code loss in phase B
+context                   32        forecast context (frames, multiple of the patch)
+horizon                   16        forecast horizon (frames, multiple of the patch)
+forecast_mode             expected  scored rollout: expected, greedy or sample
+samples                   16        sampled rollouts averaged by the expected forecast
+========================  ========  ==================================================
+
+Tokenizer stage hparams (``config hparams.tokenizer``): ``patch`` (4), ``vocab_size``
+(256), ``quantizer`` (fsq | gumbel), ``width`` (32), ``heads`` (2), ``layers`` (1),
+``conv_channels`` (8), ``ortho_weight`` (0.1), ``kl_weight`` (1.0), ``steps`` (300),
+``batch_size`` (64), ``lr`` (3e-3), ``tau_start`` (1.0), ``tau_end`` (0.3),
+``vocab_sweep`` ([16, 64, 256]), ``alternative_quantizer`` (gumbel; "none" to skip),
+``sweep_steps`` (``steps``).
+
+The default quantiser is FSQ, not the published Gumbel-softmax, on measurement: on the
+default synthetic data (300 steps, K = 256) FSQ reconstructs validation windows with
+R^2 0.947 (perplexity 40) against 0.907 (perplexity 45) for Gumbel with the
+orthogonality and usage terms, and the forecast error of the whole model is bounded
+below by the tokenizer's. Gumbel stays one hparam away and is trained as the
+alternative in every tokenizer report, so the comparison is rerun on each dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurossl.atomic import atomic_path, write_json
+from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
+from neurossl.eval.decoding import decode_continuous, decode_discrete
+from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, pearson, r2
+from neurossl.eval.queries import forecast_windows
+from neurossl.eval.rows import make_rows
+from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.models.dual_axis import DualAxisConfig, preset
+from neurossl.models.tokenizer import (
+    FitConfig,
+    Tokenizer,
+    TokenizerConfig,
+    fit_tokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_report,
+)
+from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
+from neurossl.objectives.calm import (
+    CalmNetwork,
+    HeadSpec,
+    UnitScaler,
+    forecast,
+    head_outputs,
+    make_finetune_loss,
+    pooled_features,
+    pretrain_loss,
+)
+from neurossl.train.engine import TrainConfig, train
+from neurossl.train.runtime import resolve_device, seed_everything
+
+METHOD_NAMES = ("calm", "scratch_dual_axis")
+DEFAULTS: dict[str, Any] = {
+    "pretrain_steps": 400,
+    "adapt_steps": 200,
+    "head_steps": 50,
+    "lr": 2e-3,
+    "finetune_lr": 1e-3,
+    "weight_decay": 0.01,
+    "warmup_steps": 20,
+    "batch_size": 8,
+    "eval_every": 100,
+    "patience": 0,
+    "next_token_weight": 1.0,
+    "context": 32,
+    "horizon": 16,
+    "forecast_mode": "expected",
+    "samples": 16,
+}
+TOKENIZER_DEFAULTS: dict[str, Any] = {
+    "steps": 300,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "tau_start": 1.0,
+    "tau_end": 0.3,
+    "vocab_sweep": [16, 64, 256],
+    "alternative_quantizer": "gumbel",
+}
+_TOKENIZER_MODEL_KEYS = {f.name for f in dataclasses.fields(TokenizerConfig)}
+_BACKBONE_KEYS = ("width", "layers", "heads", "mlp_ratio", "dropout")
+
+
+def _hparams(inputs: StageInputs) -> dict[str, Any]:
+    known = set(DEFAULTS) | set(_BACKBONE_KEYS) | {"tokenizer_path"}
+    unknown = sorted(set(inputs.hparams) - known)
+    if unknown:
+        raise ValueError(f"{inputs.method}: unknown hparams {unknown}; expected {sorted(known)}")
+    hp = {**DEFAULTS, **inputs.hparams}
+    if hp["forecast_mode"] not in ("expected", "greedy", "sample"):
+        raise ValueError(f"hparams 'forecast_mode' is {hp['forecast_mode']!r}")
+    return hp
+
+
+# --- data ---------------------------------------------------------------------------
+
+
+def _batches(dataset: WindowDataset, batch_size: int = 64) -> list[dict[str, torch.Tensor]]:
+    """Every window of a dataset, in order, as single-session batches."""
+    if len(dataset) == 0:
+        return []
+    loader = make_loader(dataset, batch_size, shuffle=False, seed=0, by_session=True)
+    return list(loader)
+
+
+def unit_statistics(inputs: StageInputs) -> UnitScaler:
+    """Mean and standard deviation of every unit over its session's *training* windows.
+
+    Every session (pretraining and held-out) uses only its own train split, so no test
+    frame informs the normalisation.
+    """
+    sessions = sorted(inputs.session_paths)
+    dataset = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions)
+    n_units = len(dataset.vocab.unit_ids)
+    total, sq, count = np.zeros(n_units), np.zeros(n_units), np.zeros(n_units)
+    for session in sessions:
+        for i in dataset.indices_by_session()[session]:
+            item = dataset[int(i)]
+            act = item["activity"].astype(np.float64)
+            np.add.at(total, item["unit"], act.sum(0))
+            np.add.at(sq, item["unit"], (act**2).sum(0))
+            np.add.at(count, item["unit"], act.shape[0])
+    missing = [dataset.vocab.unit_ids[u] for u in np.flatnonzero(count == 0)]
+    if missing:
+        raise ValueError(f"units without training windows, cannot normalise: {missing[:5]}")
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    return UnitScaler(mean, std)
+
+
+def _normalised_windows(
+    inputs: StageInputs, scaler: UnitScaler, sessions: Sequence[str], split: str
+) -> np.ndarray:
+    """Normalised windows [W, T, N_max] of some sessions; NaN pads smaller sessions."""
+    dataset = WindowDataset(inputs.session_paths, inputs.splits, split, sessions)
+    if len(dataset) == 0:
+        raise ValueError(f"no {split!r} windows in sessions {list(sessions)}")
+    chunks = []
+    for batch in _batches(dataset):
+        x = scaler.normalize(batch["activity"], batch["unit"]).numpy()
+        x[~np.broadcast_to(batch["neuron_mask"].numpy()[:, None, :], x.shape)] = np.nan
+        chunks.append(x)
+    n_max = max(c.shape[2] for c in chunks)
+    padded = [np.pad(c, ((0, 0), (0, 0), (0, n_max - c.shape[2])), constant_values=np.nan)
+              for c in chunks]  # fmt: skip
+    return np.concatenate(padded)
+
+
+# --- tokenizer stage ------------------------------------------------------------------
+
+
+def train_tokenizer(inputs: StageInputs, out_path: Path, report_path: Path) -> dict[str, Any]:
+    """Fit the dataset's tokenizer; write its checkpoint and a JSON report; return the report.
+
+    Report layout: ``{"config", "main": {"valid": m, "heldout": m}, "vocab_sweep":
+    {"<K>": {"valid": m}}, "alternative": {"quantizer", "vocab_size", "valid": m}}`` with
+    ``m`` = :func:`neurossl.models.tokenizer.tokenizer_report` metrics. "valid" is the
+    pretraining sessions' validation windows (frames the tokenizer never fitted),
+    "heldout" the held-out sessions' training windows (animals it never saw).
+    """
+    hp = {**TOKENIZER_DEFAULTS, **inputs.hparams}
+    known = _TOKENIZER_MODEL_KEYS | set(TOKENIZER_DEFAULTS) | {"sweep_steps", "tokenizer_path"}
+    unknown = sorted(set(hp) - known)
+    if unknown:
+        raise ValueError(f"tokenizer: unknown hparams {unknown}; expected {sorted(known)}")
+    device = resolve_device(inputs.device)
+    seed_everything(inputs.seed)
+    scaler = unit_statistics(inputs)
+    pre, held = inputs.splits.pretrain_sessions, inputs.splits.heldout_sessions
+    train_x = _normalised_windows(inputs, scaler, pre, "train")
+    valid_x = _normalised_windows(inputs, scaler, pre, "valid")
+    held_x = _normalised_windows(inputs, scaler, held, "train") if held else None
+    config = TokenizerConfig(**{k: v for k, v in hp.items() if k in _TOKENIZER_MODEL_KEYS})
+
+    def fit(cfg: TokenizerConfig, steps: int) -> Tokenizer:
+        fit_cfg = FitConfig(
+            steps=steps,
+            batch_size=int(hp["batch_size"]),
+            lr=float(hp["lr"]),
+            tau_start=float(hp["tau_start"]),
+            tau_end=float(hp["tau_end"]),
+            seed=inputs.seed,
+        )
+        return fit_tokenizer(train_x, cfg, fit_cfg, device)
+
+    tokenizer = fit(config, int(hp["steps"]))
+    report: dict[str, Any] = {
+        "config": dataclasses.asdict(config),
+        "main": {"valid": tokenizer_report(tokenizer, valid_x)},
+    }
+    if held_x is not None:
+        report["main"]["heldout"] = tokenizer_report(tokenizer, held_x)
+    sweep_steps = int(hp.get("sweep_steps", hp["steps"]))
+    report["vocab_sweep"] = {}
+    for size in hp["vocab_sweep"]:
+        if int(size) == config.vocab_size:
+            report["vocab_sweep"][str(size)] = report["main"]
+            continue
+        other = fit(dataclasses.replace(config, vocab_size=int(size)), sweep_steps)
+        report["vocab_sweep"][str(size)] = {"valid": tokenizer_report(other, valid_x)}
+    alternative = hp["alternative_quantizer"]
+    if alternative != "none":
+        if alternative == config.quantizer:
+            raise ValueError(f"alternative_quantizer equals the main quantizer {alternative!r}")
+        other = fit(dataclasses.replace(config, quantizer=alternative), sweep_steps)
+        report["alternative"] = {
+            "quantizer": alternative,
+            "vocab_size": config.vocab_size,
+            "valid": tokenizer_report(other, valid_x),
+        }
+    save_tokenizer(tokenizer, out_path, report)
+    write_json(report_path, report)
+    return report
+
+
+# --- the method -----------------------------------------------------------------------
+
+
+def _tokenizer_for(hp: dict[str, Any], device: str) -> Tokenizer:
+    if "tokenizer_path" not in hp:
+        raise ValueError("hparams lack 'tokenizer_path' (the workflow passes the tokenizer)")
+    return load_tokenizer(hp["tokenizer_path"], device)
+
+
+def _backbone_config(inputs: StageInputs, hp: dict[str, Any], tokenizer: Tokenizer,
+                     n_units: int, n_sessions: int) -> DualAxisConfig:  # fmt: skip
+    shape = preset(inputs.size)
+    shape.update({k: hp[k] for k in _BACKBONE_KEYS if k in hp})
+    return DualAxisConfig(
+        vocab_size=tokenizer.vocab_size, n_units=n_units, n_sessions=n_sessions, **shape
+    )
+
+
+def _train_config(hp: dict[str, Any], steps: int, lr: float, seed: int) -> TrainConfig:
+    return TrainConfig(
+        max_steps=int(steps),
+        lr=float(lr),
+        weight_decay=float(hp["weight_decay"]),
+        warmup_steps=min(int(hp["warmup_steps"]), max(0, int(steps) - 1)),
+        batch_size=int(hp["batch_size"]),
+        eval_every=min(int(hp["eval_every"]), int(steps)),
+        checkpoint_every=min(int(hp["eval_every"]), int(steps)),
+        patience=int(hp["patience"]),
+        seed=seed,
+        trainable=lambda name: not name.startswith("tokenizer."),
+        progress=False,
+    )
+
+
+def _loaders(inputs: StageInputs, sessions: Sequence[str], batch_size: int, seed: int):
+    train_set = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions)
+    valid_set = WindowDataset(inputs.session_paths, inputs.splits, "valid", sessions)
+    train_loader = make_loader(train_set, batch_size, shuffle=True, seed=seed, by_session=False)
+    valid_loader = None
+    if len(valid_set):
+        valid_loader = make_loader(valid_set, batch_size, shuffle=False, seed=seed,
+                                   by_session=False)  # fmt: skip
+    return train_set, train_loader, valid_loader
+
+
+def _merge_logs(parts: list[tuple[str, Path]], target: Path) -> None:
+    """One CSV log with a ``phase`` column from the per-phase logs of the engine."""
+    rows, fields = [], ["phase"]
+    for phase, path in parts:
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                rows.append({"phase": phase, **row})
+                fields.extend(k for k in row if k not in fields)
+    with atomic_path(target) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _head_specs(inputs: StageInputs, dataset: WindowDataset, tasks: Sequence[str]) -> tuple:
+    """One head per decoding task; classes and behaviour scale from the training windows."""
+    items = [dataset[i] for i in range(len(dataset))]
+    specs = []
+    for task in tasks:
+        if task == "forecasting":
+            continue
+        if task.startswith(BEHAVIOR_PREFIX):
+            variable = task[len(BEHAVIOR_PREFIX) :]
+            column = _behavior_column(dataset, variable)
+            values = np.concatenate([it["behavior"][:, column] for it in items])
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                raise ValueError(f"{task}: no finite '{variable}' in the training windows")
+            specs.append(HeadSpec(task, behavior_column=column, behavior_mean=float(values.mean()),
+                                  behavior_std=float(max(values.std(), 1e-6))))  # fmt: skip
+            continue
+        key = _label_key(task, items[0])
+        labels = [it[key] for it in items]
+        classes = tuple(float(c) for c in np.unique(np.asarray(labels, dtype=np.float64))
+                        if np.isfinite(c))  # fmt: skip
+        specs.append(HeadSpec(task, label_key=key, classes=classes))
+    return tuple(specs)
+
+
+def _label_key(task: str, item: dict[str, Any]) -> str:
+    """The trial column of a window task: ``choice``; ``stimulus_<var>`` is read from the
+    column named like the task (e.g. ``stimulus_class``) or, failing that, ``<var>``."""
+    if task == "choice":
+        candidates = ["label/choice"]
+    else:
+        candidates = ["label/" + task, "label/" + task[len(STIMULUS_PREFIX) :]]
+    for key in candidates:
+        if key in item:
+            return key
+    labels = sorted(k for k in item if k.startswith("label/"))
+    raise ValueError(f"{task}: windows carry none of {candidates}; they have {labels}")
+
+
+def _behavior_column(dataset: WindowDataset, variable: str) -> int:
+    columns = set()
+    for session in dataset.sessions:
+        names = dataset.behavior_names(session)
+        if variable not in names:
+            raise ValueError(f"session {session!r} has no behaviour '{variable}' (has {names})")
+        columns.add(names.index(variable))
+    if len(columns) != 1:
+        raise ValueError(f"behaviour '{variable}' sits in different columns across sessions")
+    return columns.pop()
+
+
+class CalmMethod:
+    modality = "calcium"
+
+    def __init__(self, name: str) -> None:
+        if name not in METHOD_NAMES:
+            raise ValueError(f"calm_family has no method {name!r}; expected {METHOD_NAMES}")
+        self.name = name
+        self.pretrains = name == "calm"
+
+    def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(
+            t
+            for t in tasks
+            if t in ("forecasting", "choice")
+            or t.startswith(BEHAVIOR_PREFIX)
+            or t.startswith(STIMULUS_PREFIX)
+        )
+
+    def _network(self, inputs: StageInputs, hp: dict[str, Any], device: str,
+                 heads: tuple = (), restoring: bool = False) -> CalmNetwork:  # fmt: skip
+        """A fresh network; ``restoring`` skips the unit statistics a checkpoint holds."""
+        tokenizer = _tokenizer_for(hp, device)
+        vocab = DatasetVocab.from_paths(inputs.session_paths)
+        n = len(vocab.unit_ids)
+        scaler = UnitScaler(np.zeros(n), np.ones(n)) if restoring else unit_statistics(inputs)
+        config = _backbone_config(inputs, hp, tokenizer, len(vocab.unit_ids),
+                                  len(vocab.session_ids))  # fmt: skip
+        return CalmNetwork(tokenizer, config, scaler, heads)
+
+    def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
+        if not self.pretrains:
+            raise ValueError(f"{self.name} has no pretraining stage")
+        hp = _hparams(inputs)
+        device = resolve_device(inputs.device)
+        seed_everything(inputs.seed)
+        network = self._network(inputs, hp, device)
+        _, train_loader, valid_loader = _loaders(
+            inputs, inputs.splits.pretrain_sessions, int(hp["batch_size"]), inputs.seed
+        )
+        train(
+            network,
+            pretrain_loss,
+            train_loader,
+            valid_loader,
+            _train_config(hp, hp["pretrain_steps"], hp["lr"], inputs.seed),
+            outputs.checkpoint_dir,
+            outputs.train_log,
+            device,
+        )
+        _save(outputs.model, {"stage": "pretrain", "state": network.cpu().state_dict()})
+
+    def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
+        hp = _hparams(inputs)
+        device = resolve_device(inputs.device)
+        seed_everything(inputs.seed)
+        held = inputs.splits.heldout_sessions
+        if not held:
+            raise ValueError("splits have no held-out sessions to fine-tune on")
+        train_set, train_loader, valid_loader = _loaders(
+            inputs, held, int(hp["batch_size"]), inputs.seed
+        )
+        tasks = self.supported_tasks(inputs.tasks)
+        heads = _head_specs(inputs, train_set, tasks)
+        network = self._network(inputs, hp, device, heads)
+        if self.pretrains:
+            if pretrained is None:
+                raise ValueError(f"{self.name} fine-tuning needs the pretrained model")
+            state = _load(pretrained, "pretrain")["state"]
+            missing, unexpected = network.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("heads.") for k in missing):
+                raise ValueError(
+                    f"{pretrained}: does not match the model ({missing}, {unexpected})"
+                )
+        checkpoints = Path(outputs.checkpoint_dir)
+        adapt_log, heads_log = checkpoints / "adapt_log.csv", checkpoints / "heads_log.csv"
+        train(network, pretrain_loss, train_loader, valid_loader,
+              _train_config(hp, hp["adapt_steps"], hp["finetune_lr"], inputs.seed),
+              checkpoints / "adapt", adapt_log, device)  # fmt: skip
+        adapted = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+        logs = [("adapt", adapt_log)]
+        if heads:
+            train(network, make_finetune_loss(float(hp["next_token_weight"])), train_loader,
+                  valid_loader,
+                  _train_config(hp, hp["head_steps"], hp["finetune_lr"], inputs.seed + 1),
+                  checkpoints / "heads", heads_log, device)  # fmt: skip
+            logs.append(("heads", heads_log))
+        _merge_logs(logs, Path(outputs.train_log))
+        _save(outputs.model, {
+            "stage": "finetune",
+            "heads": [dataclasses.asdict(h) for h in heads],
+            "adapted": adapted,
+            "state": network.cpu().state_dict(),
+        })  # fmt: skip
+
+    def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
+        if finetuned is None:
+            raise ValueError(f"{self.name} evaluation needs the fine-tuned model")
+        hp = _hparams(inputs)
+        device = resolve_device(inputs.device)
+        seed_everything(inputs.seed)
+        payload = _load(finetuned, "finetune")
+        heads = tuple(HeadSpec(**{**h, "classes": tuple(h["classes"])}) for h in payload["heads"])
+        adapted = self._network(inputs, hp, device, heads, restoring=True)
+        adapted.load_state_dict(payload["adapted"])
+        tuned = self._network(inputs, hp, device, heads, restoring=True)
+        tuned.load_state_dict(payload["state"])
+        adapted.to(device).eval()
+        tuned.to(device).eval()
+        evaluation = Evaluation()
+        tasks = self.supported_tasks(inputs.tasks)
+        for session in inputs.splits.heldout_sessions:
+            test = _to(_batches(WindowDataset(inputs.session_paths, inputs.splits, "test",
+                                              [session])), device)  # fmt: skip
+            if not test:
+                continue
+            if "forecasting" in tasks:
+                _evaluate_forecasting(inputs, hp, adapted, test, session, evaluation)
+            if heads:
+                train_b = _to(_batches(WindowDataset(inputs.session_paths, inputs.splits,
+                                                     "train", [session])), device)  # fmt: skip
+                _evaluate_decoding(inputs, adapted, tuned, train_b, test, session, evaluation)
+        return evaluation
+
+
+def make_method(name: str) -> CalmMethod:
+    return CalmMethod(name)
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+
+def _to(batches: list[dict[str, torch.Tensor]], device: str) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+
+def _evaluate_forecasting(
+    inputs: StageInputs,
+    hp: dict[str, Any],
+    network: CalmNetwork,
+    test: list[dict[str, torch.Tensor]],
+    session: str,
+    evaluation: Evaluation,
+) -> None:
+    patch = network.tokenizer.patch
+    context, horizon = int(hp["context"]), int(hp["horizon"])
+    if context % patch or horizon % patch:
+        raise ValueError(
+            f"hparams context {context} and horizon {horizon} must be multiples of the "
+            f"tokenizer patch {patch} frames"
+        )
+    preds: dict[str, list[np.ndarray]] = {"expected": [], "greedy": []}
+    futures = []
+    for batch in test:
+        n = int(batch["neuron_mask"][0].sum())
+        past, future = forecast_windows(batch["activity"].cpu().numpy()[:, :, :n], context,
+                                        horizon)  # fmt: skip
+        ctx = dict(batch, activity=torch.from_numpy(np.ascontiguousarray(past)).to(
+            batch["activity"].device))  # fmt: skip
+        ctx["unit"], ctx["neuron_mask"] = batch["unit"][:, :n], batch["neuron_mask"][:, :n]
+        for mode in dict.fromkeys(("expected", "greedy", hp["forecast_mode"])):
+            out = forecast(network, ctx, horizon // patch, mode, inputs.seed, int(hp["samples"]))
+            preds.setdefault(mode, []).append(out.cpu().numpy())
+        futures.append(future)
+    target = np.concatenate(futures)
+    for mode, chunks in preds.items():
+        pred = np.concatenate(chunks)
+        values = horizon_metrics(pred, target)
+        values["pearson"] = pearson(pred.reshape(-1, pred.shape[-1]),
+                                    target.reshape(-1, target.shape[-1]))  # fmt: skip
+        prefix = f"forecasting/{session}"
+        evaluation.arrays[f"{prefix}/{mode}/pred"] = pred.astype(np.float32)
+        evaluation.arrays[f"{prefix}/{mode}/metrics"] = np.array(
+            [values[k] for k in sorted(values)], dtype=np.float64)  # fmt: skip
+        evaluation.arrays[f"{prefix}/metric_names"] = np.array(sorted(values))
+        if mode == hp["forecast_mode"]:
+            values.pop("pearson")
+            evaluation.rows.extend(make_rows(inputs, session, "forecasting", values))
+    evaluation.arrays[f"forecasting/{session}/target"] = target.astype(np.float32)
+
+
+def _features(network: CalmNetwork, batches: list[dict[str, torch.Tensor]]) -> tuple:
+    """Frozen features: window [W, D] and per-frame [W, S*P, D] (patch state repeated)."""
+    windows, frames = [], []
+    with torch.no_grad():
+        for batch in batches:
+            hidden = network(batch)["hidden"]
+            window, per_step = pooled_features(hidden, batch["neuron_mask"])
+            windows.append(window.float().cpu().numpy())
+            per_frame = per_step.repeat_interleave(network.tokenizer.patch, dim=1)
+            frames.append(per_frame.float().cpu().numpy())
+    return np.concatenate(windows), np.concatenate(frames)
+
+
+def _labels(batches: list[dict[str, torch.Tensor]], key: str) -> np.ndarray:
+    return np.concatenate([b[key].cpu().numpy() for b in batches])
+
+
+def _behavior(batches: list[dict[str, torch.Tensor]], column: int, frames: int) -> np.ndarray:
+    return np.concatenate([b["behavior"][:, :frames, column].cpu().numpy() for b in batches])
+
+
+def _evaluate_decoding(
+    inputs: StageInputs,
+    adapted: CalmNetwork,
+    tuned: CalmNetwork,
+    train_b: list[dict[str, torch.Tensor]],
+    test: list[dict[str, torch.Tensor]],
+    session: str,
+    evaluation: Evaluation,
+) -> None:
+    train_w, train_f = _features(adapted, train_b)
+    test_w, test_f = _features(adapted, test)
+    outputs: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for batch in test:
+            hidden = tuned(batch)["hidden"]
+            for task, value in head_outputs(tuned, hidden, batch["neuron_mask"]).items():
+                outputs.setdefault(task, []).append(value.float().cpu().numpy())
+    for spec in tuned.head_specs:
+        pred = np.concatenate(outputs[spec.task])
+        prefix = f"{spec.task}/{session}"
+        if spec.label_key:
+            y_test = _labels(test, spec.label_key)
+            y_pred = np.asarray(spec.classes)[pred.argmax(1)]
+            values = {"bacc": balanced_accuracy(y_test, y_pred), "acc": accuracy(y_test, y_pred)}
+            frozen = decode_discrete(train_w, _labels(train_b, spec.label_key), test_w, y_test,
+                                     inputs.seed)  # fmt: skip
+            evaluation.arrays[f"{prefix}/target"] = y_test
+        else:
+            frames = pred.shape[1]
+            y_test = _behavior(test, spec.behavior_column, frames)
+            y_pred = pred * spec.behavior_std + spec.behavior_mean
+            values = {"r2": r2(y_pred.reshape(-1), y_test.reshape(-1))}
+            y_train = _behavior(train_b, spec.behavior_column, frames)
+            d = train_f.shape[-1]
+            frozen = decode_continuous(train_f.reshape(-1, d), y_train.reshape(-1),
+                                       test_f.reshape(-1, d), y_test.reshape(-1),
+                                       inputs.seed)  # fmt: skip
+            evaluation.arrays[f"{prefix}/target"] = y_test.astype(np.float32)
+        evaluation.arrays[f"{prefix}/pred"] = np.asarray(y_pred, dtype=np.float32)
+        for metric, value in frozen.items():
+            evaluation.arrays[f"{prefix}/frozen_probe/{metric}"] = np.array([value])
+        evaluation.rows.extend(make_rows(inputs, session, spec.task, values))
+
+
+def _save(path: Path | None, payload: dict[str, Any]) -> None:
+    if path is None:
+        raise ValueError("the stage was given no model output path")
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load(path: Path, stage: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no {stage} model (run the {stage} stage first)")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("stage") != stage:
+        raise ValueError(f"{path}: not a CalM {stage} checkpoint")
+    return payload
