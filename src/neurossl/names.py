@@ -21,8 +21,12 @@ SIMPLE_BASELINES = ("linear", "persistence", "mean", "linear_ar", "rnn", "poco")
 #: Ground truth; only defined for synthetic data.
 ORACLE = "oracle"
 METHODS = PRETRAINED_METHODS + SCRATCH_METHODS + SIMPLE_BASELINES + (ORACLE,)
+#: Methods with a trained backbone: pretrain (if any) -> finetune -> evaluate jobs.
+NEURAL_METHODS = PRETRAINED_METHODS + SCRATCH_METHODS
+#: Methods fitted and scored in one job (fitting takes seconds, a job an interpreter).
+FITTED_METHODS = (*SIMPLE_BASELINES, ORACLE)
 
-#: Which recording modality a method is built for.
+#: Which recording modality a method is built for (absent: any modality).
 METHOD_MODALITY = {
     "mtm": "spikes",
     "ndt": "spikes",
@@ -33,6 +37,13 @@ METHOD_MODALITY = {
     "scratch_perceiver": "calcium",
     "calm": "calcium",
     "scratch_dual_axis": "calcium",
+    # Forecasting-only baselines (ZAPBench/POCO) serve calcium; on spikes the MtM
+    # forward-prediction task has linear and oracle as its references.
+    "persistence": "calcium",
+    "mean": "calcium",
+    "linear_ar": "calcium",
+    "rnn": "calcium",
+    "poco": "calcium",
 }
 
 FIXED_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "choice")
@@ -119,3 +130,11 @@ def splits_path(results: str | Path, dataset: str) -> Path:
 
 def report_dir(results: str | Path, dataset: str) -> Path:
     return Path(results) / dataset / "report"
+
+
+def session_key(path: str | Path) -> tuple[str, str]:
+    """(session, modality) from a Session file name ``{session}.{modality}.h5``."""
+    parts = Path(path).name.split(".")
+    if len(parts) != 3 or parts[2] != "h5":
+        raise ValueError(f"{path}: expected a Session file named '<session>.<modality>.h5'")
+    return parts[0], parts[1]

@@ -14,13 +14,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from neurossl.data.make_splits import session_key
 from neurossl.data.splits import read_splits
 from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
-from neurossl.names import check_method, check_task
+from neurossl.names import check_method, check_task, session_key
 
-STAGES = ("tokenizer", "pretrain", "finetune", "evaluate")
+STAGES = ("tokenizer", "pretrain", "finetune", "evaluate", "fit_evaluate")
 log = logging.getLogger("neurossl")
 
 
@@ -96,7 +95,10 @@ def run(args: argparse.Namespace) -> None:
     else:
         from neurossl.eval.rows import write_evaluation
 
-        evaluation = method.evaluate(inputs, args.finetuned)
+        if args.stage == "fit_evaluate":
+            method.finetune(inputs, None, outputs)
+        model = args.model if args.stage == "fit_evaluate" else args.finetuned
+        evaluation = method.evaluate(inputs, model)
         evaluation.rows = [
             replace(row, session=f"{row.session}.{args.modality}") for row in evaluation.rows
         ]

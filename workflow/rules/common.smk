@@ -4,6 +4,8 @@ Names and paths come from neurossl.names so rules, evaluation and report agree.
 """
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -12,6 +14,14 @@ from neurossl import names
 from neurossl.data.preprocess import reader_of
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# Shell rules call `python`/`torchrun`: let that be the environment running Snakemake
+# (a venv need not be activated); `--sdm conda` activation still puts its env first.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+# Jobs run side by side, one core each (threads: 1): a BLAS pool per job would
+# oversubscribe the cores; measured, it made a logistic-regression probe 10x slower.
+for _threads_variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads_variable, "1")
 
 RESULTS = config.get("results", "results")
 RAW = str(Path(config.get("resources", "resources"), "raw"))
@@ -74,7 +84,7 @@ def method_modalities(dataset, method):
 
 def method_sizes(method):
     """Neural methods train every configured size; simple baselines have one, 'na'."""
-    if method in names.METHOD_MODALITY:
+    if method in names.NEURAL_METHODS:
         scaling = config.get("scaling", {})
         extra = scaling.get("sizes", []) if method in scaling.get("methods", []) else []
         return list(dict.fromkeys([*SIZES, *extra]))

@@ -63,6 +63,8 @@ rule pretrain:
 
 
 rule finetune:
+    wildcard_constraints:
+        method="|".join(names.NEURAL_METHODS),
     input:
         sessions=lambda wc: session_files(wc.dataset, wc.modality),
         splits=f"{RESULTS}/{{dataset}}/splits.json",
@@ -96,6 +98,8 @@ rule finetune:
 
 
 rule evaluate:
+    wildcard_constraints:
+        method="|".join(names.NEURAL_METHODS),
     input:
         sessions=lambda wc: session_files(wc.dataset, wc.modality),
         splits=f"{RESULTS}/{{dataset}}/splits.json",
@@ -117,4 +121,31 @@ rule evaluate:
     shell:
         "python {params.script} {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} --finetuned {input.finetuned} "
+        "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
+
+
+rule evaluate_baseline:
+    """Simple baselines and the oracle: fit on train windows and score in one job."""
+    wildcard_constraints:
+        method="|".join(names.FITTED_METHODS),
+    input:
+        sessions=lambda wc: session_files(wc.dataset, wc.modality),
+        splits=f"{RESULTS}/{{dataset}}/splits.json",
+    output:
+        metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
+        predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
+        model=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
+    params:
+        script=STAGE_SCRIPT,
+        args=lambda wc: stage_args(wc, "fit_evaluate"),
+        hparams=stage_hparams,
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}"),
+    benchmark:
+        benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
+    shell:
+        "python {params.script} {params.args} --hparams {params.hparams:q} "
+        "--splits {input.splits} --sessions {input.sessions} --model {output.model} "
         "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"

@@ -21,6 +21,7 @@ from neurossl.data import predictability as pred
 from neurossl.data.session import Session, read_session
 from neurossl.data.splits import Splits, Windows, write_splits
 from neurossl.data.windows import block_windows, trial_windows
+from neurossl.names import session_key
 
 
 @dataclass(frozen=True)
@@ -244,14 +245,6 @@ def compute_splits(
         predictability=summary,
     )
     return splits, table
-
-
-def session_key(path: str | Path) -> tuple[str, str]:
-    """(session, modality) from a Session file name ``{session}.{modality}.h5``."""
-    parts = Path(path).name.split(".")
-    if len(parts) != 3 or parts[2] != "h5":
-        raise ValueError(f"{path}: expected a Session file named '<session>.<modality>.h5'")
-    return parts[0], parts[1]
 
 
 def write_split_outputs(

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from neurossl.atomic import atomic_path, write_json
-from neurossl.data.make_splits import session_key
 from neurossl.data.splits import read_splits
+from neurossl.names import session_key
 
 
 def _bin_sizes(session_files: list[str]) -> dict[tuple[str, str], float]:
