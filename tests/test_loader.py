@@ -149,7 +149,25 @@ def test_collate_pads_neurons(data):
     assert batch["neuron_mask"].sum(1).tolist() == [n0, n1]
     assert (batch["activity"][0, :, n0:] == 0).all()
     assert batch["session"].tolist() == [0, 1]
-    assert batch["label/choice"].dtype == torch.int64
+    assert batch["label/choice"].dtype == torch.float32
+    assert set(batch["label/choice"].tolist()) <= {-1.0, 1.0}
+
+
+def test_windows_without_a_trial_have_nan_labels_not_minus_one(data):
+    """-1 is a real choice; a continuous window's missing label must not look like one."""
+    from dataclasses import replace
+
+    from neurossl.data.splits import Windows
+
+    paths, splits = data
+    session = sorted(paths)[0]
+    w = splits.windows[session]
+    continuous = Windows(w.start, w.stop, w.split, np.full(len(w), -1, dtype=np.int64))
+    ds = WindowDataset(
+        paths, replace(splits, windows={**splits.windows, session: continuous}), "train", [session]
+    )
+    batch = collate_windows([ds[0], ds[1]])
+    assert torch.isnan(batch["label/choice"]).all()
 
 
 def test_dataset_holds_no_activity(data):

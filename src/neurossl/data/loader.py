@@ -207,11 +207,9 @@ class WindowDataset(Dataset):
             "behavior": f["behavior"][rows].astype(np.float32),
         }
         for name, values in meta.labels.items():
-            integer = values.dtype.kind in "iub"
-            if 0 <= trial < values.shape[0]:
-                item[f"label/{name}"] = values[trial]
-            else:
-                item[f"label/{name}"] = -1 if integer else np.nan
+            # Always float with NaN for "no label": -1 is a real class (IBL choice).
+            inside = 0 <= trial < values.shape[0]
+            item[f"label/{name}"] = float(values[trial]) if inside else np.nan
         for key in meta.truth_keys:
             item[key] = _columns(f["truth"][key][rows], meta.columns)
         return item
@@ -262,12 +260,8 @@ def collate_windows(items: Sequence[Item]) -> Batch:
     label_keys = sorted({k for it in items for k in it if k.startswith("label/")})
     for key in label_keys:
         values = [it.get(key) for it in items]
-        is_float = any(isinstance(v, float | np.floating) for v in values if v is not None)
-        if is_float:
-            filled = [np.nan if v is None else float(v) for v in values]
-            batch[key] = torch.tensor(filled, dtype=torch.float32)
-        else:
-            batch[key] = torch.tensor([-1 if v is None else int(v) for v in values])
+        filled = [np.nan if v is None else float(v) for v in values]
+        batch[key] = torch.tensor(filled, dtype=torch.float32)
     return batch
 
 
