@@ -101,6 +101,19 @@ def eval_targets(dataset):
     ]
 
 
+def scaling_targets():
+    """Evaluations of the scaling sweep (config `scaling`): every size x method x seed."""
+    scaling = config.get("scaling", {})
+    return [
+        f"{RESULTS}/{dataset}/eval/{method}/{modality}/{size}/seed{seed}/metrics.json"
+        for dataset in DATASETS
+        for method in scaling.get("methods", [])
+        for modality in method_modalities(dataset, method)
+        for size in method_sizes(method)
+        for seed in SEEDS
+    ]
+
+
 def all_targets():
     targets = []
     for dataset in DATASETS:
