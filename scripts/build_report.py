@@ -1,0 +1,27 @@
+"""Rule entry point: the benchmark report of one dataset (see neurossl.report.build)."""
+
+from pathlib import Path
+
+from neurossl.report.build import ReportInputs, build_report
+from neurossl.rule_logging import rule_logging
+
+with rule_logging(snakemake.log[0]) as log:
+    tokenizer = snakemake.input.tokenizer
+    tokenizer = [tokenizer] if isinstance(tokenizer, str) else list(tokenizer)
+    inputs = ReportInputs(
+        dataset=snakemake.wildcards.dataset,
+        config=snakemake.params.config,
+        metrics_paths=tuple(Path(p) for p in snakemake.input.metrics),
+        dataset_dir=Path(snakemake.params.dataset_dir),
+        workflow_dir=Path(snakemake.params.workflow_dir),
+        splits=Path(snakemake.input.splits),
+        neuron_stats=Path(snakemake.input.neuron_stats),
+        summary_json=Path(snakemake.input.summary),
+        summary_images={
+            "Neurons per region": Path(snakemake.input.regions),
+            "Activity distributions": Path(snakemake.input.distributions),
+        },
+        tokenizer_report=Path(tokenizer[0]) if tokenizer else None,
+    )
+    collection = build_report(inputs, Path(snakemake.output.html).parent)
+    log.info("%d metric rows, %d missing entries", len(collection.metrics), len(collection.missing))

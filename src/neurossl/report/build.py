@@ -1,0 +1,223 @@
+"""Build a dataset's benchmark report: metrics.csv, figures (PNG + SVG) and index.html.
+
+The one function the report rule calls. It only reads finished results, so rebuilding
+after a change of the ``report:`` config section (e.g. which metrics to show) costs
+seconds and retrains nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from neurossl.atomic import write_text
+from neurossl.data.splits import read_splits
+from neurossl.names import METRICS, MODALITIES, check_method, check_task
+from neurossl.report import figures as fig
+from neurossl.report.collect import Collection, RunKey, collect, parse_run_path, write_tidy_csv
+from neurossl.report.html import FigureEntry, ReportContent, render
+from neurossl.report.provenance import gather
+from neurossl.report.tables import (
+    FAMILIES,
+    build_differences,
+    build_table,
+    missing_table,
+    seed_values,
+)
+
+DEFAULT_HEADLINE = ("spikes/co_smoothing/bps", "calcium/forecasting/r2")
+
+FIGURE_TEXT = {
+    "forecasting_horizon": (
+        "Forecasting vs horizon",
+        "Per-horizon-step error and R² of forecasting on the test windows of held-out "
+        "sessions, mean over seeds with the confidence band.",
+    ),
+    "scaling": (
+        "Accuracy vs model size",
+        "Headline metrics per size preset; dotted lines are size-less simple baselines; "
+        "points are annotated with backbone parameter counts where known.",
+    ),
+    "per_neuron_bps": (
+        "Per-neuron bits/spike",
+        "Co-smoothing bits/spike of each held-out neuron, method vs reference baseline, "
+        "averaged over seeds; points above the diagonal are neurons the method predicts better.",
+    ),
+    "predictability": (
+        "Predictability split",
+        "Skewness vs excess kurtosis on training windows; lines are the thresholds that "
+        "define POYO-SSL's predictable neurons.",
+    ),
+    "training_curves": (
+        "Training curves",
+        "Loss columns of every pretraining and fine-tuning log vs step, one line per seed.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The ``report:`` section of the config."""
+
+    #: Metrics shown in the tables (metrics.csv always has every row).
+    metrics: tuple[str, ...] = METRICS
+    confidence: float = 0.95
+    #: Baseline method of the per-neuron bits/spike scatter.
+    reference: str = "linear"
+    #: (modality, task, metric) triples of the scaling figure.
+    headline: tuple[tuple[str, str, str], ...] = tuple(
+        tuple(h.split("/")) for h in DEFAULT_HEADLINE
+    )
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any] | None) -> ReportSettings:
+        section = dict(section or {})
+        unknown = set(section) - {"metrics", "confidence", "reference", "headline"}
+        if unknown:
+            raise ValueError(f"config report: unknown key(s) {sorted(unknown)}")
+        metrics = tuple(section.get("metrics", METRICS))
+        bad = [m for m in metrics if m not in METRICS]
+        if bad:
+            raise ValueError(f"config report.metrics: unknown metric(s) {bad}; expected {METRICS}")
+        confidence = float(section.get("confidence", 0.95))
+        if not 0 < confidence < 1:
+            raise ValueError(f"config report.confidence must be in (0, 1), got {confidence}")
+        headline = []
+        for item in section.get("headline", DEFAULT_HEADLINE):
+            parts = str(item).split("/")
+            if len(parts) != 3 or parts[0] not in MODALITIES or parts[2] not in METRICS:
+                raise ValueError(
+                    f"config report.headline: {item!r} is not 'modality/task/metric' "
+                    f"(modality in {MODALITIES}, metric in {METRICS})"
+                )
+            check_task(parts[1])
+            headline.append((parts[0], parts[1], parts[2]))
+        return cls(
+            metrics=metrics,
+            confidence=confidence,
+            reference=check_method(section.get("reference", "linear")),
+            headline=tuple(headline),
+        )
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    dataset: str
+    config: dict[str, Any]
+    #: Every expected metrics.json (present or not): the grid the report checks against.
+    metrics_paths: tuple[Path, ...]
+    #: results/{dataset}: train logs, predictions and benchmark files are found below it.
+    dataset_dir: Path
+    workflow_dir: Path
+    splits: Path | None = None
+    neuron_stats: Path | None = None
+    summary_json: Path | None = None
+    #: title -> PNG of the dataset summary, embedded as they are.
+    summary_images: dict[str, Path] = field(default_factory=dict)
+    tokenizer_report: Path | None = None
+
+
+def figure_paths(report_dir: str | Path) -> dict[str, tuple[Path, Path]]:
+    """name -> (png, svg) of every report figure; the rule declares exactly these."""
+    base = Path(report_dir) / "figures"
+    return {name: (base / f"{name}.png", base / f"{name}.svg") for name in fig.FIGURES}
+
+
+def build_report(inputs: ReportInputs, report_dir: str | Path) -> Collection:
+    """Write metrics.csv, figures/ and index.html under ``report_dir``."""
+    report_dir = Path(report_dir)
+    settings = ReportSettings.from_config(inputs.config.get("report"))
+    dataset_config = inputs.config["datasets"][inputs.dataset]
+    collection = collect(inputs.dataset, inputs.metrics_paths, dataset_config.get("tasks", {}))
+    write_tidy_csv(collection.metrics, report_dir / "metrics.csv")
+
+    per_seed = seed_values(collection.metrics)
+    tables = [
+        build_table(collection, per_seed, family, settings.metrics, settings.confidence)
+        for family in FAMILIES
+        if family.modality in dataset_config["modalities"]
+    ]
+    differences = [build_differences(per_seed, t, settings.confidence) for t in tables]
+
+    sizes = _sizes(inputs.config)
+    paths = figure_paths(report_dir)
+    _write_figures(inputs, collection, per_seed, settings, sizes, paths)
+    content = ReportContent(
+        dataset=inputs.dataset,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        confidence=settings.confidence,
+        tables=tables,
+        differences=differences,
+        missing=missing_table(collection),
+        figures=[
+            FigureEntry(name, FIGURE_TEXT[name][0], paths[name][0], FIGURE_TEXT[name][1])
+            for name in fig.FIGURES
+        ],
+        provenance=gather(inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks"),
+        n_expected_runs=len(collection.expected),
+        summary=_read_json(inputs.summary_json),
+        summary_images={k: v for k, v in inputs.summary_images.items() if v.exists()},
+        tokenizer=_read_json(inputs.tokenizer_report),
+    )
+    write_text(report_dir / "index.html", render(content))
+    return collection
+
+
+def _sizes(config: dict[str, Any]) -> list[str]:
+    """Configured sizes then scaling sizes, in order; the first is the headline size."""
+    extra = config.get("scaling", {}).get("sizes", [])
+    return list(dict.fromkeys([*config["sizes"], *extra]))
+
+
+def _write_figures(
+    inputs: ReportInputs,
+    collection: Collection,
+    per_seed: Any,
+    settings: ReportSettings,
+    sizes: list[str],
+    paths: dict[str, tuple[Path, Path]],
+) -> None:
+    main = sizes[0]
+    fig.save_figure(
+        fig.horizon_figure(per_seed, main, settings.confidence), *paths["forecasting_horizon"]
+    )
+    fig.save_figure(
+        fig.scaling_figure(per_seed, settings.headline, sizes, settings.confidence),
+        *paths["scaling"],
+    )
+    predictions = {}
+    for path in inputs.metrics_paths:
+        npz = Path(path).with_name("predictions.npz")
+        if npz.exists():
+            predictions[parse_run_path(path)] = npz
+    fig.save_figure(
+        fig.per_neuron_figure(predictions, settings.reference, main), *paths["per_neuron_bps"]
+    )
+    thresholds = read_splits(inputs.splits).predictability if inputs.splits else None
+    fig.predictability_figure(inputs.neuron_stats, thresholds, *paths["predictability"])
+    fig.save_figure(
+        fig.training_curves_figure(_train_logs(inputs.dataset_dir, collection), main),
+        *paths["training_curves"],
+    )
+
+
+def _train_logs(dataset_dir: Path, collection: Collection) -> dict[tuple[str, RunKey], Path]:
+    logs = {}
+    for run in collection.expected:
+        for stage in ("pretrain", "finetune"):
+            path = dataset_dir / stage / run.relative_dir() / "train_log.csv"
+            if path.exists() and path.stat().st_size > 0:
+                logs[(stage, run)] = path
+    return logs
+
+
+def _read_json(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err

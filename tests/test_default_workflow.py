@@ -1,0 +1,64 @@
+"""The embedded default workflow, end to end, as `make run` runs it.
+
+One run of config/config.yaml (every configured method and baseline, 3 seeds) feeds all
+tests here: the report renders in a real browser, a rerun does nothing, and the results
+the project claims hold in the workflow's own outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_report_browser import chromium, probe
+
+from workflow_helpers import REPO, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("default_workflow")
+    run_snakemake(workdir, configfile=REPO / "config" / "config.yaml")
+    return workdir / "results" / "synthetic"
+
+
+@pytest.fixture(scope="module")
+def metrics(default_run) -> pd.DataFrame:
+    return pd.read_csv(default_run / "report" / "metrics.csv")
+
+
+def test_rerun_does_nothing(default_run):
+    again = run_snakemake(default_run.parents[1], configfile=REPO / "config" / "config.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_report_renders_every_table_and_figure_in_chromium(default_run):
+    page = default_run / "report" / "index.html"
+    html = page.read_text()
+    counts, errors, stderr = probe(chromium(), page)
+    assert counts["images"] == html.count("<img ") >= 6
+    assert counts["broken"] == 0, errors
+    assert counts["tables"] == html.count("<table>") >= 4
+    assert counts["errors"] == 0, errors
+    assert "Uncaught" not in stderr
+
+
+def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert list(metrics.columns) == [
+        "dataset",
+        "session",
+        "method",
+        "size",
+        "task",
+        "metric",
+        "seed",
+        "value",
+    ]
+    assert set(metrics["method"]) == set(config["methods"])
+    assert set(metrics["seed"]) == set(config["seeds"])
