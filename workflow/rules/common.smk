@@ -15,9 +15,14 @@ from neurossl.data.preprocess import reader_of
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+envvars:
+    "PATH",
+
+
 # Shell rules call `python`/`torchrun`: let that be the environment running Snakemake
 # (a venv need not be activated); `--sdm conda` activation still puts its env first.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+_inherited_path = os.environ["PATH"]
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), _inherited_path])
 # Jobs run side by side, one core each (threads: 1): a BLAS pool per job would
 # oversubscribe the cores; measured, it made a logistic-regression probe 10x slower.
 for _threads_variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
