@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from neurossl.train import checkpoint
 from neurossl.train.distributed import DistInfo, all_agree, barrier, init_distributed
 from neurossl.train.optim import make_optimizer, make_scheduler, trainable_parameters
 from neurossl.train.runtime import rng_state, seed_everything, set_rng_state
+
+logger = logging.getLogger("neurossl")
 
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 
@@ -93,6 +96,8 @@ def train(
     """Train ``model`` in place; on return it holds the best-on-validation weights."""
     checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
     info, device = init_distributed(device)
+    if info.is_main:
+        logger.info("training on %s, %d process(es)", device, info.world_size)
     seed_everything(config.seed)
     model.to(device)
     params = trainable_parameters(model, config.trainable)
