@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neurossl.data import binning
 from neurossl.data.binning import bin_spike_times, expected_counts
 from neurossl.data.resample import interpolate
 
@@ -88,3 +89,24 @@ def test_interpolate_is_linear_inside_and_nan_outside():
     np.testing.assert_allclose(out[1:5], [[0, 10], [0.5, 15], [2, 10], [3, 0]])
     assert np.isnan(out[[0, 5]]).all()
     np.testing.assert_allclose(interpolate(t, values[:, 0], np.array([1.5])), [1.5])
+
+
+@pytest.mark.parametrize(("tile_bytes", "chunk_bytes"), [(4 * 3 * 7, 4 * 3 * 7 * 2), (48, 10**6)])
+def test_time_chunks_and_tiles_do_not_move_spikes(
+    monkeypatch: pytest.MonkeyPatch, tile_bytes: int, chunk_bytes: int
+):
+    # Tiny tiles and chunks: many chunk boundaries (spikes placed exactly on them and
+    # one ulp either side) and a partial last tile whose padding must stay out of the grid.
+    monkeypatch.setattr(binning, "_TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(binning, "_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(11)
+    t0, bin_size, n_bins = -0.35, 0.1, 103
+    edges = t0 + np.arange(n_bins + 1) * bin_size
+    near_edges = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+    trains = [
+        np.sort(np.concatenate([rng.uniform(t0 - 1, edges[-1] + 1, 300), near_edges])),
+        np.empty(0),
+        np.sort(rng.uniform(edges[-1], edges[-1] + 2, 20)),  # all after the grid
+    ]
+    counts = bin_spike_times(trains, t0, bin_size, n_bins)
+    np.testing.assert_array_equal(counts, brute_force_counts(trains, t0, bin_size, n_bins))
