@@ -17,9 +17,10 @@ from neurossl.data.splits import Splits, Windows
 from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.calm_family import make_method, train_tokenizer
 from neurossl.methods.registry import get_method
-from neurossl.models.tokenizer import load_tokenizer
+from neurossl.models.dual_axis import DualAxisConfig
+from neurossl.models.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
 from neurossl.names import is_metric
-from neurossl.objectives.calm import forecast
+from neurossl.objectives.calm import CalmNetwork, UnitScaler, forecast
 
 torch.set_num_threads(1)
 RATE = 30.0
@@ -172,7 +173,8 @@ def test_calm_pretrain_finetune_evaluate(dataset, tokenizer_path: Path, tmp_path
     assert 0.0 <= rows[("stimulus_class", "bacc")] <= 1.0
     assert 0.0 <= rows[("choice", "bacc")] <= 1.0
     assert math.isfinite(rows[("behavior_running_speed", "r2")])
-    assert evaluation.arrays["forecasting/c-1/expected/pred"].shape == (4, 8, 7)
+    assert evaluation.arrays["forecasting/c-1/direct/pred"].shape == (4, 8, 7)
+    assert evaluation.arrays["forecasting/c-1/greedy/pred"].shape == (4, 8, 7)
     assert evaluation.arrays["forecasting/c-1/target"].shape == (4, 8, 7)
     assert "choice/c-1/frozen_probe/bacc" in evaluation.arrays
 
@@ -198,11 +200,28 @@ def test_scratch_skips_pretraining_and_rollout_is_prefix_consistent(
         "session": torch.tensor([2, 2]),
         "neuron_mask": torch.ones(2, 7, dtype=torch.bool),
     }
-    for mode in ("greedy", "expected"):
-        short = forecast(network, batch, 1, mode)
-        long = forecast(network, batch, 3, mode)
+    for mode, feedback in [("direct", "greedy"), ("direct", "retokenize"), ("greedy", "greedy"),
+                           ("expected", "greedy")]:  # fmt: skip
+        short = forecast(network, batch, 1, mode, feedback=feedback)
+        long = forecast(network, batch, 3, mode, feedback=feedback)
         assert long.shape == (2, 12, 7)
         torch.testing.assert_close(long[:, :4], short, atol=1e-5, rtol=1e-5)
+
+
+def test_next_patch_readout_starts_at_persistence() -> None:
+    """Before training the read-out's skip repeats the last frame of the current patch, so
+    the backbone only has to learn the residual over persistence."""
+    tokenizer = Tokenizer(TokenizerConfig(patch=4, vocab_size=16, width=16, layers=0))
+    network = CalmNetwork(
+        tokenizer,
+        DualAxisConfig(16, 10, 2, width=16, layers=1, value_patch=4),
+        UnitScaler(np.zeros(10), np.ones(10)),
+    )
+    torch.nn.init.zeros_(network.next_patch.weight)
+    torch.nn.init.zeros_(network.next_patch.bias)
+    patches = torch.randn(2, 3, 5, 4)
+    out = network.read_next_patch(torch.randn(2, 3, 5, 16), patches)
+    torch.testing.assert_close(out, patches[..., -1:].expand_as(out))
 
 
 def test_stage_input_errors(dataset, tokenizer_path: Path) -> None:

@@ -93,3 +93,21 @@ def test_presets_and_config_errors() -> None:
         preset("huge")
     with pytest.raises(ValueError, match="heads of even size"):
         DualAxisConfig(K, UNITS, SESSIONS, width=30, heads=4)
+
+
+def test_value_input_keeps_the_time_axis_causal() -> None:
+    """The continuous input enters token by token, so outputs before t ignore values at t."""
+    torch.manual_seed(0)
+    model = DualAxisTransformer(DualAxisConfig(K, UNITS, SESSIONS, value_patch=4)).eval()
+    codes, unit, session = torch.randint(0, K, (2, 6, 5)), torch.randint(0, UNITS, (2, 5)), \
+        torch.tensor([0, 1])  # fmt: skip
+    values = torch.randn(2, 6, 5, 4)
+    changed = values.clone()
+    changed[:, 4:] += 1.0
+    with torch.no_grad():
+        h1, _ = model(codes, unit, session, None, values)
+        h2, _ = model(codes, unit, session, None, changed)
+    torch.testing.assert_close(h1[:, :4], h2[:, :4])
+    assert not torch.allclose(h1[:, 4:], h2[:, 4:])
+    with pytest.raises(ValueError, match="value_patch"):
+        model(codes, unit, session)

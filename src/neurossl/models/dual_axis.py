@@ -17,6 +17,10 @@ Design choices (and why):
 - *Padding.* Sessions differ in N; padded neurons are masked as *keys* of the neuron
   block (they still compute outputs, which the losses ignore), so a session's outputs do
   not depend on what it is batched with.
+- *Optional value input.* With ``value_patch`` P, a token is its code embedding plus a
+  linear embedding of the P frames the code summarises, so quantisation does not hide
+  the exact level of the latest frames from the forecast; it enters per token, so the
+  time axis stays causal.
 - *One attention kernel.* ``F.scaled_dot_product_attention`` everywhere: flash / memory-
   efficient kernels under bf16 autocast on CUDA, the math kernel in fp32 on CPU, same code.
 
@@ -43,6 +47,8 @@ class DualAxisConfig:
     heads: int = 2
     mlp_ratio: int = 2
     dropout: float = 0.0
+    #: Frames per token of the optional continuous input (0: the codes alone).
+    value_patch: int = 0
 
     def __post_init__(self) -> None:
         if self.width % self.heads or (self.width // self.heads) % 2:
@@ -57,10 +63,11 @@ class DualAxisConfig:
         return asdict(self)
 
 
-#: Model presets. ``tiny`` keeps a CPU workflow at seconds per stage; ``base`` is the
-#: realistic size for GPU runs (12.8 M parameters with a 256-code vocabulary).
+#: Model presets. ``tiny`` (one layer: a step costs in proportion to layers x tokens)
+#: keeps a CPU workflow at seconds per stage; ``base`` is the realistic size for GPU runs
+#: (12.8 M parameters with a 256-code vocabulary).
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": {"width": 32, "layers": 2, "heads": 2, "mlp_ratio": 2},
+    "tiny": {"width": 32, "layers": 1, "heads": 2, "mlp_ratio": 2},
     "small": {"width": 128, "layers": 4, "heads": 4, "mlp_ratio": 4},
     "base": {"width": 256, "layers": 8, "heads": 8, "mlp_ratio": 4},
 }
@@ -208,10 +215,23 @@ class DualAxisTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(c.width)
         self.readout = nn.Linear(c.width, c.vocab_size)
+        self.value_in = nn.Linear(c.value_patch, c.width) if c.value_patch else None
 
-    def embed(self, codes: Tensor, unit: Tensor, session: Tensor) -> Tensor:
-        """Token + unit + session embedding, [B, T, N, D]."""
+    def embed(
+        self, codes: Tensor, unit: Tensor, session: Tensor, values: Tensor | None = None
+    ) -> Tensor:
+        """Token (+ value) + unit + session embedding, [B, T, N, D].
+
+        ``values`` [B, T, N, value_patch] are the frames each code summarises; required
+        exactly when the config has ``value_patch``.
+        """
+        if (values is None) != (self.value_in is None):
+            raise ValueError(
+                f"values must be given iff value_patch > 0 ({self.config.value_patch})"
+            )
         tokens = self.token_embed(codes)
+        if self.value_in is not None:
+            tokens = tokens + self.value_in(values)
         return tokens + self.unit_embed(unit)[:, None] + self.session_embed(session)[:, None, None]
 
     def hidden(self, x: Tensor, neuron_mask: Tensor | None) -> Tensor:
@@ -227,7 +247,12 @@ class DualAxisTransformer(nn.Module):
         return self.norm(x)
 
     def forward(
-        self, codes: Tensor, unit: Tensor, session: Tensor, neuron_mask: Tensor | None = None
+        self,
+        codes: Tensor,
+        unit: Tensor,
+        session: Tensor,
+        neuron_mask: Tensor | None = None,
+        values: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        h = self.hidden(self.embed(codes, unit, session), neuron_mask)
+        h = self.hidden(self.embed(codes, unit, session, values), neuron_mask)
         return h, self.readout(h)
