@@ -12,6 +12,7 @@ from test_loader import make_dataset
 
 from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
+from neurossl.models.ndt import NDT, RATE_FLOOR, make_config
 from neurossl.names import is_metric
 
 TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "choice",
@@ -88,3 +89,40 @@ def test_hparams_are_checked(data):
     assert not get_method("scratch_ndt").pretrains
     assert get_method("ndt").supported_tasks(("co_smoothing", "stimulus_x", "nope")) == (
         "co_smoothing", "stimulus_x")  # fmt: skip
+
+
+def test_new_readouts_start_at_each_neurons_mean_rate():
+    """Regression: read-outs started near 1 spike/bin, so short runs scored bps ~ -1."""
+    torch.manual_seed(0)
+    model = NDT(make_config("tiny"), {"s0": 5})
+    mean = torch.tensor([0.05, 0.1, 0.2, 0.0, 1.5])
+    model.add_session("s1", 5, mean)
+    expected = torch.log(mean.clamp_min(RATE_FLOOR))
+    torch.testing.assert_close(model.stitch_out["s1"].bias.detach(), expected)
+    model.init_rates("s0", mean)
+    torch.testing.assert_close(model.stitch_out["s0"].bias.detach(), expected)
+    with pytest.raises(ValueError, match="got 3 mean counts"):
+        model.init_rates("s0", mean[:3])
+
+
+def test_untrained_model_is_calibrated(data, tmp_path):
+    """Before any real training the predicted rates are the neurons' mean rates.
+
+    Regression: with read-out biases at 0 an untrained (or CPU-short) run predicted ~1
+    spike/bin for neurons firing ~0.3, and co-smoothing bits/spike came out near -1.
+    """
+    torch.set_num_threads(1)
+    impl = get_method("scratch_ndt")
+    frozen = {"max_steps": 1, "stitch_steps": 1, "lr": 1e-9, "stitch_lr": 1e-9}
+    inputs = _inputs(data, "scratch_ndt", frozen, ("co_smoothing",))
+    fine = StageOutputs(model=tmp_path / "model.pt")
+    impl.finetune(inputs, None, fine)
+    evaluation = impl.evaluate(inputs, fine.model)
+    for session in inputs.splits.heldout_sessions:
+        pred = evaluation.arrays[f"co_smoothing/{session}/pred"]
+        target = evaluation.arrays[f"co_smoothing/{session}/target"]
+        scored = ~np.isnan(pred)
+        ratio = pred[scored].mean() / target[scored].mean()
+        assert 0.6 < ratio < 1.6, ratio
+    bps = [r.value for r in evaluation.rows if r.metric == "bps"]
+    assert min(bps) > -0.3, bps

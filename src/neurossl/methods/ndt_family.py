@@ -31,9 +31,10 @@ Stages:
 - model: ``preset`` (``tiny`` | ``published``; default: ``StageInputs.size`` when it
   names a preset, else ``tiny``) and overrides ``d_model``, ``n_layers``, ``n_heads``,
   ``d_ff``, ``dropout``, ``max_bins``.
-- training: ``max_steps`` (150), ``lr`` (1e-3), ``weight_decay`` (0.01),
-  ``warmup_steps`` (10), ``batch_size`` (16), ``eval_every`` (25),
-  ``checkpoint_every`` (50), ``patience`` (0 = off), ``grad_clip`` (1.0),
+- training: ``max_steps`` (150), ``lr`` (3e-3; with the calibrated read-out init of
+  :meth:`neurossl.models.ndt.NDT.init_rates` it beat 1e-3 and 1e-2 on validation
+  windows), ``weight_decay`` (0.01), ``warmup_steps`` (10), ``batch_size`` (16),
+  ``eval_every`` (25), ``checkpoint_every`` (50), ``patience`` (0 = off), ``grad_clip`` (1.0),
   ``num_workers`` (0), ``compile`` (False), ``progress`` (False).
 - fine-tuning phase 1: ``stitch_steps`` (40), ``stitch_lr`` (3e-3).
 - masking: ``neuron_ratio`` (0.3), ``causal_fraction`` (0.6), ``temporal_ratio`` (0.3),
@@ -87,7 +88,7 @@ DEFAULTS: dict[str, Any] = {
     "preset": None,
     **dict.fromkeys(_MODEL_KEYS),
     "max_steps": 150,
-    "lr": 1e-3,
+    "lr": 3e-3,
     "weight_decay": 0.01,
     "warmup_steps": 10,
     "batch_size": 16,
@@ -163,6 +164,8 @@ class NDTFamily:
         sessions = inputs.splits.pretrain_sessions
         train_data = self._dataset(inputs, "train", sessions)
         model = NDT(self._model_config(hp), _neuron_counts(train_data))
+        for session, mean in _mean_counts(train_data).items():
+            model.init_rates(session, mean)
         self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
         _save_model(model, outputs, self.name, "pretrain")
 
@@ -177,9 +180,10 @@ class NDTFamily:
             model = load_model(pretrained)
         else:
             model = NDT(self._model_config(hp), {})
+        means = _mean_counts(train_data)
         for session, n in _neuron_counts(train_data).items():
             if session not in model.sessions:
-                model.add_session(session, n)
+                model.add_session(session, n, means.get(session))
         self._train(model, inputs, hp, train_data, sessions, outputs, phase="stitch")
         self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
         _save_model(model, outputs, self.name, "finetune")
@@ -410,6 +414,18 @@ def _autocast(device: str):
 
 def _neuron_counts(data: WindowDataset) -> dict[str, int]:
     return {s: int(data.regions(s).size) for s in data.sessions}
+
+
+def _mean_counts(data: WindowDataset) -> dict[str, torch.Tensor]:
+    """Per-neuron mean count per bin of each session over the dataset's windows."""
+    out = {}
+    for session, indices in data.indices_by_session().items():
+        if indices.size == 0:
+            continue
+        windows = [data[int(i)]["activity"] for i in indices]
+        mean = np.concatenate(windows).astype(np.float64).mean(0)
+        out[session] = torch.from_numpy(mean).float()
+    return out
 
 
 def _optional_loader(data: WindowDataset, batch_size: int, seed: int) -> WindowLoader | None:
