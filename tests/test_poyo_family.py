@@ -261,3 +261,28 @@ def test_task_heads_encode_and_score() -> None:
     pred, true = np.array([0.0, 2.0, 2.0]), np.array([1.0, 2.0, 0.0])
     assert movie.score(pred, true, frame_delta=1) == {"acc": 2 / 3, "bacc": 1 / 3}
     assert movie.score(pred, true, frame_delta=0)["acc"] == 1 / 3
+
+
+def test_inputs_are_standardised_with_train_window_statistics(tmp_path: Path) -> None:
+    # Valid/test windows of the pretraining sessions hold 1e6: statistics that read
+    # them would be far from the train windows' mean and std.
+    paths, splits = build_dataset(tmp_path / "data", extreme_splits=("valid", "test"))
+    method = make_method("poyo_ssl_mixed")
+    inputs = _inputs(paths, splits, "poyo_ssl_mixed", FAST | {"unit_id_steps": 0})
+    method.pretrain(inputs, _outputs(tmp_path, "pre"))
+    _, saved = load_model(tmp_path / "pre" / "model.pt")
+    assert len(saved["unit_norm"]) == len(saved["unit_keys"])
+    session = SESSIONS[0]
+    train_rows = np.concatenate(
+        [np.arange(t * WINDOW_BINS, (t + 1) * WINDOW_BINS) for t in range(8)]
+    )
+    activity = _session(session, np.random.default_rng(0), ()).activity  # same draw as build
+    expected = activity[train_rows, 0]
+    mean, std = saved["unit_norm"][saved["unit_keys"].index(f"{session}/roi0")]
+    assert mean == pytest.approx(float(expected.mean()), rel=1e-4)
+    assert std == pytest.approx(float(expected.std()), rel=1e-4)
+    # Fine-tuning keeps the pretrained rows' statistics and appends the new units'.
+    method.finetune(inputs, tmp_path / "pre" / "model.pt", _outputs(tmp_path, "ft"))
+    _, tuned = load_model(tmp_path / "ft" / "model.pt")
+    assert tuned["unit_norm"][: len(saved["unit_norm"])] == saved["unit_norm"]
+    assert len(tuned["unit_norm"]) == len(tuned["unit_keys"])

@@ -1,9 +1,11 @@
 """POYO+-style Perceiver backbone for calcium traces (the POYO-SSL model).
 
-One input token per (neuron, sample): an embedding of the dF/F value plus a learned
-embedding of the unit. Tokens carry their sample time, used only through rotary
-attention (:mod:`neurossl.models.rotary`), so nothing ties the model to a neuron count,
-a neuron order or a window length. A fixed set of latent tokens per time chunk
+One input token per (neuron, sample): a learned embedding of the unit modulated by an
+embedding of its (z-scored) dF/F value, ``unit * (1 + value)``, refined by a per-token
+feed-forward layer (see :meth:`Perceiver.encode` for why not ``unit + value``). Tokens
+carry their sample time, used only through rotary attention
+(:mod:`neurossl.models.rotary`), so nothing ties the model to a neuron count, a neuron
+order or a window length. A fixed set of latent tokens per time chunk
 (``latent_step`` seconds, each chunk's latents stamped with the chunk centre)
 cross-attends to all tokens of the window, self-attention layers mix the latents, and
 output queries (session embedding + task embedding, plus the unit embedding for
@@ -46,6 +48,11 @@ CLASSIFICATION = "classification"
 PER_BIN = "per_bin"
 TASK_KINDS = (CLASSIFICATION, PER_BIN, RECONSTRUCTION)
 _INIT_STD = 0.02
+#: Unit embeddings start on the scale of the value features (a z-scored value through
+#: ``value_embed``), not at ``_INIT_STD``: a token must say *which* neuron is active from
+#: the first step, or the encoder sees an anonymous bag of values and decoding stays at
+#: chance within a short fine-tuning budget.
+_UNIT_INIT_STD = 1.0
 
 #: Unit complex numbers [B, 1, L, n_freq] from :class:`RotaryTime`.
 Rotation = Tensor
@@ -107,9 +114,9 @@ class GrowingEmbedding(nn.Module):
     change earlier rows, not even through weight decay or optimiser state.
     """
 
-    def __init__(self, n_rows: int, dim: int) -> None:
+    def __init__(self, n_rows: int, dim: int, init_std: float = _INIT_STD) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim, self.init_std = dim, init_std
         self.blocks = nn.ParameterList()
         self.grow(n_rows)
 
@@ -117,7 +124,7 @@ class GrowingEmbedding(nn.Module):
         """Append ``n_new`` rows; returns the new block's parameter name (relative)."""
         if n_new < 1:
             raise ValueError(f"an embedding block needs >= 1 row, got {n_new}")
-        self.blocks.append(nn.Parameter(torch.randn(n_new, self.dim) * _INIT_STD))
+        self.blocks.append(nn.Parameter(torch.randn(n_new, self.dim) * self.init_std))
         return f"blocks.{len(self.blocks) - 1}"
 
     @property
@@ -229,10 +236,12 @@ class Perceiver(nn.Module):
         super().__init__()
         self.config = config
         d = config.dim
-        self.value_embed = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+        self.value_embed = nn.Linear(1, d)
         self.mask_token = nn.Parameter(torch.randn(d) * _INIT_STD)
+        self.token_norm = nn.LayerNorm(d)
+        self.token_ff = FeedForward(d, config.ff_mult, config.dropout)
         self.latent_token = nn.Parameter(torch.randn(config.latents_per_chunk, d) * _INIT_STD)
-        self.unit_embed = GrowingEmbedding(n_units, d)
+        self.unit_embed = GrowingEmbedding(n_units, d, _UNIT_INIT_STD)
         self.session_embed = GrowingEmbedding(n_sessions, d)
         self.rotary = RotaryTime(d // config.heads, config.rope_t_min, config.rope_t_max)
         self.encoder = CrossBlock(config, rotate_value=True)
@@ -320,7 +329,13 @@ class Perceiver(nn.Module):
         values = self.value_embed(activity.unsqueeze(-1))
         if token_mask is not None:
             values = torch.where(token_mask.unsqueeze(-1), self.mask_token.to(values.dtype), values)
-        tokens = (values + self.unit_embed(batch["unit"]).unsqueeze(1)).reshape(b, t * n, -1)
+        # Unit-modulated values: with near-uniform attention at initialisation a latent
+        # averages its tokens, and the average of unit * value is a projection of the
+        # per-neuron activity (what a linear decoder reads); an additive value + unit
+        # token averages to mean value + mean unit and forgets which neuron was active.
+        unit = self.unit_embed(batch["unit"]).unsqueeze(1)
+        tokens = unit * (1.0 + values)
+        tokens = (tokens + self.token_ff(self.token_norm(tokens))).reshape(b, t * n, -1)
         token_time = time.unsqueeze(-1).expand(b, t, n).reshape(b, t * n)
         token_valid = batch["neuron_mask"].unsqueeze(1).expand(b, t, n).reshape(b, t * n)
         latent_time = self._latent_times(time)
