@@ -62,3 +62,16 @@ def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
     ]
     assert set(metrics["method"]) == set(config["methods"])
     assert set(metrics["seed"]) == set(config["seeds"])
+
+
+def test_calm_forecasting_beats_persistence_mean_and_linear_ar_beyond_one_step(metrics):
+    """Issue claim, from the workflow's own outputs: mean MAE over seeds and sessions."""
+    forecasts = metrics[
+        metrics["metric"].str.fullmatch(r"mae_h\d+") & metrics["session"].str.endswith(".calcium")
+    ]
+    mae = forecasts.groupby(["metric", "method"])["value"].mean().unstack()
+    steps = sorted(mae.index, key=lambda name: int(name.split("_h")[1]))
+    assert len(steps) >= 8
+    for step in steps[1:]:
+        best_baseline = mae.loc[step, ["persistence", "mean", "linear_ar"]].min()
+        assert mae.loc[step, "calm"] < best_baseline, f"{step}: calm {mae.loc[step, 'calm']}"
