@@ -75,3 +75,17 @@ def test_calm_forecasting_beats_persistence_mean_and_linear_ar_beyond_one_step(m
     for step in steps[1:]:
         best_baseline = mae.loc[step, ["persistence", "mean", "linear_ar"]].min()
         assert mae.loc[step, "calm"] < best_baseline, f"{step}: calm {mae.loc[step, 'calm']}"
+
+
+def test_editing_only_the_report_config_reruns_only_the_report(default_run, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["report"] = {"metrics": ["bps", "mae"], "confidence": 0.9}
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=edited)
+    table = plan.stdout.split("Job stats:")[1].split("total")[0].splitlines()
+    jobs = {line.split()[0] for line in table[3:] if line.strip()}  # after the header rows
+    assert "report" in jobs
+    assert not jobs & {"pretrain", "finetune", "evaluate", "evaluate_baseline", "split"}

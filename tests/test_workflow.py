@@ -61,3 +61,9 @@ def test_data_slice_runs_and_rerun_does_nothing(tmp_path):
         assert any((results / "logs" / stage).iterdir())
     again = run_snakemake(tmp_path, configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("name", ["ibl_repeated_site", "allen_visual_coding"])
+def test_real_dataset_configs_parse_and_validate_offline(tmp_path, name):
+    result = run_snakemake(tmp_path, "-n", configfile=REPO / "config" / f"{name}.yaml")
+    assert "dandi_manifest" in result.stdout
