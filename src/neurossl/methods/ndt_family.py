@@ -30,7 +30,7 @@ Stages:
 
 - model: ``preset`` (``tiny`` | ``published``; default: ``StageInputs.size`` when it
   names a preset, else ``tiny``) and overrides ``d_model``, ``n_layers``, ``n_heads``,
-  ``d_ff``, ``dropout``, ``max_bins``.
+  ``d_ff``, ``dropout``, ``attn_dropout``, ``max_bins``.
 - training: ``max_steps`` (150), ``lr`` (3e-3; with the calibrated read-out init of
   :meth:`neurossl.models.ndt.NDT.init_rates` it beat 1e-3 and 1e-2 on validation
   windows), ``weight_decay`` (0.01), ``warmup_steps`` (10), ``batch_size`` (16),
@@ -83,7 +83,7 @@ from neurossl.train.runtime import resolve_device, seed_everything
 FAMILY = ("mtm", "ndt", "scratch_ndt")
 MODALITY = "spikes"
 
-_MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_bins")
+_MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "attn_dropout", "max_bins")
 DEFAULTS: dict[str, Any] = {
     "preset": None,
     **dict.fromkeys(_MODEL_KEYS),

@@ -78,6 +78,9 @@ class SyntheticConfig:
     predictable_fraction: float = 0.6
     frame_rate: float = 30.0
     base_rate: float = 8.0
+    #: Mean norm of a predictable neuron's log-rate weights on the (unit-scale) latents:
+    #: how strongly firing follows the shared dynamics, i.e. how much any model can learn.
+    modulation: float = 0.5
     #: Write ``processing/ground_truth`` and the ``predictable`` columns.
     ground_truth: bool = True
 
@@ -95,6 +98,7 @@ class SyntheticConfig:
             "predictable_fraction": 0.0 <= self.predictable_fraction <= 1.0,
             "frame_rate": 0 < self.frame_rate <= 1 / model.FINE_DT,
             "base_rate": self.base_rate > 0,
+            "modulation": self.modulation > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -165,6 +169,7 @@ def _build_nwbfile(config: SyntheticConfig, session_id: str, index: int) -> NWBF
             n=n,
             predictable_fraction=config.predictable_fraction,
             base_rate=config.base_rate,
+            modulation=config.modulation,
         )
         for name, n in population.items()
     )

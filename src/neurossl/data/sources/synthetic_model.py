@@ -190,6 +190,7 @@ def make_population(
     n: int,
     predictable_fraction: float,
     base_rate: float,
+    modulation: float,
 ) -> Population:
     """Predictable neurons are log-linear in the latents; the rest burst sparsely.
 
@@ -208,11 +209,11 @@ def make_population(
 
     mask = world.region_masks[region_index]  # [N, K]
     weights = rng.normal(0, 1, (n, k)) * (mask + 0.25 * (1 - mask))
-    gain = rng.uniform(0.35, 0.7, n)
+    gain = modulation * rng.uniform(0.7, 1.4, n)
     weights *= (gain / np.linalg.norm(weights, axis=1))[:, None]
     log_base = np.log(base_rate) + rng.normal(0, 0.5, n)
     log_base[~predictable] = np.log(0.3) + rng.normal(0, 0.5, (~predictable).sum())
-    weights[~predictable] *= 0.3
+    weights[~predictable] *= 0.3 * 0.5 / modulation
     rates = np.exp(log_base[None, :] + latents @ weights.T)
 
     n_classes = world.rotation_amplitude.size
