@@ -499,3 +499,21 @@ def test_bad_inputs_name_the_fault(tmp_path):
         collect(DATASET, [run], TASKS)
     with pytest.raises(ValueError, match=r"not a metrics\.json of the layout"):
         collect(DATASET, [tmp_path / "metrics.json"], TASKS)
+
+
+def test_seed_independent_rows_repeat_for_every_seed_but_csv_keeps_them_once():
+    from neurossl.report.collect import repeat_seed_independent, tidy_dtypes
+
+    rows = [
+        ("d", "s.calcium", "persistence", "na", "forecasting", "mae", 0, 0.5),
+        ("d", "s.calcium", "rnn", "na", "forecasting", "mae", 0, 0.4),
+        ("d", "s.calcium", "rnn", "na", "forecasting", "mae", 1, 0.3),
+    ]
+    metrics = tidy_dtypes(pd.DataFrame(rows, columns=list(TIDY_COLUMNS)).assign(modality="calcium"))
+    repeated = repeat_seed_independent(metrics, [0, 1, 2])
+    persistence = repeated[repeated["method"] == "persistence"]
+    assert sorted(persistence["seed"]) == [0, 1, 2]
+    assert (persistence["value"] == 0.5).all()
+    # A seeded method is never filled in: its missing seed stays missing.
+    assert sorted(repeated[repeated["method"] == "rnn"]["seed"]) == [0, 1]
+    assert len(metrics) == 3  # the input (what metrics.csv is written from) is untouched

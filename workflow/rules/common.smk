@@ -96,13 +96,18 @@ def method_sizes(method):
     return ["na"]
 
 
+def method_seeds(method):
+    """Seed-independent baselines run once (see names.SEED_INDEPENDENT_METHODS)."""
+    return SEEDS[:1] if method in names.SEED_INDEPENDENT_METHODS else SEEDS
+
+
 def eval_targets(dataset):
     return [
         f"{RESULTS}/{dataset}/eval/{method}/{modality}/{size}/seed{seed}/metrics.json"
         for method in METHODS
         for modality in method_modalities(dataset, method)
         for size in method_sizes(method)
-        for seed in SEEDS
+        for seed in method_seeds(method)
     ]
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 RIDGE_ALPHAS = np.logspace(-3, 5, 9)
 

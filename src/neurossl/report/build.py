@@ -17,7 +17,14 @@ from neurossl.atomic import write_text
 from neurossl.data.splits import read_splits
 from neurossl.names import METRICS, MODALITIES, check_method, check_task
 from neurossl.report import figures as fig
-from neurossl.report.collect import Collection, RunKey, collect, parse_run_path, write_tidy_csv
+from neurossl.report.collect import (
+    Collection,
+    RunKey,
+    collect,
+    parse_run_path,
+    repeat_seed_independent,
+    write_tidy_csv,
+)
 from neurossl.report.html import FigureEntry, ReportContent, render
 from neurossl.report.provenance import gather
 from neurossl.report.tables import (
@@ -134,7 +141,8 @@ def build_report(inputs: ReportInputs, report_dir: str | Path) -> Collection:
     collection = collect(inputs.dataset, inputs.metrics_paths, dataset_config.get("tasks", {}))
     write_tidy_csv(collection.metrics, report_dir / "metrics.csv")
 
-    per_seed = seed_values(collection.metrics)
+    seeds = [int(s) for s in inputs.config.get("seeds", [])]
+    per_seed = seed_values(repeat_seed_independent(collection.metrics, seeds))
     tables = [
         build_table(collection, per_seed, family, settings.metrics, settings.confidence)
         for family in FAMILIES

@@ -12,6 +12,11 @@ what is absent at two levels:
 
 The modality of a run comes from its path (``eval/{method}/{modality}/{size}/seed{s}``),
 not from the row, because simple baselines run on both modalities of a dataset.
+
+Seed-independent baselines (:data:`neurossl.names.SEED_INDEPENDENT_METHODS`) run once;
+:func:`repeat_seed_independent` gives their rows to every configured seed before
+per-seed statistics, so paired comparisons against them keep all seeds. metrics.csv
+keeps the rows as they were written.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from neurossl.atomic import atomic_path
-from neurossl.names import MODALITIES, check_method
+from neurossl.names import MODALITIES, SEED_INDEPENDENT_METHODS, check_method
 
 #: metrics.csv columns, in this order (see DESIGN.md "Names used everywhere").
 TIDY_COLUMNS = ("dataset", "session", "method", "size", "task", "metric", "seed", "value")
@@ -137,6 +142,17 @@ def collect(
         expected=tuple(sorted(expected)),
         tasks={m: tuple(t) for m, t in tasks.items()},
     )
+
+
+def repeat_seed_independent(metrics: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
+    """Rows of seed-independent methods copied to every seed in ``seeds`` they lack."""
+    fixed = metrics["method"].isin(SEED_INDEPENDENT_METHODS)
+    copies = []
+    for (_method, _modality, _size), part in metrics[fixed].groupby(["method", "modality", "size"]):
+        source = part[part["seed"] == part["seed"].min()]
+        for seed in sorted(set(seeds) - set(part["seed"])):
+            copies.append(source.assign(seed=seed))
+    return tidy_dtypes(pd.concat([metrics, *copies], ignore_index=True)) if copies else metrics
 
 
 def _run_fields(run: RunKey) -> tuple[str, str, str, int]:
