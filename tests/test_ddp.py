@@ -30,7 +30,7 @@ def test_two_process_ddp_pretraining_writes_one_model(tmp_path):
         str(REPO / "scripts" / "run_stage.py"), "pretrain",
         "--dataset", "toy", "--method", "mtm", "--modality", "spikes", "--size", "tiny",
         "--seed", "0", "--device", "cpu", "--tasks", "co_smoothing",
-        "--hparams", '{"max_steps": 12, "eval_every": 4, "checkpoint_every": 4}',
+        "--hparams", '{"pretrain_steps": 12, "eval_every": 4, "checkpoint_every": 4}',
         "--splits", str(tmp_path / "splits.json"),
         "--sessions", *[str(p) for p in paths.values()],
         "--model", str(out / "model.pt"), "--train-log", str(out / "train_log.csv"),

@@ -17,7 +17,13 @@ from neurossl.names import is_metric
 
 TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "choice",
          "behavior_wheel_speed", "stimulus_class")  # fmt: skip
-FAST = {"max_steps": 30, "stitch_steps": 10, "eval_every": 10, "checkpoint_every": 10}
+FAST = {
+    "pretrain_steps": 30,
+    "max_steps": 30,
+    "stitch_steps": 10,
+    "eval_every": 10,
+    "checkpoint_every": 10,
+}
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ Stages:
 - model: ``preset`` (``tiny`` | ``published``; default: ``StageInputs.size`` when it
   names a preset, else ``tiny``) and overrides ``d_model``, ``n_layers``, ``n_heads``,
   ``d_ff``, ``dropout``, ``attn_dropout``, ``max_bins``.
-- training: ``max_steps`` (150), ``lr`` (3e-3; with the calibrated read-out init of
+- training: ``pretrain_steps`` (1500), ``max_steps`` (200: full fine-tuning), ``lr``
+  (3e-3; with the calibrated read-out init of
   :meth:`neurossl.models.ndt.NDT.init_rates` it beat 1e-3 and 1e-2 on validation
   windows), ``weight_decay`` (0.01), ``warmup_steps`` (10), ``batch_size`` (16),
   ``eval_every`` (25), ``checkpoint_every`` (50), ``patience`` (0 = off), ``grad_clip`` (1.0),
@@ -87,7 +88,8 @@ _MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "attn_dropou
 DEFAULTS: dict[str, Any] = {
     "preset": None,
     **dict.fromkeys(_MODEL_KEYS),
-    "max_steps": 150,
+    "pretrain_steps": 1500,
+    "max_steps": 200,
     "lr": 3e-3,
     "weight_decay": 0.01,
     "warmup_steps": 10,
@@ -166,7 +168,7 @@ class NDTFamily:
         model = NDT(self._model_config(hp), _neuron_counts(train_data))
         for session, mean in _mean_counts(train_data).items():
             model.init_rates(session, mean)
-        self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
+        self._train(model, inputs, hp, train_data, sessions, outputs, phase="pretrain")
         _save_model(model, outputs, self.name, "pretrain")
 
     def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
@@ -231,17 +233,20 @@ class NDTFamily:
         base = outputs.model.parent
         checkpoints = outputs.checkpoint_dir or base / "checkpoints"
         log = outputs.train_log or base / "train_log.csv"
-        if phase is not None:
+        if phase == "stitch":
             checkpoints = checkpoints / phase
             log = log.with_name(f"{log.stem}.{phase}{log.suffix}")
         else:
             checkpoints = checkpoints / "full"
         stitch = phase == "stitch"
+        steps = {"stitch": hp["stitch_steps"], "pretrain": hp["pretrain_steps"]}.get(
+            phase, hp["max_steps"]
+        )
         config = TrainConfig(
-            max_steps=hp["stitch_steps"] if stitch else hp["max_steps"],
+            max_steps=steps,
             lr=hp["stitch_lr"] if stitch else hp["lr"],
             weight_decay=hp["weight_decay"],
-            warmup_steps=min(hp["warmup_steps"], hp["stitch_steps"] if stitch else hp["max_steps"]),
+            warmup_steps=min(hp["warmup_steps"], steps),
             batch_size=hp["batch_size"],
             eval_every=hp["eval_every"],
             checkpoint_every=hp["checkpoint_every"],
