@@ -19,8 +19,8 @@ from neurossl.methods.calm_family import make_method, train_tokenizer
 from neurossl.methods.registry import get_method
 from neurossl.models.dual_axis import DualAxisConfig
 from neurossl.models.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
-from neurossl.names import is_metric
-from neurossl.objectives.calm import CalmNetwork, UnitScaler, forecast
+from neurossl.names import frozen_metric, is_metric
+from neurossl.objectives.calm import CalmNetwork, UnitReadout, UnitScaler, forecast
 
 torch.set_num_threads(1)
 RATE = 30.0
@@ -176,7 +176,10 @@ def test_calm_pretrain_finetune_evaluate(dataset, tokenizer_path: Path, tmp_path
     assert evaluation.arrays["forecasting/c-1/direct/pred"].shape == (4, 8, 7)
     assert evaluation.arrays["forecasting/c-1/greedy/pred"].shape == (4, 8, 7)
     assert evaluation.arrays["forecasting/c-1/target"].shape == (4, 8, 7)
-    assert "choice/c-1/frozen_probe/bacc" in evaluation.arrays
+    # The frozen-backbone probe is scored as metric rows of the same task.
+    for task, metric in (("choice", "bacc"), ("stimulus_class", "acc"),
+                         ("behavior_running_speed", "r2")):  # fmt: skip
+        assert math.isfinite(rows[(task, frozen_metric(metric))])
 
 
 def test_scratch_skips_pretraining_and_rollout_is_prefix_consistent(
@@ -232,3 +235,21 @@ def test_stage_input_errors(dataset, tokenizer_path: Path) -> None:
         method.pretrain(_inputs(dataset, "calm", {}), StageOutputs())
     with pytest.raises(ValueError, match="calm_family has no method"):
         make_method("mtm")
+
+
+def test_unit_readout_reads_each_unit_and_ignores_padding():
+    """Two units with opposite responses: their mean is zero, the per-unit read-out is not."""
+    torch.manual_seed(0)
+    head = UnitReadout(n_units=3, width=4, outputs=1, rank=2)
+    states = torch.randn(1, 3, 4)
+    unit, mask = torch.tensor([[1, 2, 0]]), torch.tensor([[True, True, False]])
+    assert torch.equal(head(states, unit, mask), head.bias.expand(1, 1))  # untrained: bias
+    with torch.no_grad():
+        head.weight.normal_()
+    flipped = states.clone()
+    flipped[:, 1] = -states[:, 1]
+    assert not torch.allclose(head(states, unit, mask), head(flipped, unit, mask))
+    padded = states.clone()
+    padded[:, 2] = 100.0
+    assert torch.allclose(head(states, unit, mask), head(padded, unit, mask))
+    assert head(states[:, None].expand(1, 5, 3, 4), unit, mask).shape == (1, 5, 1)

@@ -27,6 +27,9 @@ def test_task_and_metric_names():
     assert not names.is_task("behaviour_wheel") and not names.is_task("stimulus_")
     assert names.horizon_metric("mae", 3) == "mae_h3" and names.is_metric("r2_h12")
     assert not names.is_metric("mae_h0")
+    assert names.frozen_metric("bacc") == "frozen_bacc" and names.is_metric("frozen_r2")
+    with pytest.raises(ValueError, match="no frozen-probe form"):
+        names.frozen_metric("mae")
     with pytest.raises(ValueError, match="unknown method 'mmt'"):
         get_method("mmt")
     with pytest.raises(ValueError, match="lower_snake_case"):

@@ -25,6 +25,10 @@ METHODS = PRETRAINED_METHODS + SCRATCH_METHODS + SIMPLE_BASELINES + (ORACLE,)
 NEURAL_METHODS = PRETRAINED_METHODS + SCRATCH_METHODS
 #: Methods fitted and scored in one job (fitting takes seconds, a job an interpreter).
 FITTED_METHODS = (*SIMPLE_BASELINES, ORACLE)
+#: Fitted methods with no random state (closed-form fits, contiguous-fold CV, ground
+#: truth): every seed gives the same numbers, so the workflow runs them once, at the
+#: first configured seed, and the report repeats that run for every seed.
+SEED_INDEPENDENT_METHODS = ("persistence", "mean", "linear_ar", ORACLE)
 
 #: Which recording modality a method is built for (absent: any modality).
 METHOD_MODALITY = {
@@ -50,8 +54,13 @@ FIXED_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "c
 BEHAVIOR_PREFIX = "behavior_"
 STIMULUS_PREFIX = "stimulus_"
 
+#: Decoding metrics of a linear probe on a *frozen* backbone (``frozen_<metric>``), next to
+#: the fine-tuned head's ``<metric>`` of the same task: metrics.csv has no column for the
+#: adaptation variant, and a metric name keeps the two from being averaged together.
+FROZEN_PREFIX = "frozen_"
+FROZEN_METRICS = ("frozen_bacc", "frozen_acc", "frozen_r2")
 #: pearson is CalM's forecasting score; the rest as in DESIGN.md.
-METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse", "pearson")
+METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse", "pearson", *FROZEN_METRICS)
 HORIZON_METRICS = ("mae", "mse", "r2")
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -74,6 +83,14 @@ def horizon_metric(metric: str, step: int) -> str:
     if step < 1:
         raise ValueError(f"horizon step must be >= 1, got {step}")
     return f"{metric}_h{step}"
+
+
+def frozen_metric(metric: str) -> str:
+    """Name of a decoding metric scored by the frozen-backbone probe, e.g. frozen_bacc."""
+    name = FROZEN_PREFIX + metric
+    if name not in FROZEN_METRICS:
+        raise ValueError(f"metric {metric!r} has no frozen-probe form; expected {FROZEN_METRICS}")
+    return name
 
 
 def is_task(name: str) -> bool:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ from neurossl.eval.queries import Query, forecast_windows, spiking_queries
 from neurossl.eval.scoring import score_queries
 
 Scored = tuple[dict[str, float], dict[str, np.ndarray]]
+#: Upper bound (about) of the training pairs :func:`sliding_pairs` makes.
+MAX_PAIRS = 4096
 
 
 def forecast_split(
@@ -49,6 +52,29 @@ def forecast_split(
     return activity[:, :n_context], activity[:, n_context:], query
 
 
+def sliding_pairs(
+    activity: np.ndarray, context: int, horizon: int, max_pairs: int = MAX_PAIRS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(context, future) pairs at every offset of each window [W, T, N], window by window.
+
+    Offsets are strided so at most about ``max_pairs`` pairs are made (long windows of
+    real recordings would otherwise fill memory); the pairs of a window stay adjacent,
+    which the trained forecasters' held-out split relies on.
+    """
+    if context < 1 or horizon < 1 or context + horizon > activity.shape[1]:
+        raise ValueError(
+            f"windows of {activity.shape[1]} steps cannot hold context {context} + horizon "
+            f"{horizon}; lower the 'context'/'horizon' hparams or use longer windows"
+        )
+    span = context + horizon
+    offsets = activity.shape[1] - span + 1
+    stride = max(1, math.ceil(activity.shape[0] * offsets / max_pairs))
+    starts = np.arange(0, offsets, stride)
+    pairs = np.stack([activity[:, s : s + span] for s in starts], axis=1)  # [W, K, span, N]
+    pairs = pairs.reshape(-1, span, activity.shape[2])
+    return pairs[:, :context], pairs[:, context:]
+
+
 def fit_forecasting(
     method: str,
     info: SessionInfo,
@@ -58,8 +84,13 @@ def fit_forecasting(
     device: str,
 ) -> dict[str, Any]:
     """Fit the method's forecaster on train windows; ``seeds`` = (training, query) seeds."""
-    context, future, _ = forecast_split(info, train.activity, hparams, seeds[1])
     forecaster = make_forecaster(method, hparams)
+    if info.modality == "calcium" and forecaster.slides:
+        context, future = sliding_pairs(
+            train.activity, int(hparams["context"]), int(hparams["horizon"])
+        )
+    else:
+        context, future, _ = forecast_split(info, train.activity, hparams, seeds[1])
     forecaster.fit(context, future, seeds[0], device)
     floor = rate_floor(train.activity, float(hparams["rate_floor"]), EPS)
     return {"forecaster": forecaster.state(), "floor": torch.from_numpy(floor)}

@@ -17,9 +17,10 @@ Stages:
 - ``evaluate`` on the held-out sessions' test windows: forecasting by rollout of model
   (A) (pure next-code model; identical windows to the baselines via
   ``forecast_windows``), decoding by the heads of model (B) (reported under the method
-  name), and a linear probe (:mod:`neurossl.eval.decoding`) on frozen features of model
-  (A), kept in ``Evaluation.arrays`` under ``{task}/{session}/frozen_probe/{metric}``
-  because metrics.csv has no column for the adaptation variant.
+  name), and the shared linear decoders (:mod:`neurossl.eval.decoding`) on per-neuron
+  frozen states of model (A), reported as ``frozen_<metric>`` rows of the same task.
+  Before (B), the heads are probed on the frozen states of (A) (LP-FT), so (B) starts
+  from a linear probe instead of from chance.
 
 ``scratch_dual_axis`` is the same model and fine-tuning without pretraining: (A) starts
 from random weights. It uses the *same trained tokenizer*: the codes are the model's
@@ -44,6 +45,9 @@ warmup_steps              20
 batch_size                8         windows per batch
 eval_every                100       validation interval (best-on-validation weights)
 patience                  0         evaluations without improvement; 0 = no early stop
+probe_steps               200       full-batch steps probing the heads before phase B
+probe_lr                  1e-2      learning rate of that probe (AdamW)
+probe_weight_decay        0.1       its weight decay (few labelled windows per session)
 next_token_weight         1.0       weight of the self-supervised loss in phase B
 patch_weight              1.0       weight of the next-patch regression (0: CE only)
 value_input               true      backbone also sees each patch's frames
@@ -110,10 +114,11 @@ from neurossl.models.tokenizer import (
     save_tokenizer,
     tokenizer_report,
 )
-from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
+from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric
 from neurossl.objectives.calm import (
     FEEDBACKS,
     FORECAST_MODES,
+    HEAD_RANK,
     CalmNetwork,
     HeadSpec,
     UnitScaler,
@@ -121,7 +126,7 @@ from neurossl.objectives.calm import (
     head_outputs,
     make_finetune_loss,
     make_pretrain_loss,
-    pooled_features,
+    probe_heads,
 )
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.runtime import resolve_device, seed_everything
@@ -138,6 +143,9 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,
     "eval_every": 100,
     "patience": 0,
+    "probe_steps": 200,
+    "probe_lr": 1e-2,
+    "probe_weight_decay": 0.1,
     "next_token_weight": 1.0,
     "context": 32,
     "horizon": 16,
@@ -487,6 +495,8 @@ class CalmMethod:
         adapted = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
         logs = [("adapt", adapt_log)]
         if heads:
+            probe_heads(network, _to(_batches(train_set), device), int(hp["probe_steps"]),
+                        float(hp["probe_lr"]), float(hp["probe_weight_decay"]))  # fmt: skip
             train(network, make_finetune_loss(float(hp["next_token_weight"]),
                                               float(hp["patch_weight"])), train_loader,
                   valid_loader,
@@ -588,17 +598,35 @@ def _evaluate_forecasting(
     evaluation.arrays[f"forecasting/{session}/target"] = target.astype(np.float32)
 
 
-def _features(network: CalmNetwork, batches: list[dict[str, torch.Tensor]]) -> tuple:
-    """Frozen features: window [W, D] and per-frame [W, S*P, D] (patch state repeated)."""
-    windows, frames = [], []
+def _states(network: CalmNetwork, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    """Hidden states [W, S, N, D] of one session's windows (real neurons only)."""
+    chunks = []
     with torch.no_grad():
         for batch in batches:
-            hidden = network(batch)["hidden"]
-            window, per_step = pooled_features(hidden, batch["neuron_mask"])
-            windows.append(window.float().cpu().numpy())
-            per_frame = per_step.repeat_interleave(network.tokenizer.patch, dim=1)
-            frames.append(per_frame.float().cpu().numpy())
-    return np.concatenate(windows), np.concatenate(frames)
+            n = int(batch["neuron_mask"][0].sum())
+            chunks.append(network(batch)["hidden"][:, :, :n].float().cpu().numpy())
+    return np.concatenate(chunks)
+
+
+def _frozen_features(train: np.ndarray, test: np.ndarray, patch: int) -> dict[str, tuple]:
+    """Probe inputs of the frozen states [W, S, N, D]: per neuron, the ``HEAD_RANK``
+    leading principal components of the states (fitted on the train windows).
+
+    Per neuron, like the heads (:class:`neurossl.objectives.calm.UnitReadout`): the
+    average over neurons loses which neurons respond. Compressed, because N x D
+    features (1.5 k) make the shared CV decoders cost ~30 s per behaviour probe.
+    Returns ``{"window": (train [W, N*k], test), "frame": (train [W, S*P, N*k], test)}``.
+    """
+    d = train.shape[-1]
+    flat = train.reshape(-1, d)
+    centre = flat.mean(0)
+    basis = np.linalg.svd(flat - centre, full_matrices=False)[2][:HEAD_RANK].T  # [D, k]
+    out: dict[str, list[np.ndarray]] = {"window": [], "frame": []}
+    for states in (train, test):
+        z = (states - centre) @ basis  # [W, S, N, k]
+        out["window"].append(z.mean(1).reshape(len(z), -1))
+        out["frame"].append(np.repeat(z.reshape(*z.shape[:2], -1), patch, axis=1))
+    return {key: tuple(pair) for key, pair in out.items()}
 
 
 def _labels(batches: list[dict[str, torch.Tensor]], key: str) -> np.ndarray:
@@ -618,13 +646,16 @@ def _evaluate_decoding(
     session: str,
     evaluation: Evaluation,
 ) -> None:
-    train_w, train_f = _features(adapted, train_b)
-    test_w, test_f = _features(adapted, test)
+    """Fine-tuned heads of model (B), and linear probes of the frozen model (A) scored as
+    ``frozen_<metric>`` rows of the same task."""
+    probe = _frozen_features(_states(adapted, train_b), _states(adapted, test),
+                             adapted.tokenizer.patch)  # fmt: skip
     outputs: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for batch in test:
             hidden = tuned(batch)["hidden"]
-            for task, value in head_outputs(tuned, hidden, batch["neuron_mask"]).items():
+            heads = head_outputs(tuned, hidden, batch["unit"], batch["neuron_mask"])
+            for task, value in heads.items():
                 outputs.setdefault(task, []).append(value.float().cpu().numpy())
     for spec in tuned.head_specs:
         pred = np.concatenate(outputs[spec.task])
@@ -633,7 +664,8 @@ def _evaluate_decoding(
             y_test = _labels(test, spec.label_key)
             y_pred = np.asarray(spec.classes)[pred.argmax(1)]
             values = {"bacc": balanced_accuracy(y_test, y_pred), "acc": accuracy(y_test, y_pred)}
-            frozen = decode_discrete(train_w, _labels(train_b, spec.label_key), test_w, y_test,
+            train_x, test_x = probe["window"]
+            frozen = decode_discrete(train_x, _labels(train_b, spec.label_key), test_x, y_test,
                                      inputs.seed)  # fmt: skip
             evaluation.arrays[f"{prefix}/target"] = y_test
         else:
@@ -642,14 +674,12 @@ def _evaluate_decoding(
             y_pred = pred * spec.behavior_std + spec.behavior_mean
             values = {"r2": r2(y_pred.reshape(-1), y_test.reshape(-1))}
             y_train = _behavior(train_b, spec.behavior_column, frames)
-            d = train_f.shape[-1]
-            frozen = decode_continuous(train_f.reshape(-1, d), y_train.reshape(-1),
-                                       test_f.reshape(-1, d), y_test.reshape(-1),
+            train_x, test_x = (x.reshape(-1, x.shape[-1]) for x in probe["frame"])
+            frozen = decode_continuous(train_x, y_train.reshape(-1), test_x, y_test.reshape(-1),
                                        inputs.seed)  # fmt: skip
             evaluation.arrays[f"{prefix}/target"] = y_test.astype(np.float32)
         evaluation.arrays[f"{prefix}/pred"] = np.asarray(y_pred, dtype=np.float32)
-        for metric, value in frozen.items():
-            evaluation.arrays[f"{prefix}/frozen_probe/{metric}"] = np.array([value])
+        values.update({frozen_metric(metric): value for metric, value in frozen.items()})
         evaluation.rows.extend(make_rows(inputs, session, spec.task, values))
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from neurossl.eval.stats import mean_ci, paired_difference_ci
 from neurossl.names import (
     BEHAVIOR_PREFIX,
+    FROZEN_METRICS,
     METHODS,
     ORACLE,
     PRETRAINED_METHODS,
@@ -97,14 +98,14 @@ FAMILIES = (
         "Decoding, spiking data",
         "spikes",
         is_decoding_task,
-        ("bacc", "acc", "r2"),
+        ("bacc", "acc", "r2", *FROZEN_METRICS),
     ),
     Family(
         "decoding_calcium",
         "Decoding, calcium data",
         "calcium",
         is_decoding_task,
-        ("bacc", "acc", "r2"),
+        ("bacc", "acc", "r2", *FROZEN_METRICS),
     ),
 )
 
