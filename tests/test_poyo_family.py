@@ -232,6 +232,12 @@ def test_scratch_perceiver_finetunes_from_random_init(tmp_path: Path) -> None:
     _, saved = load_model(tmp_path / "finetune" / "model.pt")
     assert saved["unit_keys"] == [f"{SESSIONS[2]}/roi{i}" for i in (3, 4, 5)]
     assert len(method.evaluate(inputs, tmp_path / "finetune" / "model.pt").rows) == 5
+    # finetune_neurons "all": every held-out neuron is fine-tuned and scored.
+    inputs = _inputs(paths, splits, "scratch_perceiver", FAST | {"finetune_neurons": "all"})
+    method.finetune(inputs, None, _outputs(tmp_path, "all"))
+    _, saved = load_model(tmp_path / "all" / "model.pt")
+    assert saved["unit_keys"] == [f"{SESSIONS[2]}/roi{i}" for i in range(6)]
+    assert len(method.evaluate(inputs, tmp_path / "all" / "model.pt").rows) == 5
 
 
 def test_diets_per_method_and_bad_hparams() -> None:

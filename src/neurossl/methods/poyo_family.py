@@ -24,12 +24,12 @@ Decoding losses are summed over the configured tasks (cross-entropy for window l
 MSE on train-standardised behaviour per bin; see :mod:`neurossl.methods.poyo_tasks`).
 
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
-dataset on one CPU core (measured: ~6 s CPU pretraining, ~7 s fine-tuning, 0.2 s
-evaluation at size ``tiny``); real benchmarks should raise the step counts on a GPU.
-They were chosen on the validation windows of held-out sessions with seeds 100/101
-(never the reported seeds or the test windows). Why this schedule: a frozen-encoder
-``heads`` phase wastes the tiny budget (a scratch encoder is random then), so after
-unit identification everything trains at full ``lr``. ``eval_every`` larger than every
+dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
+pretraining on predictable neurons, 4 s on unpredictable ones, 6-7 s fine-tuning, 0.2 s
+evaluation); real benchmarks should raise the step counts on a GPU. Why this schedule:
+on the default data a ``heads`` phase (frozen encoder, 60 steps) and a lower
+``full_lr_scale`` (0.3) both decoded worse than training everything at full ``lr``
+after unit identification, for pretrained and scratch models alike. ``eval_every`` larger than every
 phase means each phase is validated only at its end, i.e. the *last* weights are kept:
 the default dataset has 6 validation windows per held-out session, too few to rank
 checkpoints of one cosine schedule without selecting noise. Raise ``eval_every`` /
@@ -42,17 +42,17 @@ Inputs are z-scored per neuron with statistics of the train windows of the stage
 key                    default              meaning
 =====================  ===================  =============================================
 neuron_diet            by method            "predictable" | "all" | "unpredictable"
-finetune_neurons       "unpredictable"      neuron group fine-tuned and scored
+finetune_neurons       "unpredictable"      neuron group fine-tuned and scored (or "all")
 mask_ratio             0.3                  share of tokens masked (pretrain, unit_id)
 mask_span              6                    samples per masked segment (0.2 s at 30 Hz)
 batch_size             8                    windows per step (all phases)
 lr                     3e-3                 peak AdamW learning rate (pretrain, phases 1-2)
 weight_decay           0.01                 on weight matrices only (engine)
 warmup_steps           5                    linear warm-up of every phase
-max_steps              80                   pretraining steps
+max_steps              120                  pretraining steps
 unit_id_steps          20                   phase 1 steps (0 skips it)
 head_steps             0                    phase 2 steps (0 skips it)
-full_steps             100                  phase 3 steps (0 skips it)
+full_steps             150                  phase 3 steps (0 skips it)
 unfreeze_layers        1                    latent layers trained in phase 2
 full_lr_scale          1.0                  phase 3 learning rate = lr * this
 eval_every             1000                 steps between validation passes (see below)
@@ -86,7 +86,9 @@ from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.poyo_tasks import TaskHead, find_label_key, fit_task_head, is_decoding_task
 from neurossl.models.perceiver import (
+    CLASSIFICATION,
     Perceiver,
+    PerceiverConfig,
     backbone_parameters,
     make_config,
 )
@@ -111,10 +113,10 @@ class HParams:
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 5
-    max_steps: int = 80
+    max_steps: int = 120
     unit_id_steps: int = 20
     head_steps: int = 0
-    full_steps: int = 100
+    full_steps: int = 150
     unfreeze_layers: int = 1
     full_lr_scale: float = 1.0
     eval_every: int = 1000
@@ -131,10 +133,9 @@ class HParams:
             )
         merged = {"neuron_diet": _DIET_OF.get(method, "predictable")} | dict(values)
         hp = cls(**merged)
-        if hp.finetune_neurons not in ("predictable", "unpredictable"):
+        if hp.finetune_neurons not in DIETS:
             raise ValueError(
-                f"hparams.{method}.finetune_neurons is {hp.finetune_neurons!r}; "
-                "expected 'predictable' or 'unpredictable'"
+                f"hparams.{method}.finetune_neurons is {hp.finetune_neurons!r}; expected {DIETS}"
             )
         if hp.neuron_diet not in DIETS:
             raise ValueError(
@@ -362,7 +363,8 @@ class PoyoMethod:
         model = Perceiver(make_config(inputs.size), len(unit_keys), len(session_keys))
         unit_norm = unit_statistics(train_ds, unit_keys)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
-        loss_fn = _mapped(reconstruction_loss_fn(hp.mask_ratio, hp.mask_span), maps)
+        frames = model.config.frames_per_token
+        loss_fn = _mapped(reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, frames), maps)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
         train(
             model,
@@ -396,7 +398,8 @@ class PoyoMethod:
         if not tasks:
             raise ValueError(f"{self.name}: none of the tasks {inputs.tasks} is a decoding task")
         sessions = inputs.splits.heldout_sessions
-        ids = diet_neuron_ids(inputs.splits, MODALITY, sessions, hp.finetune_neurons)
+        chosen = diet_neuron_ids(inputs.splits, MODALITY, sessions, hp.finetune_neurons)
+        ids = _neuron_ids(inputs, sessions, chosen)
         train_ds, valid_ds = _datasets(inputs, ids)
         new_units = _unit_keys(ids)
         model, unit_keys, session_keys, new_rows, unit_norm = self._adapted_model(
@@ -405,10 +408,10 @@ class PoyoMethod:
         unit_norm = unit_norm + unit_statistics(train_ds, new_units)
         heads = _fit_heads(tasks, train_ds)
         for head in heads:
-            model.add_task(head.name, head.kind, head.n_out)
+            model.add_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
-        phases = _phases(hp, model.config.depth, new_rows, _task_loss_fn(heads))
+        phases = _phases(hp, model.config, new_rows, _task_loss_fn(heads))
         logs = []
         for phase, steps, lr, trainable, loss_fn in phases:
             if steps < 1:
@@ -488,7 +491,8 @@ class PoyoMethod:
         if missing:
             raise ValueError(f"{finetuned}: no fine-tuned head for task(s) {missing}")
         sessions = inputs.splits.heldout_sessions
-        ids = diet_neuron_ids(inputs.splits, MODALITY, sessions, saved["finetune_neurons"])
+        chosen = diet_neuron_ids(inputs.splits, MODALITY, sessions, saved["finetune_neurons"])
+        ids = _neuron_ids(inputs, sessions, chosen)
         evaluation = Evaluation()
         for session in ids:
             test = WindowDataset(
@@ -518,13 +522,13 @@ def _saved_norm(saved: dict[str, Any], path: Path) -> list[list[float]]:
 
 
 def _phases(
-    hp: HParams, depth: int, new_rows: set[str], task_loss: LossFn
+    hp: HParams, config: PerceiverConfig, new_rows: set[str], task_loss: LossFn
 ) -> list[tuple[str, int, float, Callable[[str], bool] | None, LossFn]]:
     """(name, steps, lr, trainable-parameter filter, loss) of each fine-tuning phase."""
-    last_layers = range(max(0, depth - hp.unfreeze_layers), depth)
+    last_layers = range(max(0, config.depth - hp.unfreeze_layers), config.depth)
     readout = ("heads.", "task_embed.", "decoder.", "out_norm.")
     readout += tuple(f"latent_layers.{i}." for i in last_layers)
-    reconstruction = reconstruction_loss_fn(hp.mask_ratio, hp.mask_span)
+    reconstruction = reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, config.frames_per_token)
     return [
         ("unit_id", hp.unit_id_steps, hp.lr, new_rows.__contains__, reconstruction),
         (
@@ -548,6 +552,13 @@ def _valid_loader(dataset: WindowDataset | None, hp: HParams, seed: int) -> Wind
     if dataset is None:
         return None
     return make_loader(dataset, hp.batch_size, False, seed, by_session=False)
+
+
+def _slots(model: Perceiver, head: TaskHead, train_ds: WindowDataset) -> int:
+    """Latent chunks per window a window-label head reads (1 for per-bin tasks)."""
+    if head.kind != CLASSIFICATION:
+        return 1
+    return model.chunks_per_window(torch.tensor(train_ds[0]["time"])[None])
 
 
 def _fit_heads(tasks: Sequence[str], train_ds: WindowDataset) -> list[TaskHead]:

@@ -1,16 +1,18 @@
 """POYO+-style Perceiver backbone for calcium traces (the POYO-SSL model).
 
-One input token per (neuron, sample): a learned embedding of the unit modulated by an
-embedding of its (z-scored) dF/F value, ``unit * (1 + value)``, refined by a per-token
-feed-forward layer (see :meth:`Perceiver.encode` for why not ``unit + value``). Tokens
-carry their sample time, used only through rotary attention
-(:mod:`neurossl.models.rotary`), so nothing ties the model to a neuron count, a neuron
-order or a window length. A fixed set of latent tokens per time chunk
-(``latent_step`` seconds, each chunk's latents stamped with the chunk centre)
-cross-attends to all tokens of the window, self-attention layers mix the latents, and
-output queries (session embedding + task embedding, plus the unit embedding for
-per-neuron reconstruction) read out by cross-attending to the latents at their own
-timestamps. Each task has its own linear head on the shared readout.
+One input token per (neuron, ``frames_per_token`` consecutive samples; 1 is POYO+'s
+token per sample): a learned embedding of the unit modulated by an embedding of its
+(z-scored) dF/F values, ``unit * (1 + value)``, refined by a per-token feed-forward
+layer (see :meth:`Perceiver.encode` for why not ``unit + value``). Tokens carry their
+time, used only through rotary attention (:mod:`neurossl.models.rotary`), so nothing
+ties the backbone to a neuron count or order. A fixed set of latent tokens per time
+chunk (``latent_step`` seconds, each chunk's latents stamped with the chunk centre)
+cross-attends to the tokens of the window (all of them, or those within ``reach``
+seconds), self-attention layers mix the latents, and output queries (session embedding
++ task embedding, plus the unit embedding for per-neuron reconstruction) read out by
+cross-attending to the latents near their own timestamps. Each task has its own linear
+head; a window-label head reads one query per chunk side by side, so it is tied to the
+window length it was fitted on (a clear error otherwise).
 
 Why this shape:
 
@@ -74,6 +76,12 @@ class PerceiverConfig:
     #: alias to pseudo-random angles between neighbouring frames) to beyond a window.
     rope_t_min: float = 0.066
     rope_t_max: float = 8.0
+    #: Consecutive samples of one neuron per input token (1 = POYO+'s token per sample).
+    frames_per_token: int = 1
+    #: Largest time difference (s) across which the encoder's latents gather tokens and
+    #: output queries read latents; None is POYO's global cross-attention. See
+    #: :meth:`Perceiver.encode` for why local.
+    reach: float | None = None
 
     def __post_init__(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 4:
@@ -81,21 +89,55 @@ class PerceiverConfig:
                 f"PerceiverConfig: dim={self.dim} must split into {self.heads} heads of a "
                 "multiple of 4 features (half of each head is rotated)"
             )
-        if min(self.dim, self.depth, self.heads, self.latents_per_chunk, self.ff_mult) < 1:
+        sizes = (self.dim, self.depth, self.heads, self.latents_per_chunk, self.ff_mult)
+        if min(*sizes, self.frames_per_token) < 1:
             raise ValueError(f"PerceiverConfig sizes must be >= 1: {self}")
         if self.latent_step <= 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"PerceiverConfig needs latent_step > 0, 0 <= dropout < 1: {self}")
+        if self.reach is not None and self.reach < self.latent_step / 2:
+            raise ValueError(
+                f"PerceiverConfig: reach={self.reach} must be >= latent_step/2 "
+                f"({self.latent_step / 2}) so every chunk's latents see their own tokens"
+            )
 
 
 #: ``tiny``/``small``/``medium``: the CPU-sized scaling sweep (backbones of about 35k,
 #: 100k and 460k parameters; no dropout, since they train for a few hundred steps).
+#: They pool 3 samples per token (0.1 s at 30 Hz; 3x fewer tokens, so 3x more steps in
+#: the same time) and gather locally (``reach`` 0.25 s): without both, decoding stayed at
+#: chance within the CPU budget of the default workflow.
 #: ``published_s``/``published_l``: the POYO-SSL shapes (width 64, depth 6, 16 latents;
 #: width 128, depth 24, 32 latents). Head counts are not given in the paper summary;
 #: 4 and 8 heads keep 16 features per head.
+_CPU_FRAMES = 3
 PRESETS: dict[str, PerceiverConfig] = {
-    "tiny": PerceiverConfig(dim=32, depth=2, heads=2, latents_per_chunk=8, dropout=0.0),
-    "small": PerceiverConfig(dim=48, depth=3, heads=3, latents_per_chunk=8, dropout=0.0),
-    "medium": PerceiverConfig(dim=96, depth=4, heads=6, latents_per_chunk=16, dropout=0.0),
+    "tiny": PerceiverConfig(
+        dim=32,
+        depth=2,
+        heads=2,
+        latents_per_chunk=8,
+        dropout=0.0,
+        frames_per_token=_CPU_FRAMES,
+        reach=0.25,
+    ),
+    "small": PerceiverConfig(
+        dim=48,
+        depth=3,
+        heads=3,
+        latents_per_chunk=8,
+        dropout=0.0,
+        frames_per_token=_CPU_FRAMES,
+        reach=0.25,
+    ),
+    "medium": PerceiverConfig(
+        dim=96,
+        depth=4,
+        heads=6,
+        latents_per_chunk=16,
+        dropout=0.0,
+        frames_per_token=_CPU_FRAMES,
+        reach=0.25,
+    ),
     "published_s": PerceiverConfig(dim=64, depth=6, heads=4, latents_per_chunk=16),
     "published_l": PerceiverConfig(dim=128, depth=24, heads=8, latents_per_chunk=32),
 }
@@ -171,7 +213,12 @@ class RotaryAttention(nn.Module):
         q, k = rotate(q, x_rot), rotate(k, context_rot)
         if self.rotate_value:
             v = rotate(v, context_rot)
-        mask = None if context_mask is None else context_mask[:, None, None, :]
+        # Masks are [B, K] (per key) or [B, Q, K] (per query and key); broadcast over heads.
+        mask = None
+        if context_mask is not None:
+            mask = (
+                context_mask[:, None, None, :] if context_mask.dim() == 2 else context_mask[:, None]
+            )
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -236,7 +283,7 @@ class Perceiver(nn.Module):
         super().__init__()
         self.config = config
         d = config.dim
-        self.value_embed = nn.Linear(1, d)
+        self.value_embed = nn.Linear(config.frames_per_token, d)
         self.mask_token = nn.Parameter(torch.randn(d) * _INIT_STD)
         self.token_norm = nn.LayerNorm(d)
         self.token_ff = FeedForward(d, config.ff_mult, config.dropout)
@@ -250,8 +297,8 @@ class Perceiver(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.task_embed = nn.ParameterDict()
         self.heads = nn.ModuleDict()
-        self.task_specs: dict[str, tuple[str, int]] = {}
-        self.add_task(RECONSTRUCTION, RECONSTRUCTION, 1)
+        self.task_specs: dict[str, tuple[str, int, int]] = {}
+        self.add_task(RECONSTRUCTION, RECONSTRUCTION, config.frames_per_token)
 
     # --- vocabulary and tasks ---
 
@@ -263,21 +310,34 @@ class Perceiver(nn.Module):
         """Add ``n_new`` session rows; returns their parameter name."""
         return "session_embed." + self.session_embed.grow(n_new)
 
-    def add_task(self, name: str, kind: str, n_out: int) -> None:
-        """Register a task's embedding and head; re-adding the same spec is a no-op."""
+    def add_task(self, name: str, kind: str, n_out: int, n_slots: int = 1) -> None:
+        """Register a task's embedding and head; re-adding the same spec is a no-op.
+
+        ``n_slots`` (classification only): latent chunks per window, each read by its own
+        query; the head sees their outputs side by side, so it can weigh *when* in a
+        trial-aligned window something happened (see :meth:`_read_out`).
+        """
         if kind not in TASK_KINDS:
             raise ValueError(f"task {name!r}: unknown kind {kind!r}; expected {TASK_KINDS}")
+        spec = (kind, n_out, n_slots)
         if name in self.task_specs:
-            if self.task_specs[name] != (kind, n_out):
+            if self.task_specs[name] != spec:
                 raise ValueError(
-                    f"task {name!r} is registered as {self.task_specs[name]}, not {(kind, n_out)}"
+                    f"task {name!r} is registered as {self.task_specs[name]}, not {spec}"
                 )
             return
-        if n_out < 1:
-            raise ValueError(f"task {name!r}: n_out must be >= 1, got {n_out}")
-        self.task_specs[name] = (kind, n_out)
+        if n_out < 1 or n_slots < 1 or (n_slots > 1 and kind != CLASSIFICATION):
+            raise ValueError(
+                f"task {name!r}: needs n_out >= 1 and n_slots >= 1 (> 1 only for "
+                f"classification), got n_out={n_out}, n_slots={n_slots}"
+            )
+        self.task_specs[name] = spec
         self.task_embed[name] = nn.Parameter(torch.randn(self.config.dim) * _INIT_STD)
-        self.heads[name] = nn.Linear(self.config.dim, n_out)
+        self.heads[name] = nn.Linear(self.config.dim * n_slots, n_out)
+
+    def chunks_per_window(self, time: Tensor) -> int:
+        """Latent chunks of windows sampled at ``time`` [B, T] (``n_slots`` of a window task)."""
+        return self._latent_times(time).shape[1] // self.config.latents_per_chunk
 
     def spec(self) -> dict[str, Any]:
         """Everything but the weights needed to rebuild this model (see :meth:`from_spec`)."""
@@ -298,8 +358,8 @@ class Perceiver(nn.Module):
                 model.extend_units(n)
             for n in spec["session_blocks"][1:]:
                 model.extend_sessions(n)
-            for name, (kind, n_out) in spec["tasks"].items():
-                model.add_task(name, kind, n_out)
+            for name, task_spec in spec["tasks"].items():
+                model.add_task(name, *task_spec)
         except (KeyError, TypeError, IndexError) as err:
             raise ValueError(f"malformed Perceiver spec ({err!r}): {spec}") from err
         return model
@@ -317,35 +377,75 @@ class Perceiver(nn.Module):
         out = {}
         for task in tasks:
             if self.task_specs[task][0] == RECONSTRUCTION:
-                out[task] = self._reconstruct(task, batch, latents, latent_rot, token_mask)
+                out[task] = self._reconstruct(task, batch, latents, latent_time, token_mask)
             else:
                 out[task] = self._read_out(task, batch, latents, latent_rot, latent_time)
         return out
 
     def encode(self, batch: dict[str, Tensor], token_mask: Tensor | None) -> tuple[Tensor, Tensor]:
         """Latents [B, L, D] and their timestamps [B, L] for a batch of windows."""
-        activity, time = batch["activity"], batch["time"]
-        b, t, n = activity.shape
-        values = self.value_embed(activity.unsqueeze(-1))
+        patches, token_time = self._patches(batch["activity"], batch["time"])
+        b, t_tok, n, _ = patches.shape
+        values = self.value_embed(patches)
         if token_mask is not None:
-            values = torch.where(token_mask.unsqueeze(-1), self.mask_token.to(values.dtype), values)
+            hidden = self._token_mask(token_mask).unsqueeze(-1)
+            values = torch.where(hidden, self.mask_token.to(values.dtype), values)
         # Unit-modulated values: with near-uniform attention at initialisation a latent
         # averages its tokens, and the average of unit * value is a projection of the
         # per-neuron activity (what a linear decoder reads); an additive value + unit
         # token averages to mean value + mean unit and forgets which neuron was active.
         unit = self.unit_embed(batch["unit"]).unsqueeze(1)
         tokens = unit * (1.0 + values)
-        tokens = (tokens + self.token_ff(self.token_norm(tokens))).reshape(b, t * n, -1)
-        token_time = time.unsqueeze(-1).expand(b, t, n).reshape(b, t * n)
-        token_valid = batch["neuron_mask"].unsqueeze(1).expand(b, t, n).reshape(b, t * n)
-        latent_time = self._latent_times(time)
+        tokens = (tokens + self.token_ff(self.token_norm(tokens))).reshape(b, t_tok * n, -1)
+        token_time = token_time.unsqueeze(-1).expand(b, t_tok, n).reshape(b, t_tok * n)
+        token_valid = batch["neuron_mask"].unsqueeze(1).expand(b, t_tok, n).reshape(b, t_tok * n)
+        latent_time = self._latent_times(batch["time"])
         n_chunks = latent_time.shape[1] // self.config.latents_per_chunk
         latents = self.latent_token.repeat(n_chunks, 1).expand(b, -1, -1)
         latent_rot = self.rotary(latent_time)
-        latents = self.encoder(latents, latent_rot, tokens, self.rotary(token_time), token_valid)
+        gather = token_valid
+        if self.config.reach is not None:
+            # Local gathering: each chunk's latents read the tokens near their own time.
+            # Rotary time can learn locality, but at initialisation global attention is
+            # near-uniform, so every latent holds the same window average and the
+            # temporal pattern that separates stimuli is lost until attention sharpens,
+            # longer than a small fine-tuning budget. Local reach also matches what a
+            # chunk latent stands for: the population state around its time.
+            gather = token_valid[:, None, :] & self._near(latent_time, token_time)
+        latents = self.encoder(latents, latent_rot, tokens, self.rotary(token_time), gather)
         for layer in self.latent_layers:
             latents = layer(latents, latent_rot)
         return latents, latent_time
+
+    def _near(self, query_time: Tensor, key_time: Tensor) -> Tensor:
+        """[B, Q, K]: which keys lie within ``reach`` seconds of each query."""
+        reach = float("inf") if self.config.reach is None else self.config.reach
+        return (key_time[:, None, :] - query_time[:, :, None]).abs() <= reach + 1e-6
+
+    def _patches(self, activity: Tensor, time: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token samples [B, T', N, F] and token times [B, T'] (``F`` frames per token).
+
+        A window whose length is not a multiple of ``F`` repeats its last sample, so every
+        token has ``F`` values; a token is stamped with the mean time of its samples.
+        Why more than one sample per token: at 30 Hz the indicator's decay spans ~15
+        frames, so neighbouring samples are nearly redundant, while the encoder's cost
+        and the number of tokens a latent must average over grow with the sample count.
+        """
+        f = self.config.frames_per_token
+        b, t, n = activity.shape
+        pad = -t % f
+        if pad:
+            activity = torch.cat((activity, activity[:, -1:].expand(b, pad, n)), dim=1)
+        patches = activity.reshape(b, (t + pad) // f, f, n).transpose(2, 3)
+        dt = time[:, 1:2] - time[:, :1] if t > 1 else torch.zeros_like(time[:, :1])
+        return patches, time[:, ::f] + dt * (f - 1) / 2
+
+    def _token_mask(self, frame_mask: Tensor) -> Tensor:
+        """[B, T', N]: a token is hidden when any of its samples is (see :meth:`_patches`)."""
+        f = self.config.frames_per_token
+        b, t, n = frame_mask.shape
+        padded = torch.cat((frame_mask, frame_mask.new_zeros(b, -t % f, n)), dim=1)
+        return padded.reshape(b, -1, f, n).any(dim=2)
 
     def _latent_times(self, time: Tensor) -> Tensor:
         """Chunk centres covering each window, repeated for the latents of a chunk."""
@@ -362,39 +462,51 @@ class Perceiver(nn.Module):
         task: str,
         batch: dict[str, Tensor],
         latents: Tensor,
-        latent_rot: Rotation,
+        latent_time: Tensor,
         token_mask: Tensor | None,
     ) -> Tensor:
-        """Values [B, T, N] of the masked tokens (0 elsewhere), or of every token unmasked.
+        """Values [B, T, N] of the samples of masked tokens (0 elsewhere), or of every sample.
 
         Only masked tokens are queried: their loss is all that is used, and the readout
-        over T x N queries costs as much as the encoder. Windows with fewer masked tokens
-        than the batch maximum are padded with unmasked positions whose outputs are
-        discarded.
+        over every token costs as much as the encoder. Each query predicts the
+        ``frames_per_token`` samples of its token. Windows with fewer masked tokens than
+        the batch maximum are padded with unmasked positions whose outputs are discarded.
         """
         activity = batch["activity"]
         b, t, n = activity.shape
+        f = self.config.frames_per_token
+        _, token_time = self._patches(activity, batch["time"])
+        t_tok = token_time.shape[1]
         if token_mask is None:
-            position = torch.arange(t * n, device=activity.device).expand(b, -1)
+            position = torch.arange(t_tok * n, device=activity.device).expand(b, -1)
             keep = None
         else:
-            flat = token_mask.reshape(b, t * n)
+            flat = self._token_mask(token_mask).reshape(b, t_tok * n)
             k = max(1, int(flat.sum(dim=1).max()))
             order = torch.sort(flat.to(torch.uint8), dim=1, descending=True, stable=True)[1]
             position = order[:, :k]
             keep = torch.gather(flat, 1, position)
-        neuron, time_bin = position % n, torch.div(position, n, rounding_mode="floor")
+        neuron, token = position % n, torch.div(position, n, rounding_mode="floor")
         units = self.unit_embed(torch.gather(batch["unit"], 1, neuron))  # [B, K, D]
         base = self.session_embed(batch["session"]) + self.task_embed[task]
-        query_time = torch.gather(batch["time"], 1, time_bin)
+        query_time = torch.gather(token_time, 1, token)
+        near = self._near(query_time, latent_time)
         out = self.decoder(
-            base[:, None, :] + units, self.rotary(query_time), latents, latent_rot, None
+            base[:, None, :] + units,
+            self.rotary(query_time),
+            latents,
+            self.rotary(latent_time),
+            near,
         )
-        values = self.heads[task](self.out_norm(out)).squeeze(-1)  # [B, K]
+        values = self.heads[task](self.out_norm(out))  # [B, K, F]
         if keep is not None:
-            values = torch.where(keep, values, torch.zeros_like(values))
-        full = torch.zeros(b, t * n, dtype=values.dtype, device=values.device)
-        return full.scatter(1, position, values).reshape(b, t, n)
+            values = torch.where(keep.unsqueeze(-1), values, torch.zeros_like(values))
+        full = torch.zeros(b, t_tok * n, f, dtype=values.dtype, device=values.device)
+        full = full.scatter(1, position.unsqueeze(-1).expand(-1, -1, f), values)
+        full = full.reshape(b, t_tok, n, f).transpose(2, 3).reshape(b, t_tok * f, n)[:, :t]
+        if token_mask is not None:
+            full = torch.where(token_mask, full, torch.zeros_like(full))
+        return full
 
     def _read_out(
         self,
@@ -404,18 +516,39 @@ class Perceiver(nn.Module):
         latent_rot: Rotation,
         latent_time: Tensor,
     ) -> Tensor:
-        kind, _ = self.task_specs[task]
+        """Per-bin values [B, T] or window logits [B, C].
+
+        Window labels: one query per chunk centre, each reading the latents near its own
+        time, and the head sees all of them side by side. Why not one pooled query: the
+        classes of trial-aligned windows differ in *when* the population does what (a
+        linear probe on the chunk latents of an untrained encoder separates the default
+        data's stimuli, their time average does not), and a query pooling across time
+        must first learn sharp rotary attention to recover that, which a small
+        fine-tuning budget does not allow.
+        """
+        kind, _, n_slots = self.task_specs[task]
         base = self.session_embed(batch["session"]) + self.task_embed[task]  # [B, D]
-        b, t = batch["time"].shape
+        b = batch["time"].shape[0]
         if kind == PER_BIN:
-            queries, query_time = base[:, None, :].expand(b, t, -1), batch["time"]
+            query_time = batch["time"]
         else:
-            # One query per chunk centre; their logits are averaged into one per window.
             query_time = latent_time[:, :: self.config.latents_per_chunk]
-            queries = base[:, None, :].expand(b, query_time.shape[1], -1)
-        out = self.decoder(queries, self.rotary(query_time), latents, latent_rot, None)
-        out = self.heads[task](self.out_norm(out))
-        return out.squeeze(-1) if kind == PER_BIN else out.mean(dim=1)
+            if query_time.shape[1] != n_slots:
+                raise ValueError(
+                    f"task {task!r} was fitted on windows of {n_slots} latent chunks; this "
+                    f"batch has {query_time.shape[1]} (window length differs)"
+                )
+        queries = base[:, None, :].expand(b, query_time.shape[1], -1)
+        near = self._near(query_time, latent_time)
+        out = self.decoder(queries, self.rotary(query_time), latents, latent_rot, near)
+        out = self.out_norm(out)
+        if kind == PER_BIN:
+            return self.heads[task](out).squeeze(-1)
+        # Centred over the window's chunks: the part shared by every chunk (which neurons
+        # the session has, the query itself) is nearly the same in every window and
+        # dwarfs what varies; left in, it slows the head's optimisation several-fold.
+        out = out - out.mean(dim=1, keepdim=True)
+        return self.heads[task](out.reshape(b, -1))
 
 
 def backbone_parameters(model: Perceiver) -> int:

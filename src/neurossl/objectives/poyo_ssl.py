@@ -1,16 +1,18 @@
 """POYO-SSL pretraining: masked reconstruction of dF/F on a chosen neuron diet.
 
-Masking (the exact choice the report quotes): each neuron's trace in a window is cut
-into consecutive segments of ``span`` samples, starting at a random phase drawn per
-(window, neuron), and every segment is masked independently with probability
-``ratio``. Defaults: ``ratio`` = 0.3, ``span`` = 6 samples (0.2 s at 30 Hz), so about a
-third of the (neuron, time) tokens are masked in contiguous runs of >= 6 samples
-(adjacent masked segments merge into longer runs); 0.3 did as well as 0.5 on the
-validation windows of the default data and leaves more context per window. Masked
-tokens keep their unit embedding and time but their value embedding is replaced by a
-learned mask token; reconstruction queries (session + reconstruction-task + unit
-embedding, at the token's time) predict the hidden (z-scored) dF/F, and the loss is the
-mean squared error over masked tokens of real (non-padded) neurons only.
+Masking (the exact choice the report quotes): each neuron's sequence of tokens in a
+window is cut into consecutive segments of ``ceil(span / frames_per_token)`` tokens,
+starting at a random phase drawn per (window, neuron), and every segment is masked
+independently with probability ``ratio``; a masked token hides all of its samples.
+Defaults: ``ratio`` = 0.3, ``span`` = 6 samples (0.2 s at 30 Hz; 2 tokens of 3 samples
+at the CPU presets), so about a third of each neuron's samples are hidden in contiguous
+runs of >= 6 samples (adjacent masked segments merge into longer runs); 0.3 did as
+well as 0.5 on the validation windows of the default data and leaves more context per
+window. Masked tokens keep their unit embedding and time but their value embedding is
+replaced by a learned mask token; reconstruction queries (session + reconstruction-task
++ unit embedding, at the token's time) predict the hidden (z-scored) dF/F samples, and
+the loss is the mean squared error over masked samples of real (non-padded) neurons
+only.
 
 Why spans and not single samples: dF/F is low-pass (indicator decay of a few hundred
 ms), so an isolated masked sample is interpolated from its neighbours without learning
@@ -92,14 +94,34 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tens
     return loss, count
 
 
+def token_span_mask(
+    neuron_mask: Tensor, n_bins: int, ratio: float, span: int, frames_per_token: int
+) -> Tensor:
+    """[B, T, N] span mask drawn on the model's tokens and expanded to their samples.
+
+    With several samples per token, masking whole tokens keeps a masked sample from
+    being copied from an unmasked sample of the same token; ``span`` (in samples) is
+    rounded up to whole tokens.
+    """
+    f = frames_per_token
+    n_tokens = -(-n_bins // f)
+    mask = span_mask(neuron_mask, n_tokens, ratio, -(-span // f))
+    return mask.repeat_interleave(f, dim=1)[:, :n_bins]
+
+
 def reconstruction_loss_fn(
-    ratio: float = DEFAULT_MASK_RATIO, span: int = DEFAULT_MASK_SPAN
+    ratio: float = DEFAULT_MASK_RATIO, span: int = DEFAULT_MASK_SPAN, frames_per_token: int = 1
 ) -> Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]:
-    """The engine's ``loss_fn`` for masked reconstruction (batch rows already mapped)."""
+    """The engine's ``loss_fn`` for masked reconstruction (batch rows already mapped).
+
+    ``frames_per_token`` must be the model's (:class:`~neurossl.models.perceiver.PerceiverConfig`).
+    """
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         activity = batch["activity"]
-        mask = span_mask(batch["neuron_mask"], activity.shape[1], ratio, span)
+        mask = token_span_mask(
+            batch["neuron_mask"], activity.shape[1], ratio, span, frames_per_token
+        )
         pred = model(batch, (RECONSTRUCTION,), mask)[RECONSTRUCTION]
         loss, count = masked_mse(pred, activity, mask)
         return loss, {"masked_tokens": float(count)}
