@@ -17,8 +17,9 @@ from pynwb.behavior import BehavioralTimeSeries
 from pynwb.file import Subject
 from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
 
+from neurossl.data import nwb, nwb_units, session
 from neurossl.data.nwb import NWBFormatError, nwb_to_sessions
-from neurossl.data.session import read_session, write_session
+from neurossl.data.session import SessionError, all_finite, read_session, write_session
 from neurossl.data.sources.synthetic import SyntheticConfig, write_session_nwb
 
 CONFIG = SyntheticConfig(n_trials=20, n_units=24, n_rois=20)
@@ -282,6 +283,10 @@ def unsorted_spikes(f: h5py.File) -> None:
     times[0], times[1] = times[1] + 1.0, times[0]
 
 
+def nan_spike(f: h5py.File) -> None:
+    f["units/spike_times"][3] = np.nan
+
+
 def nan_trace(f: h5py.File) -> None:
     f["processing/ophys/DfOverF/RoiResponseSeries/data"][7, 3] = np.nan
 
@@ -292,6 +297,7 @@ def nan_trace(f: h5py.File) -> None:
         (drop_frame_rate, ("calcium",), "processing/ophys/DfOverF/RoiResponseSeries"),
         (ragged_index, ("spikes",), "units/spike_times_index"),
         (unsorted_spikes, ("spikes",), "units/spike_times"),
+        (nan_spike, ("spikes",), "units/spike_times"),
         (nan_trace, ("spikes", "calcium"), "processing/ophys/DfOverF/RoiResponseSeries/data"),
     ],
 )
@@ -332,3 +338,77 @@ def test_missing_modalities_and_subject_fail_clearly(tmp_path: Path):
         NWBFormatError, match=re.escape("anonymous.nwb: field 'general/subject/subject_id'")
     ):
         read(anonymous, ("spikes",))
+
+
+# --- provenance and the cheap checks ------------------------------------------------------
+
+
+def test_a_known_digest_is_recorded_without_hashing_again(
+    nwb_path: Path, sessions: dict, monkeypatch: pytest.MonkeyPatch
+):
+    def no_hashing(path: Path) -> str:
+        raise AssertionError(f"{path} hashed although its digest was given")
+
+    monkeypatch.setattr(nwb, "sha256_file", no_hashing)
+    digest = hashlib.sha256(nwb_path.read_bytes()).hexdigest()
+    spikes = nwb_to_sessions(
+        nwb_path,
+        dataset="synthetic",
+        session=SESSION,
+        modalities=["spikes"],
+        spike_bin_size=BIN,
+        source_sha256=digest,
+    )["spikes"]
+    assert spikes.meta == sessions["spikes"].meta
+    np.testing.assert_array_equal(spikes.activity, sessions["spikes"].activity)
+    for bad in ("abc", digest.upper(), digest + "0"):
+        with pytest.raises(ValueError, match="source_sha256"):
+            nwb_to_sessions(
+                nwb_path,
+                dataset="synthetic",
+                session=SESSION,
+                modalities=["spikes"],
+                spike_bin_size=BIN,
+                source_sha256=bad,
+            )
+
+
+def test_spike_checks_span_piece_boundaries(
+    nwb_path: Path, sessions: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    with h5py.File(nwb_path, "r") as f:
+        first_end = int(f["units/spike_times_index"][0])
+    # Pieces ending exactly where unit 1 starts: the step back there is not an error.
+    monkeypatch.setattr(nwb_units, "_CHECK_PIECE", first_end)
+    spikes = read(nwb_path, ("spikes",))["spikes"]
+    np.testing.assert_array_equal(spikes.activity, sessions["spikes"].activity)
+
+    def swap_across_pieces(f: h5py.File) -> None:
+        times = f["units/spike_times"]
+        times[4], times[5] = times[5], times[4] - 1.0
+
+    monkeypatch.setattr(nwb_units, "_CHECK_PIECE", 5)  # spikes 4 and 5 in different pieces
+    bad = corrupt_copy(nwb_path, tmp_path / "swapped.nwb", swap_across_pieces)
+    with pytest.raises(NWBFormatError, match=r"units/spike_times.*not sorted within unit id 0"):
+        read(bad, ("spikes",))
+
+
+def test_all_finite_is_exact_across_blocks_and_overflow(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(session, "_FINITE_BLOCK", 7)
+    big = np.full((5, 4), np.finfo(np.float32).max, dtype=np.float32)
+    assert all_finite(big)  # block sums overflow to inf, yet every value is finite
+    assert all_finite(np.zeros((0, 3), dtype=np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        for position in ((0, 0), (2, 3), (4, 3)):
+            values = big.copy()
+            values[position] = bad
+            assert not all_finite(values)
+            assert not all_finite(values.astype(np.float64))
+
+
+def test_validate_rejects_non_finite_activity(sessions: dict):
+    spikes = sessions["spikes"]
+    broken = session.Session(**{**vars(spikes), "activity": spikes.activity.copy()})
+    broken.activity[-1, -1] = np.inf
+    with pytest.raises(SessionError, match="'activity' contains NaN or inf"):
+        broken.validate()

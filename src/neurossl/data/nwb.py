@@ -12,6 +12,7 @@ returns never leaves partial output.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = ["NWBFormatError", "nwb_to_sessions"]
 
 #: Processing module and series names of synthetic ground truth (see sources/synthetic.py).
 TRUTH_MODULE = "ground_truth"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def nwb_to_sessions(
@@ -47,8 +49,18 @@ def nwb_to_sessions(
     session: str,
     modalities: Sequence[str],
     spike_bin_size: float,
+    source_sha256: str | None = None,
 ) -> dict[str, Session]:
-    """Read the requested modalities of one NWB file into validated Sessions."""
+    """Read the requested modalities of one NWB file into validated Sessions.
+
+    ``source_sha256`` is the file's SHA-256 when the caller already holds it (the DANDI
+    download verified the file against the archive's digest and recorded it in the
+    manifest; a synthesis step can record it while writing). It is recorded as given,
+    so the same bytes are not hashed twice: hashing costs ~1 s per GB of CPU, more than
+    the whole rest of preprocessing a spike file. Without it the file is hashed here,
+    beside the reading. Either way ``meta["source_sha256"]`` is the SHA-256 of the whole
+    file (what ``sha256sum`` prints), so provenance can be checked with standard tools.
+    """
     path = Path(nwb_path)
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown or not modalities:
@@ -57,11 +69,19 @@ def nwb_to_sessions(
         raise ValueError(f"spike_bin_size must be > 0 seconds, got {spike_bin_size}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: NWB file not found")
-    # Hashing a multi-GB file takes seconds; it runs beside the reading (both release the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checksum = pool.submit(sha256_file, path)
+    if source_sha256 is None:
+        # Hashing a multi-GB file takes seconds; it runs beside the reading (both release
+        # the GIL).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            checksum = pool.submit(sha256_file, path)
+            sessions, subject, behavior = _read(path, modalities, spike_bin_size)
+            source_sha256 = checksum.result()
+    elif _SHA256_HEX.fullmatch(source_sha256):
         sessions, subject, behavior = _read(path, modalities, spike_bin_size)
-        source_sha256 = checksum.result()
+    else:
+        raise ValueError(
+            f"source_sha256 must be 64 lowercase hex digits (a SHA-256), got {source_sha256!r}"
+        )
     meta = {
         "dataset": dataset,
         "session": session,

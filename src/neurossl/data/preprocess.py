@@ -34,8 +34,14 @@ def read_modality(
     reader: str,
     spike_bin_size: float,
     options: Mapping[str, Any],
+    source_sha256: str | None = None,
 ) -> Session:
-    """Read one modality of one file with the reader its layout needs."""
+    """Read one modality of one file with the reader its layout needs.
+
+    ``source_sha256``: the file's SHA-256 if already known (e.g. from the download
+    manifest), so the generic reader does not hash the file again; the layout readers
+    hash it themselves.
+    """
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; expected one of {READERS}")
     if reader in READER_MODALITY and modality != READER_MODALITY[reader]:
@@ -65,6 +71,7 @@ def read_modality(
         session=session,
         modalities=[modality],
         spike_bin_size=spike_bin_size,
+        source_sha256=source_sha256,
     )
     return sessions[modality]
 
@@ -79,6 +86,7 @@ def preprocess_to_session(
     reader: str,
     spike_bin_size: float,
     options: Mapping[str, Any],
+    source_sha256: str | None = None,
 ) -> None:
     """Read and write atomically: a failure leaves no file at ``out_path``."""
     result = read_modality(
@@ -89,5 +97,6 @@ def preprocess_to_session(
         reader=reader,
         spike_bin_size=spike_bin_size,
         options=options,
+        source_sha256=source_sha256,
     )
     write_session(result, out_path)
