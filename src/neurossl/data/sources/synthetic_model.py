@@ -213,7 +213,7 @@ def make_population(
     weights *= (gain / np.linalg.norm(weights, axis=1))[:, None]
     log_base = np.log(base_rate) + rng.normal(0, 0.5, n)
     log_base[~predictable] = np.log(0.3) + rng.normal(0, 0.5, (~predictable).sum())
-    weights[~predictable] *= 0.3 * 0.5 / modulation
+    weights[~predictable] *= 0.3
     rates = np.exp(log_base[None, :] + latents @ weights.T)
 
     n_classes = world.rotation_amplitude.size
