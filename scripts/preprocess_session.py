@@ -13,5 +13,6 @@ with rule_logging(snakemake.log[0]) as log:
         reader=snakemake.params.reader,
         spike_bin_size=snakemake.params.spike_bin_size,
         options=snakemake.params.options,
+        source_sha256=snakemake.params.source_sha256 or None,
     )
     log.info("wrote %s", snakemake.output.session)

@@ -223,3 +223,12 @@ def dandi_sessions(dataset):
 def dandi_raw_path(wildcards):
     entry = dandi_manifest(wildcards.dataset).by_session()[wildcards.session]
     return f"{RAW}/{wildcards.dataset}/dandi/{entry.path}"
+
+
+def known_sha256(wildcards):
+    """The archive's SHA-256 of a DANDI asset, which the download already verified, so
+    preprocessing records it instead of hashing the file a second time ("" elsewhere)."""
+    if DATASETS[wildcards.dataset]["source"] != "dandi":
+        return ""
+    entry = dandi_manifest(wildcards.dataset).by_session()[wildcards.session]
+    return entry.digest if entry.digest_type == "dandi:sha2-256" else ""

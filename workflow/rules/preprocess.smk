@@ -12,6 +12,7 @@ rule preprocess:
         ),
         reader=lambda wc: reader_of(DATASETS[wc.dataset]),
         options=lambda wc: DATASETS[wc.dataset].get(reader_of(DATASETS[wc.dataset]), {}),
+        source_sha256=known_sha256,
     conda:
         "../../envs/neurossl.yaml"
     log:
