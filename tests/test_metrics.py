@@ -135,10 +135,14 @@ def test_horizon_metrics_keys_and_values():
     target = rng.normal(size=(40, 3, 6))
     pred = target + rng.normal(scale=[[0.1], [0.5], [1.0]], size=target.shape)
     out = metrics.horizon_metrics(pred, target)
-    expected_keys = {horizon_metric(m, k) for m in ("mae", "mse", "r2") for k in (1, 2, 3)}
+    per_step = ("mae", "mse", "r2", "pearson")
+    expected_keys = {horizon_metric(m, k) for m in per_step for k in (1, 2, 3)}
     assert set(out) == expected_keys | {"mae", "mse", "r2", "pearson"}
     assert out["mse_h1"] < out["mse_h2"] < out["mse_h3"]
     assert out["r2_h2"] == pytest.approx(r2_score(target[:, 1], pred[:, 1]))
+    step2 = [np.corrcoef(pred[:, 1, i], target[:, 1, i])[0, 1] for i in range(6)]
+    assert out["pearson_h2"] == pytest.approx(np.mean(step2))
+    assert out["pearson_h1"] > out["pearson_h3"]
     assert out["mae"] == pytest.approx(np.abs(pred - target).mean())
     flat_pred, flat_target = pred.reshape(-1, 6), target.reshape(-1, 6)
     per_neuron = [np.corrcoef(flat_pred[:, i], flat_target[:, i])[0, 1] for i in range(6)]

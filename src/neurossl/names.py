@@ -61,7 +61,7 @@ FROZEN_PREFIX = "frozen_"
 FROZEN_METRICS = ("frozen_bacc", "frozen_acc", "frozen_r2")
 #: pearson is CalM's forecasting score; the rest as in DESIGN.md.
 METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse", "pearson", *FROZEN_METRICS)
-HORIZON_METRICS = ("mae", "mse", "r2")
+HORIZON_METRICS = ("mae", "mse", "r2", "pearson")
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 

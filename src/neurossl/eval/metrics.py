@@ -119,9 +119,10 @@ def horizon_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """ZAPBench-style forecasting scores: per horizon step and overall.
 
     ``pred``/``target`` are [W, H, N]. ``mae_h{k}``/``mse_h{k}`` pool windows and neurons
-    at step k; ``r2_h{k}`` is the per-neuron R^2 across windows at step k, averaged over
-    neurons. The overall ``mae``/``mse``/``r2`` pool every (window, step) entry, and
-    ``pearson`` (CalM's score) correlates each neuron's predicted and true futures.
+    at step k (ZAPBench's MAE per step); ``r2_h{k}`` and ``pearson_h{k}`` (CalM's score)
+    are per neuron across windows at step k, averaged over neurons. The overall
+    ``mae``/``mse``/``r2`` pool every (window, step) entry, and ``pearson`` correlates each
+    neuron's predicted and true futures over all of them.
     """
     pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if pred.ndim != 3 or pred.shape != target.shape:
@@ -134,6 +135,7 @@ def horizon_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
         out[horizon_metric("mae", k + 1)] = mae(pred[:, k], target[:, k])
         out[horizon_metric("mse", k + 1)] = mse(pred[:, k], target[:, k])
         out[horizon_metric("r2", k + 1)] = r2(pred[:, k], target[:, k])
+        out[horizon_metric("pearson", k + 1)] = pearson(pred[:, k], target[:, k])
     n = pred.shape[2]
     out["mae"] = mae(pred, target)
     out["mse"] = mse(pred, target)

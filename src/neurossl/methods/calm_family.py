@@ -100,7 +100,7 @@ import torch
 from neurossl.atomic import atomic_path, write_json
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
 from neurossl.eval.decoding import decode_continuous, decode_discrete
-from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, pearson, r2
+from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, r2
 from neurossl.eval.queries import forecast_windows
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
@@ -585,15 +585,12 @@ def _evaluate_forecasting(
     for mode, chunks in preds.items():
         pred = np.concatenate(chunks)
         values = horizon_metrics(pred, target)
-        values["pearson"] = pearson(pred.reshape(-1, pred.shape[-1]),
-                                    target.reshape(-1, target.shape[-1]))  # fmt: skip
         prefix = f"forecasting/{session}"
         evaluation.arrays[f"{prefix}/{mode}/pred"] = pred.astype(np.float32)
         evaluation.arrays[f"{prefix}/{mode}/metrics"] = np.array(
             [values[k] for k in sorted(values)], dtype=np.float64)  # fmt: skip
         evaluation.arrays[f"{prefix}/metric_names"] = np.array(sorted(values))
         if mode == hp["forecast_mode"]:
-            values.pop("pearson")
             evaluation.rows.extend(make_rows(inputs, session, "forecasting", values))
     evaluation.arrays[f"forecasting/{session}/target"] = target.astype(np.float32)
 

@@ -23,6 +23,7 @@ from neurossl.eval.stats import mean_ci, paired_difference_ci
 from neurossl.names import (
     BEHAVIOR_PREFIX,
     FROZEN_METRICS,
+    HORIZON_METRICS,
     METHODS,
     ORACLE,
     PRETRAINED_METHODS,
@@ -42,7 +43,7 @@ SCRATCH_OF = {
 }
 ACTIVITY_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region")
 _LOWER_IS_BETTER = ("mae", "mse")
-_HORIZON = re.compile(r"^(mae|mse|r2)_h[0-9]+$")
+_HORIZON = re.compile(rf"^({'|'.join(HORIZON_METRICS)})_h[0-9]+$")
 
 OK, MISSING, NOT_SUPPORTED = "ok", "missing", "not_supported"
 RUN_KEYS = ["method", "modality", "size", "task", "metric"]
