@@ -26,7 +26,8 @@ def test_task_and_metric_names():
     assert names.is_task("stimulus_drifting_gratings_orientation")
     assert not names.is_task("behaviour_wheel") and not names.is_task("stimulus_")
     assert names.horizon_metric("mae", 3) == "mae_h3" and names.is_metric("r2_h12")
-    assert not names.is_metric("mae_h0")
+    assert not names.is_metric("mae_h0") and not names.is_metric("bps_h1")
+    assert names.is_horizon_metric("pearson_h4") and not names.is_horizon_metric("pearson")
     assert names.frozen_metric("bacc") == "frozen_bacc" and names.is_metric("frozen_r2")
     with pytest.raises(ValueError, match="no frozen-probe form"):
         names.frozen_metric("mae")

@@ -103,12 +103,17 @@ def is_task(name: str) -> bool:
     return False
 
 
+_HORIZON = re.compile(rf"({'|'.join(HORIZON_METRICS)})_h[1-9][0-9]*")
+
+
+def is_horizon_metric(name: str) -> bool:
+    """Whether a string is a per-horizon-step metric such as ``mae_h3``."""
+    return _HORIZON.fullmatch(name) is not None
+
+
 def is_metric(name: str) -> bool:
     """Whether a string is a metric of the vocabulary, including per-horizon forms."""
-    if name in METRICS:
-        return True
-    match = re.fullmatch(r"(mae|mse|r2)_h([1-9][0-9]*)", name)
-    return match is not None
+    return name in METRICS or is_horizon_metric(name)
 
 
 def check_method(name: str) -> str:

@@ -22,10 +22,10 @@ import pandas as pd
 from neurossl.atomic import atomic_path
 from neurossl.eval.metrics import bits_per_spike_per_neuron
 from neurossl.eval.stats import mean_ci
-from neurossl.names import ORACLE
+from neurossl.names import ORACLE, is_horizon_metric
 from neurossl.report.collect import RunKey
 from neurossl.report.dataset_summary import plot_predictability
-from neurossl.report.tables import higher_is_better, is_horizon_metric, method_order
+from neurossl.report.tables import higher_is_better, method_order
 
 FIGURES = ("forecasting_horizon", "scaling", "per_neuron_bps", "predictability", "training_curves")
 

@@ -13,7 +13,6 @@ reported the task) — the two are never merged, and a missing cell is never hid
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +22,6 @@ from neurossl.eval.stats import mean_ci, paired_difference_ci
 from neurossl.names import (
     BEHAVIOR_PREFIX,
     FROZEN_METRICS,
-    HORIZON_METRICS,
     METHODS,
     ORACLE,
     PRETRAINED_METHODS,
@@ -43,7 +41,6 @@ SCRATCH_OF = {
 }
 ACTIVITY_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region")
 _LOWER_IS_BETTER = ("mae", "mse")
-_HORIZON = re.compile(rf"^({'|'.join(HORIZON_METRICS)})_h[0-9]+$")
 
 OK, MISSING, NOT_SUPPORTED = "ok", "missing", "not_supported"
 RUN_KEYS = ["method", "modality", "size", "task", "metric"]
@@ -51,10 +48,6 @@ RUN_KEYS = ["method", "modality", "size", "task", "metric"]
 
 def is_decoding_task(task: str) -> bool:
     return task == "choice" or task.startswith((BEHAVIOR_PREFIX, STIMULUS_PREFIX))
-
-
-def is_horizon_metric(metric: str) -> bool:
-    return _HORIZON.match(metric) is not None
 
 
 def higher_is_better(metric: str) -> bool:
