@@ -21,6 +21,7 @@ FAST = {
     "pretrain_steps": 30,
     "max_steps": 30,
     "stitch_steps": 10,
+    "decode_steps": 10,
     "eval_every": 10,
     "checkpoint_every": 10,
 }
@@ -59,9 +60,11 @@ def test_pretrain_finetune_evaluate(data, tmp_path, method):
     assert by_task["co_smoothing"] == {"bps", "poisson_d2"}
     assert by_task["forecasting"] == {"bps", "poisson_d2"}
     assert by_task["inter_region"] == by_task["intra_region"] == {"bps", "poisson_d2"}
+    # Decoding is read twice: the fine-tuned head and the frozen-representation probe.
     if method == "mtm":
-        assert by_task["choice"] == {"bacc", "acc"}
-    assert by_task["behavior_wheel_speed"] == {"r2"}
+        assert by_task["choice"] == {"bacc", "acc", "frozen_bacc", "frozen_acc"}
+    assert by_task["behavior_wheel_speed"] == {"r2", "frozen_r2"}
+    assert (tmp_path / "fine" / "train_log.decode.csv").exists()
     assert all(math.isfinite(r.value) for r in evaluation.rows)
     pred = evaluation.arrays[f"co_smoothing/{heldout[0]}/pred"]
     target = evaluation.arrays[f"co_smoothing/{heldout[0]}/target"]
@@ -132,3 +135,26 @@ def test_untrained_model_is_calibrated(data, tmp_path):
         assert 0.6 < ratio < 1.6, ratio
     bps = [r.value for r in evaluation.rows if r.metric == "bps"]
     assert min(bps) > -0.3, bps
+
+
+def test_decoding_heads_train_a_copy_and_leave_the_masking_model_alone(data, tmp_path):
+    """Phase 3 fine-tunes a copy: the saved NDT is the one phases 1-2 produced."""
+    torch.set_num_threads(1)
+    impl = get_method("scratch_ndt")
+    tasks = ("co_smoothing", "behavior_wheel_speed")
+    runs = {}
+    for steps in (0, 10):
+        fine = StageOutputs(model=tmp_path / f"decode{steps}" / "model.pt")
+        impl.finetune(_inputs(data, "scratch_ndt", {"decode_steps": steps}, tasks), None, fine)
+        runs[steps] = torch.load(fine.model, weights_only=True)
+    assert "decoder" not in runs[0] and "decoder" in runs[10]
+    for key, value in runs[0]["state_dict"].items():
+        assert torch.equal(value, runs[10]["state_dict"][key]), key
+    decoder = runs[10]["decoder"]
+    changed = [
+        k
+        for k, v in runs[10]["state_dict"].items()
+        if not torch.equal(v, decoder["state_dict"][f"backbone.{k}"])
+    ]
+    assert changed, "the decoding phase trained nothing of the backbone copy"
+    assert [h["name"] for h in decoder["task_heads"]] == ["behavior_wheel_speed"]

@@ -16,15 +16,22 @@ Stages:
 - ``finetune``: held-out sessions get new stitchers and session tokens. Phase 1 trains
   only those (``stitch_steps``), phase 2 everything (``max_steps``), both with the
   family's objective on the held-out sessions' train windows (valid for selection).
+  Phase 3 (``decode_steps``, only when decoding tasks are configured) fine-tunes a
+  *copy* of that model end to end with one linear head per decoding task
+  (:mod:`neurossl.methods.task_heads`: cross-entropy on the time-averaged latent for
+  window labels, MSE per bin for behaviour). A copy, so the masked-modelling tasks are
+  still scored on the weights the objective produced, not on weights pulled towards
+  the labels.
 - ``evaluate``: held-out sessions' test windows. Spiking tasks: every query of
   :func:`neurossl.eval.queries.spiking_queries` is answered by zeroing the entries it
   hides (as the training masks do) and reading the predicted rates at its targets,
   scored by :func:`neurossl.eval.scoring.score_queries`. Decoding tasks (``choice``,
-  ``stimulus_<var>``, ``behavior_<var>``) are linear probes of the fine-tuned model's
-  representation, fitted here on the train windows and scored on the test windows
-  (cheap, and keeping them out of ``finetune`` means the probe always matches the
-  weights being evaluated): logistic regression on the time-averaged latent for labels,
-  ridge from the per-bin latent for behaviour.
+  ``stimulus_<var>``, ``behavior_<var>``) are scored twice: by the fine-tuned heads of
+  phase 3 (``bacc``/``acc``/``r2``), and by linear probes of the masked-modelling
+  model's frozen representation (``frozen_bacc``/``frozen_acc``/``frozen_r2``), fitted
+  here on the train windows and scored on the test windows: cross-validated logistic
+  regression on the time-averaged latent for labels, ridge from the per-bin latent for
+  behaviour. The same two readings as CalM's, so the report compares them directly.
 
 ``StageInputs.hparams`` keys (all optional; unknown keys are an error):
 
@@ -38,7 +45,9 @@ Stages:
   pretraining and evaluation), ``finetune_batch_size`` (32: both fine-tuning phases),
   ``eval_every`` (25), ``checkpoint_every`` (50), ``patience`` (0 = off), ``grad_clip`` (1.0),
   ``num_workers`` (0), ``compile`` (False), ``progress`` (False).
-- fine-tuning phase 1: ``stitch_steps`` (120), ``stitch_lr`` (3e-3).
+- fine-tuning phase 1: ``stitch_steps`` (120), ``stitch_lr`` (3e-3); phase 3:
+  ``decode_steps`` (100; 0 skips the fine-tuned heads), ``decode_lr`` (1e-3: the
+  pretrained backbone is adapted, not retrained).
 
 Why fine-tuning has its own batch size and a long stitcher phase: held-out sessions are
 few (two on the default data) and MtM draws one masking scheme per batch, so at batch
@@ -56,21 +65,24 @@ The defaults finish a stage on the default synthetic dataset in a few seconds on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from neurossl.atomic import atomic_path
-from neurossl.data.loader import WindowDataset, WindowLoader, make_loader
+from neurossl.data.loader import DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.methods.task_heads import TaskHead, fit_task_heads, is_decoding_task, task_loss_fn
 from neurossl.models.ndt import (
     NDT,
     PRESETS,
@@ -79,7 +91,8 @@ from neurossl.models.ndt import (
     make_config,
     session_parameter_filter,
 )
-from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
+from neurossl.models.perceiver import CLASSIFICATION
+from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric
 from neurossl.objectives.mtm import (
     PROMPT_INDEX,
     SCHEMES,
@@ -87,6 +100,7 @@ from neurossl.objectives.mtm import (
     TEMPORAL,
     MaskedModelingLoss,
     MaskRatios,
+    single_session,
 )
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.runtime import resolve_device, seed_everything
@@ -114,6 +128,8 @@ DEFAULTS: dict[str, Any] = {
     "progress": False,
     "stitch_steps": 120,
     "stitch_lr": 3e-3,
+    "decode_steps": 100,
+    "decode_lr": 1e-3,
     "neuron_ratio": 0.3,
     "causal_fraction": 0.6,
     "temporal_ratio": 0.3,
@@ -199,7 +215,8 @@ class NDTFamily:
                 model.add_session(session, n, means.get(session))
         self._train(model, inputs, hp, train_data, sessions, outputs, phase="stitch")
         self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
-        _save_model(model, outputs, self.name, "finetune")
+        decoder = self._fit_decoder(model, inputs, hp, train_data, sessions, outputs)
+        _save_model(model, outputs, self.name, "finetune", decoder)
 
     def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
         if finetuned is None:
@@ -207,6 +224,9 @@ class NDTFamily:
         hp = read_hparams(inputs)
         device = resolve_device(inputs.device)
         model = load_model(finetuned).to(device).eval()
+        decoder = load_decoder(finetuned, DatasetVocab.from_paths(inputs.session_paths).session_ids)
+        if decoder is not None:
+            decoder.to(device).eval()
         evaluation = Evaluation()
         tasks = self.supported_tasks(inputs.tasks)
         for session in inputs.splits.heldout_sessions:
@@ -216,6 +236,8 @@ class NDTFamily:
                     self._score_queries(inputs, reader, task, evaluation)
                 else:
                     self._score_decoding(inputs, reader, task, evaluation)
+                    if decoder is not None and task in decoder.kinds:
+                        self._score_head(inputs, reader, decoder, task, evaluation)
         return evaluation
 
     # --- helpers ---
@@ -238,25 +260,31 @@ class NDTFamily:
         sessions: Sequence[str],
         outputs: StageOutputs,
         phase: str | None,
+        loss: Callable[[nn.Module, dict[str, torch.Tensor]], tuple] | None = None,
     ) -> None:
+        """One engine run: ``phase`` "pretrain", "stitch", "decode" or None (full
+        fine-tuning); ``loss`` replaces the family's masking objective (phase "decode")."""
         if outputs.model is None:
             raise ValueError(f"{self.name}: StageOutputs.model is required")
         base = outputs.model.parent
         checkpoints = outputs.checkpoint_dir or base / "checkpoints"
         log = outputs.train_log or base / "train_log.csv"
-        if phase == "stitch":
+        if phase in ("stitch", "decode"):
             checkpoints = checkpoints / phase
             log = log.with_name(f"{log.stem}.{phase}{log.suffix}")
         else:
             checkpoints = checkpoints / "full"
         stitch = phase == "stitch"
         batch_size = hp["batch_size"] if phase == "pretrain" else hp["finetune_batch_size"]
-        steps = {"stitch": hp["stitch_steps"], "pretrain": hp["pretrain_steps"]}.get(
-            phase, hp["max_steps"]
-        )
+        steps = {
+            "stitch": hp["stitch_steps"],
+            "pretrain": hp["pretrain_steps"],
+            "decode": hp["decode_steps"],
+        }.get(phase, hp["max_steps"])
+        lr = {"stitch": hp["stitch_lr"], "decode": hp["decode_lr"]}.get(phase, hp["lr"])
         config = TrainConfig(
             max_steps=steps,
-            lr=hp["stitch_lr"] if stitch else hp["lr"],
+            lr=lr,
             weight_decay=hp["weight_decay"],
             warmup_steps=min(hp["warmup_steps"], steps),
             batch_size=batch_size,
@@ -269,7 +297,7 @@ class NDTFamily:
             trainable=session_parameter_filter(sessions) if stitch else None,
             progress=hp["progress"],
         )
-        loss = MaskedModelingLoss(
+        loss = loss or MaskedModelingLoss(
             self.schemes,
             MaskRatios(
                 hp["neuron_ratio"], hp["causal_fraction"], hp["temporal_ratio"], hp["intra_ratio"]
@@ -288,6 +316,48 @@ class NDTFamily:
             log,
             resolve_device(inputs.device),
         )
+
+    def _fit_decoder(
+        self,
+        model: NDT,
+        inputs: StageInputs,
+        hp: dict[str, Any],
+        train_data: WindowDataset,
+        sessions: Sequence[str],
+        outputs: StageOutputs,
+    ) -> DecodingNDT | None:
+        """Phase 3: a copy of the fine-tuned model trained end to end with task heads."""
+        tasks = [t for t in self.supported_tasks(inputs.tasks) if is_decoding_task(t)]
+        if not tasks or hp["decode_steps"] < 1:
+            return None
+        heads = fit_task_heads(tasks, train_data)
+        prompt, _ = self._mode(tasks[0])  # every decoding task reads the same mode
+        decoder = DecodingNDT(copy.deepcopy(model), heads, prompt, train_data.vocab.session_ids)
+        self._train(
+            decoder, inputs, hp, train_data, sessions, outputs, "decode", task_loss_fn(heads)
+        )
+        return decoder
+
+    def _score_head(
+        self,
+        inputs: StageInputs,
+        reader: _SessionReader,
+        decoder: DecodingNDT,
+        task: str,
+        evaluation: Evaluation,
+    ) -> None:
+        head = decoder.task_heads[task]
+        preds, targets = [], []
+        with torch.no_grad():
+            loader = make_loader(reader.dataset("test"), reader.batch_size, False, 0, True)
+            for batch in loader:
+                batch = {k: v.to(reader.device) for k, v in batch.items()}
+                with _autocast(reader.device):
+                    out = decoder(batch, (task,))[task]
+                preds.append(head.decode(out))
+                targets.append(head.raw_target(batch).float().cpu().numpy())
+        values = head.score(np.concatenate(preds), np.concatenate(targets), frame_delta=0)
+        evaluation.rows.extend(make_rows(inputs, reader.session, task, values))
 
     def _mode(self, task: str) -> tuple[int | None, bool]:
         """(prompt, causal) used to answer a task: the matching scheme for MtM."""
@@ -338,7 +408,8 @@ class NDTFamily:
                 train_z[train_keep].mean(1), train_y, test_z[test_keep].mean(1), test_y,
                 inputs.seed,
             )  # fmt: skip
-        evaluation.rows.extend(make_rows(inputs, reader.session, task, values))
+        frozen = {frozen_metric(metric): value for metric, value in values.items()}
+        evaluation.rows.extend(make_rows(inputs, reader.session, task, frozen))
         evaluation.arrays[f"{task}/{reader.session}/target"] = np.asarray(test_y)
 
 
@@ -449,13 +520,25 @@ def _optional_loader(data: WindowDataset, batch_size: int, seed: int) -> WindowL
     return make_loader(data, batch_size, False, seed, True) if len(data) else None
 
 
-def _save_model(model: NDT, outputs: StageOutputs, method: str, stage: str) -> None:
+def _save_model(
+    model: NDT,
+    outputs: StageOutputs,
+    method: str,
+    stage: str,
+    decoder: DecodingNDT | None = None,
+) -> None:
     payload = {
         "method": method,
         "stage": stage,
         "description": model.describe(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": _cpu_state(model),
     }
+    if decoder is not None:
+        payload["decoder"] = {
+            "prompt": decoder.prompt,
+            "task_heads": [h.to_json() for h in decoder.task_heads.values()],
+            "state_dict": _cpu_state(decoder),
+        }
     with atomic_path(outputs.model) as tmp:
         torch.save(payload, tmp)
 
@@ -469,6 +552,62 @@ def load_model(path: Path) -> NDT:
     except (KeyError, RuntimeError, OSError) as err:
         raise ValueError(f"{path}: not an NDT-family model file ({err})") from err
     return model
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def load_decoder(path: Path, session_ids: Sequence[str]) -> DecodingNDT | None:
+    """The fine-tuned decoding model saved beside the NDT (None when none was trained)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    saved = payload.get("decoder")
+    if saved is None:
+        return None
+    try:
+        heads = [TaskHead.from_json(h) for h in saved["task_heads"]]
+        backbone = build_from_description(payload["description"])
+        decoder = DecodingNDT(backbone, heads, saved["prompt"], session_ids)
+        decoder.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise ValueError(f"{path}: malformed fine-tuned decoder ({err})") from err
+    return decoder
+
+
+class DecodingNDT(nn.Module):
+    """An NDT with one linear head per decoding task, for :func:`task_loss_fn` batches.
+
+    Window labels read the time-averaged latent (one decision per trial), behaviour the
+    latent of each bin. ``session_ids`` maps a batch's ``session`` index to the
+    stitcher (the dataset vocabulary, the same for every stage of a dataset).
+    """
+
+    def __init__(
+        self,
+        backbone: NDT,
+        heads: Sequence[TaskHead],
+        prompt: int | None,
+        session_ids: Sequence[str],
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.prompt = prompt
+        self.session_ids = tuple(session_ids)
+        self.task_heads = {h.name: h for h in heads}
+        self.kinds = {h.name: h.kind for h in heads}
+        d = backbone.config.d_model
+        self.heads = nn.ModuleDict({h.name: nn.Linear(d, h.n_out) for h in heads})
+
+    def forward(self, batch: dict[str, torch.Tensor], names: Sequence[str]) -> dict:
+        session, counts, _ = single_session(batch, self.session_ids)
+        latent = self.backbone.encode(counts, session, self.prompt, causal=False)
+        out = {}
+        for name in names:
+            if self.kinds[name] == CLASSIFICATION:
+                out[name] = self.heads[name](latent.mean(1))
+            else:
+                out[name] = self.heads[name](latent).squeeze(-1)
+        return out
 
 
 def make_method(name: str) -> NDTFamily:

@@ -21,7 +21,7 @@ its own checkpoints (a killed job resumes inside the phase it was in):
 3. ``full``: everything trains at ``lr * full_lr_scale``.
 
 Decoding losses are summed over the configured tasks (cross-entropy for window labels,
-MSE on train-standardised behaviour per bin; see :mod:`neurossl.methods.poyo_tasks`).
+MSE on train-standardised behaviour per bin; see :mod:`neurossl.methods.task_heads`).
 
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
 dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
@@ -84,7 +84,7 @@ from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoade
 from neurossl.data.session import read_neurons
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
-from neurossl.methods.poyo_tasks import TaskHead, find_label_key, fit_task_head, is_decoding_task
+from neurossl.methods.task_heads import TaskHead, fit_task_heads, is_decoding_task, task_loss_fn
 from neurossl.models.perceiver import (
     CLASSIFICATION,
     Perceiver,
@@ -92,7 +92,6 @@ from neurossl.models.perceiver import (
     backbone_parameters,
     make_config,
 )
-from neurossl.names import BEHAVIOR_PREFIX
 from neurossl.objectives.poyo_ssl import DIETS, diet_neuron_ids, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.runtime import resolve_device, seed_everything
@@ -239,18 +238,6 @@ def _mapped(loss_fn: LossFn, maps: RowMaps) -> LossFn:
         return loss_fn(model, maps.apply(batch))
 
     return wrapped
-
-
-def _task_loss_fn(heads: Sequence[TaskHead]) -> LossFn:
-    names = tuple(h.name for h in heads)
-
-    def loss_fn(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        out = model(batch, names)
-        losses = {h.name: h.loss(out[h.name], batch) for h in heads}
-        total = torch.stack(list(losses.values())).sum()
-        return total, {f"loss_{name}": float(value.detach()) for name, value in losses.items()}
-
-    return loss_fn
 
 
 def _neuron_ids(
@@ -406,12 +393,12 @@ class PoyoMethod:
             inputs, pretrained, new_units, list(ids)
         )
         unit_norm = unit_norm + unit_statistics(train_ds, new_units)
-        heads = _fit_heads(tasks, train_ds)
+        heads = fit_task_heads(tasks, train_ds)
         for head in heads:
             model.add_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
-        phases = _phases(hp, model.config, new_rows, _task_loss_fn(heads))
+        phases = _phases(hp, model.config, new_rows, task_loss_fn(heads))
         logs = []
         for phase, steps, lr, trainable, loss_fn in phases:
             if steps < 1:
@@ -559,32 +546,6 @@ def _slots(model: Perceiver, head: TaskHead, train_ds: WindowDataset) -> int:
     if head.kind != CLASSIFICATION:
         return 1
     return model.chunks_per_window(torch.tensor(train_ds[0]["time"])[None])
-
-
-def _fit_heads(tasks: Sequence[str], train_ds: WindowDataset) -> list[TaskHead]:
-    """Fit every task's target encoding on the fine-tuning train windows."""
-    names = {train_ds.behavior_names(s) for s in train_ds.sessions}
-    if len(names) != 1:
-        raise ValueError(f"held-out sessions differ in behaviour variables: {sorted(names)}")
-    behavior_names = names.pop()
-    batches = list(make_loader(train_ds, 64, False, 0, by_session=False))
-    heads = []
-    for task in tasks:
-        labels, behavior, column = None, None, -1
-        if task.startswith(BEHAVIOR_PREFIX):
-            variable = task[len(BEHAVIOR_PREFIX) :]
-            if variable not in behavior_names:
-                raise KeyError(
-                    f"task {task!r}: behaviour {variable!r} is not among the held-out "
-                    f"sessions' behaviour variables {list(behavior_names)}"
-                )
-            column = behavior_names.index(variable)
-            behavior = np.concatenate([b["behavior"][..., column].numpy() for b in batches])
-        else:
-            key = find_label_key(task, batches[0])
-            labels = np.concatenate([b[key].numpy() for b in batches])
-        heads.append(fit_task_head(task, labels, behavior, column))
-    return heads
 
 
 def _predict(

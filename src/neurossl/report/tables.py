@@ -85,7 +85,7 @@ FAMILIES = (
         "Activity prediction and forecasting, calcium data",
         "calcium",
         lambda t: t in ACTIVITY_TASKS,
-        ("r2", "mse", "mae"),
+        ("r2", "pearson", "mse", "mae"),
     ),
     Family(
         "decoding_spikes",

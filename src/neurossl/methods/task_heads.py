@@ -1,4 +1,9 @@
-"""Decoding tasks of the Perceiver family: targets, losses and scores per vocabulary task.
+"""Fine-tuned decoding heads: targets, losses and scores per vocabulary task.
+
+Shared by the Perceiver (POYO-SSL) and NDT (MtM) families, so a head-decoded ``bacc`` or
+``r2`` means the same thing in both. A model used with these helpers maps
+``model(batch, task_names)`` to one output per task: logits [B, classes] for a window
+label, values [B, T] for a per-bin behaviour.
 
 A task name says where its target lives in a batch (docs/batch_format.md):
 ``stimulus_<var>`` -> ``label/<var>`` and ``choice`` -> ``label/choice`` are one label
@@ -17,20 +22,22 @@ Brain Observatory; ``bacc`` stays exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from neurossl.data.loader import Batch, WindowDataset, make_loader
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
 from neurossl.models.perceiver import CLASSIFICATION, PER_BIN
 from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
 
 _IGNORE = -100
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 MOVIE_FRAME_MARKER = "natural_movie_frame"
 
 
@@ -154,3 +161,42 @@ def fit_task_head(
             f"{classes.tolist()}; classification needs at least 2"
         )
     return TaskHead(task, CLASSIFICATION, classes=tuple(float(c) for c in classes))
+
+
+def fit_task_heads(tasks: Sequence[str], train_ds: WindowDataset) -> list[TaskHead]:
+    """Fit every task's target encoding on the fine-tuning train windows."""
+    names = {train_ds.behavior_names(s) for s in train_ds.sessions}
+    if len(names) != 1:
+        raise ValueError(f"held-out sessions differ in behaviour variables: {sorted(names)}")
+    behavior_names = names.pop()
+    batches = list(make_loader(train_ds, 64, False, 0, by_session=False))
+    heads = []
+    for task in tasks:
+        labels, behavior, column = None, None, -1
+        if task.startswith(BEHAVIOR_PREFIX):
+            variable = task[len(BEHAVIOR_PREFIX) :]
+            if variable not in behavior_names:
+                raise KeyError(
+                    f"task {task!r}: behaviour {variable!r} is not among the held-out "
+                    f"sessions' behaviour variables {list(behavior_names)}"
+                )
+            column = behavior_names.index(variable)
+            behavior = np.concatenate([b["behavior"][..., column].numpy() for b in batches])
+        else:
+            key = find_label_key(task, batches[0])
+            labels = np.concatenate([b[key].numpy() for b in batches])
+        heads.append(fit_task_head(task, labels, behavior, column))
+    return heads
+
+
+def task_loss_fn(heads: Sequence[TaskHead]) -> LossFn:
+    """``loss_fn(model, batch)`` for the engine: the heads' losses summed, each logged."""
+    names = tuple(h.name for h in heads)
+
+    def loss_fn(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        out = model(batch, names)
+        losses = {h.name: h.loss(out[h.name], batch) for h in heads}
+        total = torch.stack(list(losses.values())).sum()
+        return total, {f"loss_{name}": float(value.detach()) for name, value in losses.items()}
+
+    return loss_fn
