@@ -253,7 +253,7 @@ class NDTFamily:
 
     def _train(
         self,
-        model: NDT,
+        model: nn.Module,
         inputs: StageInputs,
         hp: dict[str, Any],
         train_data: WindowDataset,
