@@ -13,8 +13,8 @@ from neurossl.data.session import Session, write_session
 from neurossl.data.splits import Splits, Windows
 from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.poyo_family import HParams, load_model, make_method
-from neurossl.methods.task_heads import TaskHead, fit_task_head
 from neurossl.methods.registry import get_method
+from neurossl.methods.task_heads import TaskHead, fit_task_head
 from neurossl.models.perceiver import CLASSIFICATION, count_parameters
 
 BIN = 0.1
