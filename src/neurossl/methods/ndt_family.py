@@ -223,12 +223,15 @@ class NDTFamily:
             raise ValueError(f"{self.name} evaluates a fine-tuned model; got none")
         hp = read_hparams(inputs)
         device = resolve_device(inputs.device)
-        model = load_model(finetuned).to(device).eval()
-        decoder = load_decoder(finetuned, DatasetVocab.from_paths(inputs.session_paths).session_ids)
-        if decoder is not None:
-            decoder.to(device).eval()
+        payload = _read_payload(finetuned)
+        model = _model_from(payload, finetuned).to(device).eval()
+        decoder = None
+        if "decoder" in payload:
+            session_ids = DatasetVocab.from_paths(inputs.session_paths).session_ids
+            decoder = _decoder_from(payload, finetuned, session_ids).to(device).eval()
         evaluation = Evaluation()
         tasks = self.supported_tasks(inputs.tasks)
+        head_tasks = [t for t in tasks if decoder is not None and t in decoder.task_heads]
         for session in inputs.splits.heldout_sessions:
             reader = _SessionReader(inputs, session, model, device, hp["batch_size"])
             for task in tasks:
@@ -236,8 +239,8 @@ class NDTFamily:
                     self._score_queries(inputs, reader, task, evaluation)
                 else:
                     self._score_decoding(inputs, reader, task, evaluation)
-                    if decoder is not None and task in decoder.kinds:
-                        self._score_head(inputs, reader, decoder, task, evaluation)
+            if head_tasks:
+                self._score_heads(inputs, reader, decoder, head_tasks, evaluation)
         return evaluation
 
     # --- helpers ---
@@ -338,26 +341,31 @@ class NDTFamily:
         )
         return decoder
 
-    def _score_head(
+    def _score_heads(
         self,
         inputs: StageInputs,
         reader: _SessionReader,
         decoder: DecodingNDT,
-        task: str,
+        tasks: Sequence[str],
         evaluation: Evaluation,
     ) -> None:
-        head = decoder.task_heads[task]
-        preds, targets = [], []
+        """Every fine-tuned head on one session's test windows, in one pass."""
+        heads = [decoder.task_heads[t] for t in tasks]
+        preds: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+        targets: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         with torch.no_grad():
             loader = make_loader(reader.dataset("test"), reader.batch_size, False, 0, True)
             for batch in loader:
                 batch = {k: v.to(reader.device) for k, v in batch.items()}
                 with _autocast(reader.device):
-                    out = decoder(batch, (task,))[task]
-                preds.append(head.decode(out))
-                targets.append(head.raw_target(batch).float().cpu().numpy())
-        values = head.score(np.concatenate(preds), np.concatenate(targets), frame_delta=0)
-        evaluation.rows.extend(make_rows(inputs, reader.session, task, values))
+                    out = decoder(batch, tasks)
+                for head in heads:
+                    preds[head.name].append(head.decode(out[head.name]))
+                    targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
+        for head in heads:
+            pred, target = np.concatenate(preds[head.name]), np.concatenate(targets[head.name])
+            values = head.score(pred, target, frame_delta=0)
+            evaluation.rows.extend(make_rows(inputs, reader.session, head.name, values))
 
     def _mode(self, task: str) -> tuple[int | None, bool]:
         """(prompt, causal) used to answer a task: the matching scheme for MtM."""
@@ -545,11 +553,21 @@ def _save_model(
 
 def load_model(path: Path) -> NDT:
     """Rebuild an NDT saved by a stage of this family."""
+    return _model_from(_read_payload(path), path)
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError) as err:
+        raise ValueError(f"{path}: not an NDT-family model file ({err})") from err
+
+
+def _model_from(payload: dict[str, Any], path: Path) -> NDT:
+    try:
         model = build_from_description(payload["description"])
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, OSError) as err:
+    except (KeyError, RuntimeError) as err:
         raise ValueError(f"{path}: not an NDT-family model file ({err})") from err
     return model
 
@@ -558,12 +576,9 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-def load_decoder(path: Path, session_ids: Sequence[str]) -> DecodingNDT | None:
-    """The fine-tuned decoding model saved beside the NDT (None when none was trained)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    saved = payload.get("decoder")
-    if saved is None:
-        return None
+def _decoder_from(payload: dict[str, Any], path: Path, session_ids: Sequence[str]) -> DecodingNDT:
+    """The fine-tuned decoding model saved beside the NDT (phase 3)."""
+    saved = payload["decoder"]
     try:
         heads = [TaskHead.from_json(h) for h in saved["task_heads"]]
         backbone = build_from_description(payload["description"])
@@ -594,7 +609,6 @@ class DecodingNDT(nn.Module):
         self.prompt = prompt
         self.session_ids = tuple(session_ids)
         self.task_heads = {h.name: h for h in heads}
-        self.kinds = {h.name: h.kind for h in heads}
         d = backbone.config.d_model
         self.heads = nn.ModuleDict({h.name: nn.Linear(d, h.n_out) for h in heads})
 
@@ -603,7 +617,7 @@ class DecodingNDT(nn.Module):
         latent = self.backbone.encode(counts, session, self.prompt, causal=False)
         out = {}
         for name in names:
-            if self.kinds[name] == CLASSIFICATION:
+            if self.task_heads[name].kind == CLASSIFICATION:
                 out[name] = self.heads[name](latent.mean(1))
             else:
                 out[name] = self.heads[name](latent).squeeze(-1)
