@@ -111,6 +111,11 @@ def is_horizon_metric(name: str) -> bool:
     return _HORIZON.fullmatch(name) is not None
 
 
+def is_decoding_task(task: str) -> bool:
+    """Whether a task decodes a label or behaviour (``choice``, stimulus, behaviour)."""
+    return task == "choice" or task.startswith((BEHAVIOR_PREFIX, STIMULUS_PREFIX))
+
+
 def is_metric(name: str) -> bool:
     """Whether a string is a metric of the vocabulary, including per-horizon forms."""
     return name in METRICS or is_horizon_metric(name)

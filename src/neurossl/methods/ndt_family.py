@@ -82,7 +82,7 @@ from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
-from neurossl.methods.task_heads import TaskHead, fit_task_heads, is_decoding_task, task_loss_fn
+from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
 from neurossl.models.ndt import (
     NDT,
     PRESETS,
@@ -92,7 +92,7 @@ from neurossl.models.ndt import (
     session_parameter_filter,
 )
 from neurossl.models.perceiver import CLASSIFICATION
-from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric
+from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric, is_decoding_task
 from neurossl.objectives.mtm import (
     PROMPT_INDEX,
     SCHEMES,
@@ -175,13 +175,7 @@ class NDTFamily:
         self.schemes = SCHEMES if self.prompts else (TEMPORAL,)
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(
-            t
-            for t in tasks
-            if t in SPIKING_QUERY_TASKS
-            or t == "choice"
-            or t.startswith((BEHAVIOR_PREFIX, STIMULUS_PREFIX))
-        )
+        return tuple(t for t in tasks if t in SPIKING_QUERY_TASKS or is_decoding_task(t))
 
     # --- stages ---
 

@@ -84,7 +84,7 @@ from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoade
 from neurossl.data.session import read_neurons
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
-from neurossl.methods.task_heads import TaskHead, fit_task_heads, is_decoding_task, task_loss_fn
+from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
 from neurossl.models.perceiver import (
     CLASSIFICATION,
     Perceiver,
@@ -92,6 +92,7 @@ from neurossl.models.perceiver import (
     backbone_parameters,
     make_config,
 )
+from neurossl.names import is_decoding_task
 from neurossl.objectives.poyo_ssl import DIETS, diet_neuron_ids, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.runtime import resolve_device, seed_everything

@@ -41,10 +41,6 @@ LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 MOVIE_FRAME_MARKER = "natural_movie_frame"
 
 
-def is_decoding_task(task: str) -> bool:
-    return task == "choice" or task.startswith((STIMULUS_PREFIX, BEHAVIOR_PREFIX))
-
-
 def label_keys(task: str) -> tuple[str, ...]:
     """Batch keys that may hold a window-label task's target, in order of preference.
 

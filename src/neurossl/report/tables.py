@@ -26,7 +26,7 @@ from neurossl.names import (
     ORACLE,
     PRETRAINED_METHODS,
     SIMPLE_BASELINES,
-    STIMULUS_PREFIX,
+    is_decoding_task,
 )
 from neurossl.report.collect import Collection
 
@@ -44,10 +44,6 @@ _LOWER_IS_BETTER = ("mae", "mse")
 
 OK, MISSING, NOT_SUPPORTED = "ok", "missing", "not_supported"
 RUN_KEYS = ["method", "modality", "size", "task", "metric"]
-
-
-def is_decoding_task(task: str) -> bool:
-    return task == "choice" or task.startswith((BEHAVIOR_PREFIX, STIMULUS_PREFIX))
 
 
 def higher_is_better(metric: str) -> bool:
