@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 MODALITIES = ("spikes", "calcium")
+#: Windows an evaluation can score: test (reported numbers) or valid (model selection).
+EVAL_SPLITS = ("test", "valid")
 
 #: Self-supervised methods and their ablations.
 PRETRAINED_METHODS = ("mtm", "ndt", "poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reverse", "calm")

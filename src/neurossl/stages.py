@@ -17,7 +17,7 @@ from pathlib import Path
 from neurossl.data.splits import read_splits
 from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
-from neurossl.names import check_method, check_task, session_key
+from neurossl.names import EVAL_SPLITS, check_method, check_task, session_key
 
 STAGES = ("tokenizer", "pretrain", "finetune", "evaluate", "fit_evaluate")
 log = logging.getLogger("neurossl")
@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", required=True)
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--eval-split",
+        default="test",
+        choices=EVAL_SPLITS,
+        help="windows evaluation scores ('valid' for hyper-parameter selection)",
+    )
     parser.add_argument("--tasks", nargs="+", required=True, help="task names, or 'none'")
     parser.add_argument("--hparams", default="{}", help="JSON object of method hparams")
     parser.add_argument("--splits", required=True, type=Path)
@@ -70,6 +76,7 @@ def stage_inputs(args: argparse.Namespace) -> StageInputs:
         tasks=tasks,
         hparams=hparams,
         device=args.device,
+        eval_split=args.eval_split,
     )
 
 
@@ -102,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
         evaluation.rows = [
             replace(row, session=f"{row.session}.{args.modality}") for row in evaluation.rows
         ]
-        write_evaluation(evaluation, args.metrics, args.predictions)
+        write_evaluation(evaluation, args.metrics, args.predictions, args.eval_split)
     log.info("%s %s done", args.stage, args.method)
 
 

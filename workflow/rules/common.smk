@@ -186,11 +186,15 @@ def launcher(wc):
 
 def stage_args(wc, stage):
     tasks = " ".join(tasks_of(wc.dataset, wc.modality)) or "none"
-    return (
+    args = (
         f"{stage} --dataset {wc.dataset} --method {wc.method} --modality {wc.modality} "
         f"--size {wc.size} --seed {wc.seed} --device {config.get('device', 'auto')} "
         f"--tasks {tasks}"
     )
+    if stage in ("evaluate", "fit_evaluate"):
+        # Only scoring reads it, so switching it never retrains a model.
+        args += f" --eval-split {config.get('evaluation_split', 'test')}"
+    return args
 
 
 def raw_nwb(wildcards):

@@ -50,13 +50,20 @@ def make_rows(
 
 
 def write_evaluation(
-    evaluation: Evaluation, metrics_path: str | Path, predictions_path: str | Path
+    evaluation: Evaluation,
+    metrics_path: str | Path,
+    predictions_path: str | Path,
+    split: str = "test",
 ) -> None:
-    """Write metrics.json and predictions.npz, each atomically."""
+    """Write metrics.json and predictions.npz, each atomically.
+
+    metrics.json names the ``split`` its windows came from, so a report can refuse to mix
+    validation scores (hyper-parameter selection) with test scores.
+    """
     for key, array in evaluation.arrays.items():
         if not isinstance(array, np.ndarray):
             raise TypeError(f"evaluation array {key!r} is {type(array).__name__}, not ndarray")
-    write_json(metrics_path, {"rows": [asdict(row) for row in evaluation.rows]})
+    write_json(metrics_path, {"split": split, "rows": [asdict(row) for row in evaluation.rows]})
     # A file handle, not a name: np.savez would append ".npz" to the temporary name.
     with atomic_path(predictions_path) as tmp, tmp.open("wb") as handle:
         np.savez_compressed(handle, **evaluation.arrays)

@@ -43,6 +43,9 @@ class StageInputs:
     hparams: dict[str, Any]
     #: "cpu", "cuda" or "cuda:N"; rules pass "auto" resolved by the engine.
     device: str = "cpu"
+    #: Windows evaluation scores: "test" for reported numbers, "valid" for choosing
+    #: hyper-parameters without looking at the test windows.
+    eval_split: str = "test"
 
 
 @dataclass(frozen=True)

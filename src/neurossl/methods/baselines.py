@@ -141,7 +141,7 @@ class Baseline:
             if session not in model["sessions"]:
                 raise KeyError(f"{finetuned}: no fitted model for held-out session {session!r}")
             info = session_info(inputs, session)
-            test = load_split(inputs, session, "test")
+            test = load_split(inputs, session, inputs.eval_split)
             for task in self.supported_tasks(inputs.tasks):
                 if task not in model["sessions"][session]:
                     raise KeyError(f"{finetuned}: session {session!r} was not fitted for {task!r}")

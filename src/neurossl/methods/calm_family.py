@@ -528,8 +528,10 @@ class CalmMethod:
         evaluation = Evaluation()
         tasks = self.supported_tasks(inputs.tasks)
         for session in inputs.splits.heldout_sessions:
-            test = _to(_batches(WindowDataset(inputs.session_paths, inputs.splits, "test",
-                                              [session])), device)  # fmt: skip
+            windows = WindowDataset(
+                inputs.session_paths, inputs.splits, inputs.eval_split, [session]
+            )
+            test = _to(_batches(windows), device)
             if not test:
                 continue
             if "forecasting" in tasks:

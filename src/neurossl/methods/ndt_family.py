@@ -348,7 +348,8 @@ class NDTFamily:
         preds: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         targets: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         with torch.no_grad():
-            loader = make_loader(reader.dataset("test"), reader.batch_size, False, 0, True)
+            windows = reader.dataset(inputs.eval_split)
+            loader = make_loader(windows, reader.batch_size, False, 0, True)
             for batch in loader:
                 batch = {k: v.to(reader.device) for k, v in batch.items()}
                 with _autocast(reader.device):
@@ -371,7 +372,7 @@ class NDTFamily:
     def _score_queries(
         self, inputs: StageInputs, reader: _SessionReader, task: str, evaluation: Evaluation
     ) -> None:
-        activity = reader.activity("test")
+        activity = reader.activity(inputs.eval_split)
         queries = spiking_queries(
             task, reader.regions, reader.held_out, activity.shape[1], inputs.splits.seed
         )
@@ -392,10 +393,10 @@ class NDTFamily:
         self, inputs: StageInputs, reader: _SessionReader, task: str, evaluation: Evaluation
     ) -> None:
         prompt, causal = self._mode(task)
-        train_z, test_z = (reader.latents(s, prompt, causal) for s in ("train", "test"))
+        train_z, test_z = (reader.latents(s, prompt, causal) for s in ("train", inputs.eval_split))
         if task.startswith(BEHAVIOR_PREFIX):
             variable = task[len(BEHAVIOR_PREFIX) :]
-            train_y, test_y = (reader.behavior(s, variable) for s in ("train", "test"))
+            train_y, test_y = (reader.behavior(s, variable) for s in ("train", inputs.eval_split))
             d = train_z.shape[-1]
             values = decode_continuous(
                 train_z.reshape(-1, d), train_y.ravel(), test_z.reshape(-1, d), test_y.ravel(),
@@ -404,7 +405,7 @@ class NDTFamily:
         else:
             label = reader.label_column(task)
             (train_keep, train_y), (test_keep, test_y) = (
-                reader.labels(s, label) for s in ("train", "test")
+                reader.labels(s, label) for s in ("train", inputs.eval_split)
             )
             values = decode_discrete(
                 train_z[train_keep].mean(1), train_y, test_z[test_keep].mean(1), test_y,

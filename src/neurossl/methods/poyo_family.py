@@ -484,7 +484,11 @@ class PoyoMethod:
         evaluation = Evaluation()
         for session in ids:
             test = WindowDataset(
-                inputs.session_paths, inputs.splits, "test", [session], {session: ids[session]}
+                inputs.session_paths,
+                inputs.splits,
+                inputs.eval_split,
+                [session],
+                {session: ids[session]},
             )
             if not len(test):
                 continue

@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from neurossl.atomic import atomic_path
-from neurossl.names import MODALITIES, SEED_INDEPENDENT_METHODS, check_method
+from neurossl.names import EVAL_SPLITS, MODALITIES, SEED_INDEPENDENT_METHODS, check_method
 
 #: metrics.csv columns, in this order (see DESIGN.md "Names used everywhere").
 TIDY_COLUMNS = ("dataset", "session", "method", "size", "task", "metric", "seed", "value")
@@ -70,6 +70,9 @@ class Collection:
     expected: tuple[RunKey, ...]
     #: The tasks configured per modality, in config order.
     tasks: dict[str, tuple[str, ...]]
+    #: The windows every present metrics.json was scored on ("test", or "valid" for a
+    #: hyper-parameter selection run; "" when none is present).
+    split: str = ""
 
 
 def parse_run_path(path: str | Path) -> RunKey:
@@ -86,8 +89,12 @@ def parse_run_path(path: str | Path) -> RunKey:
     return RunKey(check_method(match["method"]), modality, match["size"], int(match["seed"]))
 
 
-def read_metrics_file(path: str | Path, run: RunKey, dataset: str) -> pd.DataFrame:
-    """The rows of one metrics.json as a tidy frame; a malformed file names the fault."""
+def read_metrics_file(path: str | Path, run: RunKey, dataset: str) -> tuple[pd.DataFrame, str]:
+    """The rows of one metrics.json as a tidy frame, and the split they were scored on.
+
+    A file without ``split`` predates the field, when every evaluation scored test windows.
+    A malformed file names the fault.
+    """
     try:
         payload = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
@@ -95,6 +102,9 @@ def read_metrics_file(path: str | Path, run: RunKey, dataset: str) -> pd.DataFra
     rows = payload.get("rows") if isinstance(payload, dict) else None
     if not isinstance(rows, list):
         raise ValueError(f'{path}: expected {{"rows": [...]}}, got {type(payload).__name__}')
+    split = payload.get("split", "test")
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"{path}: split is {split!r}; expected one of {EVAL_SPLITS}")
     for i, row in enumerate(rows):
         absent = [c for c in TIDY_COLUMNS if not isinstance(row, dict) or c not in row]
         if absent:
@@ -108,7 +118,7 @@ def read_metrics_file(path: str | Path, run: RunKey, dataset: str) -> pd.DataFra
             row["value"] = math.nan
     frame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
     frame["modality"] = run.modality
-    return frame
+    return frame, split
 
 
 def collect(
@@ -122,10 +132,12 @@ def collect(
     each file exists; ``tasks`` maps modality -> tasks configured for the dataset.
     """
     expected = {parse_run_path(path): Path(path) for path in metrics_paths}
-    frames, missing, present = [], [], []
+    frames, missing, present, splits = [], [], [], {}
     for run, path in sorted(expected.items()):
         if path.exists():
-            frames.append(read_metrics_file(path, run, dataset))
+            frame, split = read_metrics_file(path, run, dataset)
+            frames.append(frame)
+            splits.setdefault(split, path)
             present.append(run)
         else:
             missing.append((*_run_fields(run), "", f"metrics.json absent: {path}"))
@@ -134,6 +146,11 @@ def collect(
         if frames
         else pd.DataFrame(columns=[*TIDY_COLUMNS, "modality"])
     )
+    if len(splits) > 1:
+        raise ValueError(
+            "metrics files were scored on different splits, which a report must not mix: "
+            + "; ".join(f"{split} (e.g. {path})" for split, path in sorted(splits.items()))
+        )
     metrics = tidy_dtypes(metrics)
     missing += _missing_tasks(metrics, present)
     return Collection(
@@ -141,6 +158,7 @@ def collect(
         missing=pd.DataFrame(missing, columns=list(MISSING_COLUMNS)),
         expected=tuple(sorted(expected)),
         tasks={m: tuple(t) for m, t in tasks.items()},
+        split=next(iter(splits), ""),
     )
 
 

@@ -64,6 +64,8 @@ class ReportContent:
     figures: Sequence[FigureEntry]
     provenance: Provenance
     n_expected_runs: int
+    #: Windows the scores come from: "test", or "valid" for a selection run.
+    split: str = "test"
     summary: dict[str, Any] | None = None
     summary_images: dict[str, Path] = field(default_factory=dict)
     tokenizer: dict[str, Any] | None = None
@@ -246,7 +248,9 @@ def render(content: ReportContent) -> str:
         f"<body><h1>neurossl benchmark: {_e(content.dataset)}</h1>"
         f"<p class='note'>Generated {_e(content.generated)}; config sha256 "
         f"<code>{_e(content.provenance.config_sha256[:12])}</code>; commit "
-        f"<code>{_e(content.provenance.git_commit)}</code>.</p><nav>{nav}</nav>{body}"
+        f"<code>{_e(content.provenance.git_commit)}</code>; scores on the "
+        f"<b>{_e(content.split or 'test')}</b> windows of the held-out sessions.</p>"
+        f"<nav>{nav}</nav>{body}"
         "</body></html>\n"
     )
 
