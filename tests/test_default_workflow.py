@@ -91,6 +91,23 @@ def test_editing_only_the_report_config_reruns_only_the_report(default_run, tmp_
     assert not jobs & {"pretrain", "finetune", "evaluate", "evaluate_baseline", "split"}
 
 
+def test_scoring_validation_windows_retrains_nothing(default_run, tmp_path):
+    """``evaluation_split: valid`` (hyper-parameter selection) reruns only the scoring."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["evaluation_split"] = "valid"
+    edited = tmp_path / "valid.yaml"
+    edited.write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = run_snakemake(default_run.parents[1], "-n", "-p", configfile=edited)
+    table = plan.stdout.split("Job stats:")[1].split("total")[0].splitlines()
+    jobs = dict(line.split() for line in table[3:] if line.strip())
+    assert set(jobs) == {"all", "evaluate", "evaluate_baseline", "report"}, jobs
+    scoring = [line for line in plan.stdout.splitlines() if "run_stage.py" in line]
+    assert len(scoring) == int(jobs["evaluate"]) + int(jobs["evaluate_baseline"])
+    assert all("--eval-split valid" in line for line in scoring)
+
+
 def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) -> pd.DataFrame:
     """[seed, method]: value averaged over the held-out sessions of one modality."""
     rows = metrics[
