@@ -96,3 +96,9 @@ def test_report_refuses_to_mix_validation_and_test_scores(tmp_path):
     assert collect("toy", paths[1:], {"spikes": ["co_smoothing"]}).split == "valid"
     with pytest.raises(ValueError, match="different splits"):
         collect("toy", paths, {"spikes": ["co_smoothing"]})
+
+
+def test_summary_names_a_task_without_the_metric():
+    rows = pd.DataFrame([vars(_row("mtm", 3, 0.3)) | {"variant": "a"}])
+    with pytest.raises(ValueError, match="inter_region"):
+        summarise(rows, ["co_smoothing", "inter_region"], "bps")

@@ -149,6 +149,9 @@ def summarise(rows: pd.DataFrame, tasks: Sequence[str], metric: str) -> pd.DataF
     """Mean validation score per (method, variant, task) over seeds and sessions, the mean
     over tasks (``score``), and whether the variant is the method's choice."""
     chosen = rows[(rows["metric"] == metric) & rows["task"].isin(tasks)]
+    absent = sorted(set(tasks) - set(chosen["task"]))
+    if absent:
+        raise ValueError(f"no {metric!r} rows for task(s) {absent}; pick tasks that report it")
     per_seed = chosen.groupby(["method", "variant", "task", "seed"])["value"].mean()
     table = per_seed.groupby(["method", "variant", "task"]).mean().unstack("task")
     table["score"] = table[list(tasks)].mean(axis=1)
@@ -162,7 +165,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset-dir", type=Path, required=True)
     parser.add_argument("--methods", nargs="+", required=True)
     parser.add_argument("--modality", required=True, choices=("spikes", "calcium"))
-    parser.add_argument("--tasks", nargs="+", required=True)
+    parser.add_argument("--tasks", nargs="+", required=True, help="tasks the stages train")
+    parser.add_argument("--score-tasks", nargs="+", help="tasks whose --metric is the score "
+                        "(default: --tasks)")  # fmt: skip
     parser.add_argument("--metric", required=True)
     parser.add_argument("--seeds", nargs="+", type=int, default=[3, 4])
     parser.add_argument("--size", default="tiny")
@@ -184,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.dataset_dir, args.methods, args.modality, args.tasks, args.seeds, base,
         variants, args.out, args.size, args.jobs,
     )  # fmt: skip
-    table = summarise(rows, args.tasks, args.metric)
+    table = summarise(rows, args.score_tasks or args.tasks, args.metric)
     write_text(args.out / "validation_rows.csv", rows.to_csv(index=False))
     write_text(args.out / "selection.csv", table.to_csv(index=False, float_format="%.4f"))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
