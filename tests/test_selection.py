@@ -82,6 +82,17 @@ def test_selection_runs_the_stages_on_validation_windows(dataset_dir, tmp_path):
         assert json.loads((metrics / "metrics.json").read_text())["split"] == "valid"
     by_variant = rows[rows["metric"] == "bps"].groupby("variant")["value"].mean()
     assert by_variant["short"] != by_variant["long"]
+    # A second call with one more variant trains only that one.
+    models = {v: tmp_path / "selection" / "scratch_ndt" / "tiny" / v / "seed3" / "model.pt"
+              for v in variants}  # fmt: skip
+    stamps = {v: path.stat().st_mtime_ns for v, path in models.items()}
+    again = run_selection(
+        root, ["scratch_ndt"], "spikes", ["co_smoothing"], [3], {"scratch_ndt": FAST},
+        variants | {"mid": {"stitch_steps": 4}}, tmp_path / "selection", jobs=2,
+    )  # fmt: skip
+    assert {v: path.stat().st_mtime_ns for v, path in models.items()} == stamps
+    assert set(again["variant"]) == {*variants, "mid"}
+    pd.testing.assert_frame_equal(again[again["variant"] != "mid"].reset_index(drop=True), rows)
 
 
 def test_report_refuses_to_mix_validation_and_test_scores(tmp_path):

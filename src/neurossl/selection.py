@@ -17,7 +17,9 @@ Usage (on a finished workflow run, which provides the Session files and splits):
         --out results/selection
 
 Every stage is the rule's own entry point (``scripts/run_stage.py``), one process per
-stage, two at a time, so a selection run trains exactly what the workflow would.
+stage, two at a time, so a selection run trains exactly what the workflow would. A run
+already scored with the same settings is not repeated, so a second call with more
+variants (or after an interruption) trains only what is new.
 """
 
 from __future__ import annotations
@@ -129,9 +131,15 @@ def run_selection(
 
     def finetune_and_score(run: Run) -> None:
         hparams = base[run.method] | variants[run.variant]
+        record = run.directory / "hparams.json"
+        scored = (run.directory / "metrics.json").exists() and record.exists()
+        if scored and json.loads(record.read_text()) == hparams:
+            return  # scored in an earlier call with the same settings
+        record.unlink(missing_ok=True)
         for stage in ("finetune", "evaluate"):
             command = stage_command(stage, run, dataset_dir, modality, tasks, hparams)
             _execute(command, run.directory / f"{stage}.log")
+        write_text(record, json.dumps(hparams, sort_keys=True))
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(lambda ms: pretrain(*ms), [(m, s) for m in methods for s in seeds]))
