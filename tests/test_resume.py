@@ -82,3 +82,44 @@ def test_killed_run_resumes_exactly(tmp_path):
         assert torch.equal(whole[key], resumed[key]), key
     assert _losses(tmp_path / "whole") == _losses(tmp_path / "killed")
     assert len(_losses(tmp_path / "whole")) == 24
+
+
+def _finetune_args(paths: dict, splits_path: Path, run: Path, hparams: str) -> list[str]:
+    return [
+        "finetune", "--dataset", "toy", "--method", "scratch_ndt", "--modality", "spikes",
+        "--size", "tiny", "--seed", "0", "--device", "cpu", "--tasks", "co_smoothing",
+        "--hparams", hparams, "--splits", str(splits_path),
+        "--sessions", *map(str, paths.values()), "--model", str(run / "model.pt"),
+        "--train-log", str(run / "train_log.csv"), "--checkpoint-dir", str(run / "ckpt"),
+    ]  # fmt: skip
+
+
+def test_a_stage_rerun_with_other_settings_retrains_instead_of_resuming(tmp_path):
+    """Snakemake reruns a finished job when its params change; the old checkpoints, from a
+    finished run, must not be resumed (that would return the old weights)."""
+    from neurossl.data.splits import write_splits
+    from neurossl.stages import main
+
+    torch.set_num_threads(1)
+    paths, splits = make_dataset(tmp_path / "data", n_sessions=4)
+    splits_path = tmp_path / "splits.json"
+    write_splits(splits, splits_path)
+    first = '{"max_steps": 6, "stitch_steps": 3, "decode_steps": 0}'
+    # grad_clip is not among the settings the engine itself compares when resuming.
+    second = '{"max_steps": 6, "stitch_steps": 3, "decode_steps": 0, "grad_clip": 0.001}'
+
+    def weights(run: Path) -> dict:
+        return torch.load(run / "model.pt", weights_only=False)["state_dict"]
+
+    main(_finetune_args(paths, splits_path, tmp_path / "a", first))
+    old = weights(tmp_path / "a")
+    main(_finetune_args(paths, splits_path, tmp_path / "a", second))
+    main(_finetune_args(paths, splits_path, tmp_path / "fresh", second))
+    rerun, fresh = weights(tmp_path / "a"), weights(tmp_path / "fresh")
+    assert any(not torch.equal(old[k], rerun[k]) for k in old)
+    assert all(torch.equal(fresh[k], rerun[k]) for k in fresh)
+    # The same settings again: the finished checkpoints are this run's, so nothing trains.
+    stamp = (tmp_path / "a" / "ckpt" / "stitch" / "last.pt").stat().st_mtime_ns
+    main(_finetune_args(paths, splits_path, tmp_path / "a", second))
+    assert (tmp_path / "a" / "ckpt" / "stitch" / "last.pt").stat().st_mtime_ns == stamp
+    assert all(torch.equal(fresh[k], v) for k, v in weights(tmp_path / "a").items())

@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from neurossl.data.splits import read_splits
 from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
 from neurossl.names import EVAL_SPLITS, check_method, check_task, session_key
+from neurossl.train.checkpoint import claim
 
 STAGES = ("tokenizer", "pretrain", "finetune", "evaluate", "fit_evaluate")
 log = logging.getLogger("neurossl")
@@ -80,9 +83,37 @@ def stage_inputs(args: argparse.Namespace) -> StageInputs:
     )
 
 
+def run_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """What decides a training stage's result: its arguments and its input files.
+
+    Input files count by size and modification time (a regenerated Session or a new
+    pretrained model is a new run even at the same path); output paths do not count.
+    """
+    files = [args.splits, *args.sessions, args.pretrained, args.finetuned]
+    return {
+        "stage": args.stage,
+        "method": args.method,
+        "modality": args.modality,
+        "size": args.size,
+        "seed": args.seed,
+        "device": args.device,
+        "tasks": list(args.tasks),
+        "hparams": json.loads(args.hparams),
+        "inputs": {
+            str(path): [path.stat().st_size, path.stat().st_mtime_ns]
+            for path in files
+            if path is not None
+        },
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     inputs = stage_inputs(args)
     method = get_method(args.method)
+    if args.checkpoint_dir is not None:
+        rank = int(os.environ.get("RANK", "0"))
+        if claim(args.checkpoint_dir, run_identity(args), rank):
+            log.info("resuming from the checkpoints in %s", args.checkpoint_dir)
     if args.stage == "tokenizer":
         from neurossl.methods.calm_family import train_tokenizer
 

@@ -26,14 +26,15 @@ MSE on train-standardised behaviour per bin; see :mod:`neurossl.methods.task_hea
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
 dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
 pretraining on predictable neurons, 4 s on unpredictable ones, 6-7 s fine-tuning, 0.2 s
-evaluation); real benchmarks should raise the step counts on a GPU. Why this schedule:
-on the default data a ``heads`` phase (frozen encoder, 60 steps) and a lower
-``full_lr_scale`` (0.3) both decoded worse than training everything at full ``lr``
-after unit identification, for pretrained and scratch models alike. ``eval_every`` larger than every
-phase means each phase is validated only at its end, i.e. the *last* weights are kept:
-the default dataset has 6 validation windows per held-out session, too few to rank
-checkpoints of one cosine schedule without selecting noise. Raise ``eval_every`` /
-``patience`` use on real data with hundreds of validation windows.
+evaluation); real benchmarks should raise the step counts on a GPU. The embedded
+default overrides the fine-tuning schedule per method (``config/config.yaml``) with the
+variant each method scored best with on validation windows of unreported seeds
+(:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 150 full steps left
+every model short of what 400 reach. ``eval_every`` larger than every phase means each
+phase is validated only at its end, i.e. the *last* weights are kept: the default
+dataset has 10 validation windows per held-out session, too few to rank checkpoints of
+one cosine schedule without selecting noise. Raise ``eval_every`` / ``patience`` use on
+real data with hundreds of validation windows.
 
 Inputs are z-scored per neuron with statistics of the train windows of the stage
 (``unit_norm`` in the model file, see :class:`RowMaps`).
