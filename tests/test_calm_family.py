@@ -253,3 +253,21 @@ def test_unit_readout_reads_each_unit_and_ignores_padding():
     padded[:, 2] = 100.0
     assert torch.allclose(head(states, unit, mask), head(padded, unit, mask))
     assert head(states[:, None].expand(1, 5, 3, 4), unit, mask).shape == (1, 5, 1)
+
+
+def test_pretraining_ignores_the_finetune_only_hparams(
+    dataset, tokenizer_path: Path, tmp_path: Path
+) -> None:
+    """The pretrain rule drops these keys from its params; pretraining must not read them."""
+    method = get_method("calm")
+    hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path)}
+    other = {"adapt_steps": 7, "head_steps": 9, "finetune_lr": 0.5, "probe_steps": 3,
+             "probe_lr": 0.5, "probe_weight_decay": 0.9, "forecast_mode": "sample",
+             "feedback": "retokenize", "samples": 3}  # fmt: skip
+    assert set(other) == method.finetune_only_hparams
+    states = []
+    for run, extra in (("a", {}), ("b", other)):
+        out = StageOutputs(tmp_path / f"{run}.pt", tmp_path / f"{run}.csv", tmp_path / f"{run}_ck")
+        method.pretrain(_inputs(dataset, "calm", hp | extra), out)
+        states.append(torch.load(out.model, weights_only=False)["state"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

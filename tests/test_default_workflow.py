@@ -108,6 +108,20 @@ def test_scoring_validation_windows_retrains_nothing(default_run, tmp_path):
     assert all("--eval-split valid" in line for line in scoring)
 
 
+def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_run, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["hparams"]["mtm"]["stitch_steps"] = 60
+    edited = tmp_path / "stitch.yaml"
+    edited.write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=edited)
+    table = plan.stdout.split("Job stats:")[1].split("total")[0].splitlines()
+    jobs = dict(line.split() for line in table[3:] if line.strip())
+    seeds = str(len(config["seeds"]))
+    assert jobs == {"finetune": seeds, "evaluate": seeds, "report": "1", "all": "1"}, jobs
+
+
 def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) -> pd.DataFrame:
     """[seed, method]: value averaged over the held-out sessions of one modality."""
     rows = metrics[

@@ -158,3 +158,18 @@ def test_decoding_heads_train_a_copy_and_leave_the_masking_model_alone(data, tmp
     ]
     assert changed, "the decoding phase trained nothing of the backbone copy"
     assert [h["name"] for h in decoder["task_heads"]] == ["behavior_wheel_speed"]
+
+
+def test_pretraining_ignores_the_finetune_only_hparams(data, tmp_path):
+    """The pretrain rule drops these keys from its params; pretraining must not read them."""
+    torch.set_num_threads(1)
+    method = get_method("mtm")
+    other = {"max_steps": 7, "finetune_batch_size": 5, "stitch_steps": 3, "stitch_lr": 0.5,
+             "decode_steps": 2, "decode_lr": 0.5}  # fmt: skip
+    assert set(other) == method.finetune_only_hparams
+    states = []
+    for run, extra in (("a", {}), ("b", other)):
+        out = StageOutputs(model=tmp_path / run / "model.pt")
+        method.pretrain(_inputs(data, "mtm", extra), out)
+        states.append(torch.load(out.model, weights_only=False)["state_dict"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -292,3 +292,18 @@ def test_inputs_are_standardised_with_train_window_statistics(tmp_path: Path) ->
     _, tuned = load_model(tmp_path / "ft" / "model.pt")
     assert tuned["unit_norm"][: len(saved["unit_norm"])] == saved["unit_norm"]
     assert len(tuned["unit_norm"]) == len(tuned["unit_keys"])
+
+
+def test_pretraining_ignores_the_finetune_only_hparams(tmp_path: Path) -> None:
+    """The pretrain rule drops these keys from its params; pretraining must not read them."""
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method("poyo_ssl")
+    other = {"finetune_neurons": "all", "unit_id_steps": 7, "head_steps": 9, "full_steps": 2,
+             "unfreeze_layers": 2, "full_lr_scale": 0.1, "frame_delta": 3}  # fmt: skip
+    assert set(other) == method.finetune_only_hparams
+    states = []
+    for run, extra in (("a", {}), ("b", other)):
+        out = _outputs(tmp_path / run, "pretrain")
+        method.pretrain(_inputs(paths, splits, "poyo_ssl", FAST | extra), out)
+        states.append(load_model(out.model)[0].state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -166,6 +166,16 @@ def stage_hparams(wc):
     return json.dumps(hparams, sort_keys=True)
 
 
+def pretrain_hparams(wc):
+    """stage_hparams without the keys pretraining never reads (the method declares them),
+    so editing fine-tuning settings does not rerun pretraining."""
+    from neurossl.methods.registry import get_method
+
+    skip = get_method(wc.method).finetune_only_hparams
+    hparams = {k: v for k, v in json.loads(stage_hparams(wc)).items() if k not in skip}
+    return json.dumps(hparams, sort_keys=True)
+
+
 def tokenizer_path(dataset):
     return f"{RESULTS}/{dataset}/tokenizer/tokenizer.pt"
 

@@ -44,7 +44,7 @@ rule pretrain:
         script=STAGE_SCRIPT,
         launcher=launcher,
         args=lambda wc: stage_args(wc, "pretrain"),
-        hparams=stage_hparams,
+        hparams=pretrain_hparams,
         checkpoints=lambda wc: run_dir("pretrain", wc, "checkpoints"),
     resources:
         gpu=COMPUTE["gpus"],

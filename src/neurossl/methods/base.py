@@ -87,6 +87,9 @@ class Method(Protocol):
     modality: str
     #: False for scratch models and simple baselines: the pretrain stage is skipped.
     pretrains: bool
+    #: hparam keys the pretrain stage never reads. The pretrain rule leaves them out of
+    #: its params, so tuning fine-tuning does not rerun (hours of) pretraining.
+    finetune_only_hparams: frozenset[str]
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
         """The subset of the configured tasks this method can be scored on."""

@@ -82,6 +82,7 @@ class Baseline:
     """One simple baseline or the oracle; see the module doc for what each one does."""
 
     pretrains = False
+    finetune_only_hparams: frozenset[str] = frozenset()
     #: Serves both modalities; the protocol follows the Session's modality.
     modality = "any"
 

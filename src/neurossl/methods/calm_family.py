@@ -416,6 +416,10 @@ def _behavior_column(dataset: WindowDataset, variable: str) -> int:
 
 class CalmMethod:
     modality = "calcium"
+    finetune_only_hparams = frozenset(
+        {"adapt_steps", "head_steps", "finetune_lr", "probe_steps", "probe_lr",
+         "probe_weight_decay", "forecast_mode", "feedback", "samples"}
+    )  # fmt: skip
 
     def __init__(self, name: str) -> None:
         if name not in METHOD_NAMES:

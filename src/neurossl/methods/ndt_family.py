@@ -166,6 +166,10 @@ class NDTFamily:
     """One of ``mtm``, ``ndt``, ``scratch_ndt`` (see the module docstring)."""
 
     modality = MODALITY
+    finetune_only_hparams = frozenset(
+        {"max_steps", "finetune_batch_size", "stitch_steps", "stitch_lr", "decode_steps",
+         "decode_lr"}
+    )  # fmt: skip
 
     def __init__(self, name: str) -> None:
         if name not in FAMILY:

@@ -74,7 +74,7 @@ import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -312,6 +312,10 @@ def _merge_logs(phase_logs: list[tuple[str, Path]], target: Path) -> None:
 class PoyoMethod:
     name: str
     modality: str = MODALITY
+    finetune_only_hparams: ClassVar[frozenset[str]] = frozenset(
+        {"finetune_neurons", "unit_id_steps", "head_steps", "full_steps", "unfreeze_layers",
+         "full_lr_scale", "frame_delta"}
+    )  # fmt: skip
 
     @property
     def pretrains(self) -> bool:
