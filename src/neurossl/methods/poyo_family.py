@@ -30,7 +30,7 @@ evaluation); real benchmarks should raise the step counts on a GPU. The embedded
 default overrides the fine-tuning schedule per method (``config/config.yaml``) with the
 variant each method scored best with on validation windows of unreported seeds
 (:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 150 full steps left
-every model short of what 400 reach. Those schedules (310-480 steps) make a fine-tuning
+every model short of what 400 reach. Those schedules (330-480 steps) make a fine-tuning
 job take 16-30 s there. ``eval_every`` larger than every phase means each
 phase is validated only at its end, i.e. the *last* weights are kept: the default
 dataset has 10 validation windows per held-out session, too few to rank checkpoints of
