@@ -113,3 +113,12 @@ def test_summary_names_a_task_without_the_metric():
     rows = pd.DataFrame([vars(_row("mtm", 3, 0.3)) | {"variant": "a"}])
     with pytest.raises(ValueError, match="inter_region"):
         summarise(rows, ["co_smoothing", "inter_region"], "bps")
+
+
+def test_a_variant_may_not_take_the_pretraining_folder(tmp_path):
+    from neurossl.selection import main
+
+    with pytest.raises(ValueError, match="pretraining folder"):
+        main(["--dataset-dir", str(tmp_path), "--methods", "mtm", "--modality", "spikes",
+              "--tasks", "co_smoothing", "--metric", "bps", "--variants",
+              '{"pretrain": {}}', "--out", str(tmp_path / "out")])  # fmt: skip

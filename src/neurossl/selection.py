@@ -40,6 +40,8 @@ from neurossl.atomic import write_text
 from neurossl.methods.registry import get_method
 
 STAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_stage.py"
+#: Folder (beside the variants') of each (method, seed)'s shared pretraining.
+PRETRAIN_DIR = "pretrain"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Run:
 
     @property
     def pretrained(self) -> Path:
-        return self.out / self.method / self.size / "pretrain" / f"seed{self.seed}" / "model.pt"
+        return self.out / self.method / self.size / PRETRAIN_DIR / f"seed{self.seed}" / "model.pt"
 
 
 def stage_command(
@@ -121,10 +123,12 @@ def run_selection(
     jobs: int = 2,
 ) -> pd.DataFrame:
     """Train and score every (method, variant, seed); the validation rows of all of them."""
+    if PRETRAIN_DIR in variants:
+        raise ValueError(f"variant {PRETRAIN_DIR!r} would share the pretraining folder")
     runs = [Run(m, v, s, out, size) for m in methods for v in variants for s in seeds]
 
     def pretrain(method: str, seed: int) -> None:
-        run = Run(method, "pretrain", seed, out, size)
+        run = Run(method, PRETRAIN_DIR, seed, out, size)
         if get_method(method).pretrains and not run.pretrained.exists():
             command = stage_command("pretrain", run, dataset_dir, modality, tasks, base[method])
             _execute(command, run.pretrained.parent / "pretrain.log")
