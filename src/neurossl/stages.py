@@ -90,6 +90,7 @@ def run_identity(args: argparse.Namespace) -> dict[str, Any]:
     pretrained model is a new run even at the same path); output paths do not count.
     """
     files = [args.splits, *args.sessions, args.pretrained, args.finetuned]
+    stats = {str(path): path.stat() for path in files if path is not None}
     return {
         "stage": args.stage,
         "method": args.method,
@@ -99,11 +100,7 @@ def run_identity(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "tasks": list(args.tasks),
         "hparams": json.loads(args.hparams),
-        "inputs": {
-            str(path): [path.stat().st_size, path.stat().st_mtime_ns]
-            for path in files
-            if path is not None
-        },
+        "inputs": {path: [stat.st_size, stat.st_mtime_ns] for path, stat in stats.items()},
     }
 
 
