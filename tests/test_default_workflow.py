@@ -1,28 +1,50 @@
-"""The embedded default workflow, end to end, as `make run` runs it.
+"""The embedded default workflow, end to end, as `make run` runs it, then on three seeds.
 
-One run of config/config.yaml (every configured method and baseline, 3 seeds) feeds all
-tests here: the report renders in a real browser, a rerun does nothing, and the results
-the project claims hold in the workflow's own outputs.
+One run of config/config.yaml (every configured method and baseline, one seed) feeds the
+tests of the demo itself: the report renders in a real browser, a rerun does nothing,
+config edits rerun only what they affect. A copy of it extended by
+config/three_seeds.yaml (seeds 1 and 2 added, seed 0 reused) feeds the tests of the
+results the project claims, from the workflow's own outputs.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from test_report_browser import chromium, probe
 
 from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
 
+DEFAULT = REPO / "config" / "config.yaml"
+THREE_SEEDS = (DEFAULT, REPO / "config" / "three_seeds.yaml")
+
+
+def _job_counts(snakemake_output: str) -> dict[str, int]:
+    """rule -> jobs, from the "Job stats" table Snakemake prints before running."""
+    table = snakemake_output.split("Job stats:")[1].split("total")[0].splitlines()
+    return {rule: int(n) for rule, n in (line.split() for line in table[3:] if line.strip())}
+
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("default_workflow")
-    run_snakemake(workdir, configfile=REPO / "config" / "config.yaml")
+    run_snakemake(workdir, configfile=DEFAULT)
     return workdir / "results" / "synthetic"
+
+
+@pytest.fixture(scope="module")
+def three_seed_run(default_run, tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """A copy of the default run extended to three seeds; its results and the jobs it ran."""
+    workdir = tmp_path_factory.mktemp("three_seeds") / "work"
+    shutil.copytree(default_run.parents[1], workdir, symlinks=True)  # keeps mtimes
+    result = run_snakemake(workdir, configfile=THREE_SEEDS)
+    return workdir / "results" / "synthetic", _job_counts(result.stdout + result.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +52,13 @@ def metrics(default_run) -> pd.DataFrame:
     return pd.read_csv(default_run / "report" / "metrics.csv")
 
 
+@pytest.fixture(scope="module")
+def claim_metrics(three_seed_run) -> pd.DataFrame:
+    return pd.read_csv(three_seed_run[0] / "report" / "metrics.csv")
+
+
 def test_rerun_does_nothing(default_run):
-    again = run_snakemake(default_run.parents[1], configfile=REPO / "config" / "config.yaml")
+    again = run_snakemake(default_run.parents[1], configfile=DEFAULT)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -47,9 +74,7 @@ def test_report_renders_every_table_and_figure_in_chromium(default_run):
 
 
 def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
-    import yaml
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT.read_text())
     assert list(metrics.columns) == [
         "dataset",
         "session",
@@ -64,10 +89,32 @@ def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
     assert set(metrics["seed"]) == set(config["seeds"])
 
 
-def test_calm_forecasting_beats_persistence_mean_and_linear_ar_beyond_one_step(metrics):
+def test_the_one_seed_demo_says_it_is_not_a_result(default_run, three_seed_run):
+    assert "a smoke run, not a result" in (default_run / "report" / "index.html").read_text()
+    assert "smoke run" not in (three_seed_run[0] / "report" / "index.html").read_text()
+
+
+def test_three_seeds_add_only_the_new_seeds_jobs(
+    default_run, metrics, three_seed_run, claim_metrics
+):
+    """Seed 0 is reused, not retrained: the overlay runs 2 new seeds' jobs and the report."""
+    _, jobs = three_seed_run
+    assert set(jobs) <= {"pretrain", "finetune", "evaluate", "evaluate_baseline", "report", "all"}
+    for rule, folder in [("pretrain", "pretrain"), ("finetune", "finetune")]:
+        seed0_runs = list((default_run / folder).glob("*/*/*/seed0"))
+        assert seed0_runs and jobs[rule] == 2 * len(seed0_runs), (rule, jobs)
+    assert jobs["report"] == 1, jobs
+    assert set(claim_metrics["seed"]) == {0, 1, 2}
+    keys = ["session", "method", "size", "task", "metric", "seed"]
+    seed0 = claim_metrics[claim_metrics["seed"] == 0].sort_values(keys, ignore_index=True)
+    pd.testing.assert_frame_equal(seed0, metrics.sort_values(keys, ignore_index=True))
+
+
+def test_calm_forecasting_beats_persistence_mean_and_linear_ar_beyond_one_step(claim_metrics):
     """Issue claim, from the workflow's own outputs: mean MAE over seeds and sessions."""
-    forecasts = metrics[
-        metrics["metric"].str.fullmatch(r"mae_h\d+") & metrics["session"].str.endswith(".calcium")
+    forecasts = claim_metrics[
+        claim_metrics["metric"].str.fullmatch(r"mae_h\d+")
+        & claim_metrics["session"].str.endswith(".calcium")
     ]
     mae = forecasts.groupby(["metric", "method"])["value"].mean().unstack()
     steps = sorted(mae.index, key=lambda name: int(name.split("_h")[1]))
@@ -78,48 +125,39 @@ def test_calm_forecasting_beats_persistence_mean_and_linear_ar_beyond_one_step(m
 
 
 def test_editing_only_the_report_config_reruns_only_the_report(default_run, tmp_path):
-    import yaml
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT.read_text())
     config["report"] = {"metrics": ["bps", "mae"], "confidence": 0.9}
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=edited)
-    table = plan.stdout.split("Job stats:")[1].split("total")[0].splitlines()
-    jobs = {line.split()[0] for line in table[3:] if line.strip()}  # after the header rows
+    jobs = set(_job_counts(plan.stdout))
     assert "report" in jobs
     assert not jobs & {"pretrain", "finetune", "evaluate", "evaluate_baseline", "split"}
 
 
 def test_scoring_validation_windows_retrains_nothing(default_run, tmp_path):
     """``evaluation_split: valid`` (hyper-parameter selection) reruns only the scoring."""
-    import yaml
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT.read_text())
     config["evaluation_split"] = "valid"
     edited = tmp_path / "valid.yaml"
     edited.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = run_snakemake(default_run.parents[1], "-n", "-p", configfile=edited)
-    table = plan.stdout.split("Job stats:")[1].split("total")[0].splitlines()
-    jobs = dict(line.split() for line in table[3:] if line.strip())
+    jobs = _job_counts(plan.stdout)
     assert set(jobs) == {"all", "evaluate", "evaluate_baseline", "report"}, jobs
     scoring = [line for line in plan.stdout.splitlines() if "run_stage.py" in line]
-    assert len(scoring) == int(jobs["evaluate"]) + int(jobs["evaluate_baseline"])
+    assert len(scoring) == jobs["evaluate"] + jobs["evaluate_baseline"]
     assert all("--eval-split valid" in line for line in scoring)
 
 
 def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_run, tmp_path):
-    import yaml
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT.read_text())
     config["hparams"]["mtm"]["stitch_steps"] = 60
     edited = tmp_path / "stitch.yaml"
     edited.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=edited)
-    table = plan.stdout.split("Job stats:")[1].split("total")[0].splitlines()
-    jobs = dict(line.split() for line in table[3:] if line.strip())
-    seeds = str(len(config["seeds"]))
-    assert jobs == {"finetune": seeds, "evaluate": seeds, "report": "1", "all": "1"}, jobs
+    jobs = _job_counts(plan.stdout)
+    seeds = len(config["seeds"])
+    assert jobs == {"finetune": seeds, "evaluate": seeds, "report": 1, "all": 1}, jobs
 
 
 def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) -> pd.DataFrame:
@@ -133,13 +171,13 @@ def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) ->
 
 
 @pytest.mark.parametrize("task", ["co_smoothing", "inter_region"])
-def test_mtm_beats_ndt_and_scratch(metrics, task):
+def test_mtm_beats_ndt_and_scratch(claim_metrics, task):
     """Issue claim (MtM), from the workflow's own outputs: the seed means the report shows.
 
     Per seed, not asserted: with fine-tuning chosen on validation windows the co-smoothing
     margin over NDT is within 0.001 bits/spike on one seed, a tie no test should rest on.
     """
-    bps = _seed_means(metrics, task, "bps", "spikes")
+    bps = _seed_means(claim_metrics, task, "bps", "spikes")
     oracle = bps["oracle"].dropna().iloc[0]
     means = bps.drop(columns="oracle").mean()
     assert means["mtm"] > means["ndt"], bps.round(4).to_dict()

@@ -472,6 +472,17 @@ def test_metric_selection_changes_only_the_tables(tmp_path):
     assert "poisson_d2" in set(csv["metric"])  # the tidy table keeps every metric
 
 
+def test_fewer_seeds_than_the_protocol_are_flagged_as_a_smoke_run(built, tmp_path):
+    assert "smoke run" not in built[3]  # three seeds: a result
+    config = fixture_config()
+    config["seeds"] = [0]
+    inputs = write_fixture(tmp_path, config)
+    build_report(inputs, tmp_path / "report")
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "1 training seed(s): a smoke run, not a result." in html
+    assert "config/three_seeds.yaml" in html
+
+
 def test_bad_inputs_name_the_fault(tmp_path):
     with pytest.raises(ValueError, match=r"report\.metrics.*'bits'"):
         ReportSettings.from_config({"metrics": ["bits"]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,16 @@ def tiny_config(tmp_path: Path, **overrides: Any) -> Path:
 
 
 def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, configfile: Path | None = None
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    configfile: Path | Sequence[Path] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``snakemake -s <repo>/workflow/Snakefile --directory workdir ...`` via this Python."""
+    """``snakemake -s <repo>/workflow/Snakefile --directory workdir ...`` via this Python.
+
+    Several config files are merged in order, as ``--configfile a b`` does; they go last
+    so that the option's list of values cannot swallow a target given in ``args``.
+    """
     command = [
         sys.executable,
         "-m",
@@ -62,9 +70,11 @@ def run_snakemake(
         "--cores",
         "2",
     ]
+    command += args
     if configfile is not None:
-        command += ["--configfile", str(configfile)]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, cwd=workdir)
+        files = [configfile] if isinstance(configfile, Path) else list(configfile)
+        command += ["--configfile", *map(str, files)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode})\nstdout:\n{result.stdout[-4000:]}\n"

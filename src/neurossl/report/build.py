@@ -167,6 +167,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path) -> Collection:
         provenance=gather(inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks"),
         n_expected_runs=len(collection.expected),
         split=collection.split,
+        n_seeds=len(seeds),
         summary=_read_json(inputs.summary_json),
         summary_images={k: v for k, v in inputs.summary_images.items() if v.exists()},
         tokenizer=_read_json(inputs.tokenizer_report),

@@ -22,6 +22,9 @@ from neurossl.names import ORACLE
 from neurossl.report.provenance import Provenance
 from neurossl.report.tables import MISSING, NOT_SUPPORTED, Cell, DifferenceTable, Table
 
+#: DESIGN.md's evaluation protocol: every reported number is over at least this many seeds.
+PROTOCOL_SEEDS = 3
+
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.4; padding: 0 1em; }
@@ -66,6 +69,8 @@ class ReportContent:
     n_expected_runs: int
     #: Windows the scores come from: "test", or "valid" for a selection run.
     split: str = "test"
+    #: Training seeds configured; under PROTOCOL_SEEDS the page says it is a smoke run.
+    n_seeds: int = PROTOCOL_SEEDS
     summary: dict[str, Any] | None = None
     summary_images: dict[str, Path] = field(default_factory=dict)
     tokenizer: dict[str, Any] | None = None
@@ -250,8 +255,20 @@ def render(content: ReportContent) -> str:
         f"<code>{_e(content.provenance.config_sha256[:12])}</code>; commit "
         f"<code>{_e(content.provenance.git_commit)}</code>; scores on the "
         f"<b>{_e(content.split or 'test')}</b> windows of the held-out sessions.</p>"
-        f"<nav>{nav}</nav>{body}"
+        f"{_few_seeds_warning(content.n_seeds)}<nav>{nav}</nav>{body}"
         "</body></html>\n"
+    )
+
+
+def _few_seeds_warning(n_seeds: int) -> str:
+    """Why: a one-seed demo must not be mistaken for a result (DESIGN: >= 3 seeds)."""
+    if n_seeds >= PROTOCOL_SEEDS:
+        return ""
+    return (
+        f"<p class='alert'><b>{n_seeds} training seed(s): a smoke run, not a result.</b> "
+        f"Reported numbers are means with confidence intervals over at least "
+        f"{PROTOCOL_SEEDS} seeds; the embedded default adds them with "
+        "<code>--configfile config/config.yaml config/three_seeds.yaml</code>.</p>"
     )
 
 
