@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from neurossl.atomic import write_text
+from neurossl.job_env import one_thread_per_job
 from neurossl.methods.registry import get_method
 
 STAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_stage.py"
@@ -100,11 +101,11 @@ def stage_command(
 
 def _execute(command: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
-    # One core per stage, as the workflow runs them (see workflow/rules/common.smk).
-    env = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = dict(os.environ)
+    one_thread_per_job(env)  # one core per stage, as the workflow runs them
     with log.open("w") as handle:
         done = subprocess.run(
-            command, stdout=handle, stderr=subprocess.STDOUT, check=False, env=os.environ | env
+            command, stdout=handle, stderr=subprocess.STDOUT, check=False, env=env
         )
     if done.returncode:
         raise RuntimeError(f"stage failed (exit {done.returncode}); see {log}")

@@ -12,6 +12,7 @@ from snakemake.utils import validate
 
 from neurossl import names
 from neurossl.data.preprocess import reader_of
+from neurossl.job_env import one_thread_per_job
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -23,10 +24,7 @@ envvars:
 # (a venv need not be activated); `--sdm conda` activation still puts its env first.
 _inherited_path = os.environ["PATH"]
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), _inherited_path])
-# Jobs run side by side, one core each (threads: 1): a BLAS pool per job would
-# oversubscribe the cores; measured, it made a logistic-regression probe 10x slower.
-for _threads_variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_threads_variable, "1")
+one_thread_per_job(os.environ)
 
 RESULTS = config.get("results", "results")
 RAW = str(Path(config.get("resources", "resources"), "raw"))
