@@ -110,34 +110,25 @@ class PerceiverConfig:
 #: width 128, depth 24, 32 latents). Head counts are not given in the paper summary;
 #: 4 and 8 heads keep 16 features per head.
 _CPU_FRAMES = 3
+
+
+def _cpu_preset(dim: int, depth: int, heads: int, latents_per_chunk: int) -> PerceiverConfig:
+    """A CPU size: no dropout, pooled tokens and local gathering, for the reasons above."""
+    return PerceiverConfig(
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        latents_per_chunk=latents_per_chunk,
+        dropout=0.0,
+        frames_per_token=_CPU_FRAMES,
+        reach=0.25,
+    )
+
+
 PRESETS: dict[str, PerceiverConfig] = {
-    "tiny": PerceiverConfig(
-        dim=32,
-        depth=2,
-        heads=2,
-        latents_per_chunk=8,
-        dropout=0.0,
-        frames_per_token=_CPU_FRAMES,
-        reach=0.25,
-    ),
-    "small": PerceiverConfig(
-        dim=48,
-        depth=3,
-        heads=3,
-        latents_per_chunk=8,
-        dropout=0.0,
-        frames_per_token=_CPU_FRAMES,
-        reach=0.25,
-    ),
-    "medium": PerceiverConfig(
-        dim=96,
-        depth=4,
-        heads=6,
-        latents_per_chunk=16,
-        dropout=0.0,
-        frames_per_token=_CPU_FRAMES,
-        reach=0.25,
-    ),
+    "tiny": _cpu_preset(dim=32, depth=2, heads=2, latents_per_chunk=8),
+    "small": _cpu_preset(dim=48, depth=3, heads=3, latents_per_chunk=8),
+    "medium": _cpu_preset(dim=96, depth=4, heads=6, latents_per_chunk=16),
     "published_s": PerceiverConfig(dim=64, depth=6, heads=4, latents_per_chunk=16),
     "published_l": PerceiverConfig(dim=128, depth=24, heads=8, latents_per_chunk=32),
 }
