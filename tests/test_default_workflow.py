@@ -151,7 +151,7 @@ def test_scoring_validation_windows_retrains_nothing(default_run, tmp_path):
 
 def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_run, tmp_path):
     config = yaml.safe_load(DEFAULT.read_text())
-    config["hparams"]["mtm"]["stitch_steps"] = 60
+    config["hparams"].setdefault("mtm", {})["stitch_steps"] = 60
     edited = tmp_path / "stitch.yaml"
     edited.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=edited)
@@ -174,8 +174,8 @@ def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) ->
 def test_mtm_beats_ndt_and_scratch(claim_metrics, task):
     """Issue claim (MtM), from the workflow's own outputs: the seed means the report shows.
 
-    Per seed, not asserted: with fine-tuning chosen on validation windows the co-smoothing
-    margin over NDT is within 0.001 bits/spike on one seed, a tie no test should rest on.
+    Not asserted per seed: one seed's margin can be within the noise of 20 test trials
+    per held-out session (docs/population_size.md has per-seed values).
     """
     bps = _seed_means(claim_metrics, task, "bps", "spikes")
     oracle = bps["oracle"].dropna().iloc[0]

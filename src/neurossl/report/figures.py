@@ -50,10 +50,16 @@ def method_colour(method: str) -> tuple[float, ...]:
 
 
 def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path) -> None:
-    """Write both formats atomically and release the figure."""
+    """Write both formats atomically and release the figure.
+
+    The tight bounding box (plus matplotlib's default 0.1 inch pad) is measured once for
+    both files: ``bbox_inches="tight"`` lays the figure out again for each, which was a
+    third of the report job's figure time.
+    """
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
     for path, fmt in ((png, "png"), (svg, "svg")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches=bbox)
     plt.close(fig)
 
 
