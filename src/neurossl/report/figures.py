@@ -53,8 +53,8 @@ def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path) -> None:
     """Write both formats atomically and release the figure.
 
     The tight bounding box (plus matplotlib's default 0.1 inch pad) is measured once for
-    both files: ``bbox_inches="tight"`` lays the figure out again for each, which was a
-    third of the report job's figure time.
+    both files: ``bbox_inches="tight"`` lays the figure out again for each (about 1 s of
+    the report job; benchmarks/RESULTS.md).
     """
     bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
     for path, fmt in ((png, "png"), (svg, "svg")):
