@@ -20,7 +20,14 @@ import pandas as pd
 
 from neurossl.names import ORACLE
 from neurossl.report.provenance import Provenance
-from neurossl.report.tables import MISSING, NOT_SUPPORTED, Cell, DifferenceTable, Table
+from neurossl.report.tables import (
+    MISSING,
+    NOT_SUPPORTED,
+    Cell,
+    Difference,
+    DifferenceTable,
+    Table,
+)
 
 #: DESIGN.md's evaluation protocol: every reported number is over at least this many seeds.
 PROTOCOL_SEEDS = 3
@@ -36,7 +43,7 @@ td.best { background: #dff3df; font-weight: bold; }
 td.missing { background: #fde2e2; color: #a00; font-weight: bold; }
 td.na { color: #999; text-align: center; }
 tr.oracle td { font-style: italic; background: #f6f6ff; }
-.ci { color: #555; font-size: 0.85em; } .note { color: #555; font-size: 0.9em; }
+.ci { color: #555; font-size: 0.85em; } .note { color: #555; font-size: 0.9em; } .rel { font-size: 0.85em; }
 .alert { background: #fde2e2; border: 1px solid #a00; padding: 0.5em 1em; }
 .okbox { background: #e6f4e6; border: 1px solid #393; padding: 0.5em 1em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
@@ -157,8 +164,8 @@ def differences_html(table: DifferenceTable) -> str:
             sure = diff.lo > 0 or diff.hi < 0
             css = " class='best'" if sure and diff.lo > 0 else ""
             cells.append(
-                f"<td{css}>{_num(diff.mean)}<br><span class='ci'>{ci} n={diff.n} "
-                f"vs {_e(diff.reference)}</span></td>"
+                f"<td{css}>{_num(diff.mean)}{_relative(diff)}<br><span class='ci'>{ci} "
+                f"n={diff.n} vs {_e(diff.reference)}</span></td>"
             )
         parts.append(
             f"<tr><td class='label'>{_e(row[0])}</td><td class='label'>{_e(row[1])}</td>"
@@ -166,6 +173,16 @@ def differences_html(table: DifferenceTable) -> str:
         )
     parts.append("</table>")
     return "\n".join(parts)
+
+
+def _relative(diff: Difference) -> str:
+    if not math.isfinite(diff.relative):
+        return ""
+    if math.isfinite(diff.relative_lo):
+        ci = f" [{diff.relative_lo:+.0%}, {diff.relative_hi:+.0%}]"
+    else:
+        ci = ""
+    return f" <span class='rel'>({diff.relative:+.1%}{ci})</span>"
 
 
 def frame_html(frame: pd.DataFrame) -> str:
@@ -288,7 +305,9 @@ def _differences_intro(content: ReportContent) -> str:
         "<p class='note'>Paired over the seeds both runs share (per-seed values pooled over "
         f"sessions first), mean and {content.confidence:.0%} CI. Signed so that "
         "<b>positive = the pretrained method is better</b> (for mae/mse the error "
-        "reduction). 'scratch' is the same backbone without pretraining; 'best baseline' "
+        "reduction). In brackets after the mean: the relative gain, i.e. the per-seed "
+        "improvement divided by the reference's value, with its CI (e.g. '+12% over "
+        "scratch'). 'scratch' is the same backbone without pretraining; 'best baseline' "
         "is, per column, the simple baseline with the best mean. Green: CI above 0.</p>"
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from neurossl.eval.stats import mean_ci, paired_difference_ci
+from neurossl.eval.stats import mean_ci, paired_difference_ci, relative_gain_ci
 from neurossl.names import (
     BEHAVIOR_PREFIX,
     FROZEN_METRICS,
@@ -137,6 +137,11 @@ class Difference:
     lo: float
     hi: float
     n: int
+    #: The same improvement per seed divided by the reference's |value| (mean and CI):
+    #: the "x % over scratch" papers quote. NaN where a reference seed scored exactly 0.
+    relative: float = math.nan
+    relative_lo: float = math.nan
+    relative_hi: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -305,9 +310,14 @@ def _difference(
     reference: str, a: dict[int, float], b: dict[int, float], metric: str, confidence: float
 ) -> Difference:
     mean, lo, hi, n = paired_difference_ci(a, b, confidence)
+    try:
+        relative = relative_gain_ci(a, b, confidence)[:3]
+    except ValueError:  # a reference seed at exactly 0: no relative scale
+        relative = (math.nan, math.nan, math.nan)
     if not higher_is_better(metric):
         mean, lo, hi = -mean, -hi, -lo
-    return Difference(reference, mean, lo, hi, n)
+        relative = (-relative[0], -relative[2], -relative[1])
+    return Difference(reference, mean, lo, hi, n, *relative)
 
 
 def missing_table(collection: Collection) -> pd.DataFrame:
