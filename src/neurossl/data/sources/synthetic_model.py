@@ -194,11 +194,18 @@ def make_population(
 ) -> Population:
     """Predictable neurons are log-linear in the latents; the rest burst sparsely.
 
-    Unpredictable neurons fire at a low baseline and, on a random subset of the trials of
-    their preferred stimulus (plus rare others), emit a short high-rate burst at a random
-    time: stimulus-contingent yet not forecastable from the population's past, and
-    heavy-tailed. Their burst rates and probabilities vary so the two groups overlap a
-    little in skewness/kurtosis rather than being trivially separable.
+    Unpredictable neurons fire at a low baseline and, on their own random share of the
+    trials (30-70 %), burst whenever the stimulus-evoked rotation pushes the latent state
+    past a high threshold along the neuron's preferred direction in the rotation plane.
+    Their bursts are therefore stimulus-contingent in class and timing (a class whose
+    rotation is too weak never crosses a neuron's threshold), heavy-tailed, and not
+    forecastable from the population's past (no earlier activity says whether a trial
+    is one of the neuron's bursting trials). They read the same evoked state that the
+    predictable neurons carry densely, as sparse stimulus-selective cells and regular
+    ones in cortex are driven by the same population dynamics: what a model learns from
+    the predictable group about that state is what it can reuse on the sparse group,
+    the premise POYO-SSL tests. Thresholds and burst sizes vary so the two groups
+    overlap a little in skewness/kurtosis rather than being trivially separable.
     """
     t_n, k = latents.shape
     n_regions = world.region_masks.shape[0]
@@ -216,18 +223,17 @@ def make_population(
     weights[~predictable] *= 0.3
     rates = np.exp(log_base[None, :] + latents @ weights.T)
 
-    n_classes = world.rotation_amplitude.size
-    t = np.arange(t_n) * FINE_DT
+    # Each fine bin belongs to the trial whose stimulus came last (-1 before the first).
+    trial_of = np.searchsorted(trials.stim_on, np.arange(t_n) * FINE_DT, side="right") - 1
+    rotation = latents[:, list(_ROTATION)]
     for j in np.flatnonzero(~predictable):
-        preferred = rng.integers(0, n_classes)
-        p_burst = np.where(
-            trials.stimulus_class == preferred, rng.uniform(0.3, 0.9), rng.uniform(0.02, 0.15)
-        )
+        direction = rng.uniform(0, 2 * np.pi)
+        drive = rotation @ np.array([np.cos(direction), np.sin(direction)])
+        threshold = rng.uniform(1.0, 1.6)
+        bursting_trials = rng.random(trials.stim_on.size) < rng.uniform(0.3, 0.7)
+        gate = (trial_of >= 0) & bursting_trials[np.maximum(trial_of, 0)]
         peak = base_rate * rng.uniform(6.0, 14.0)
-        for onset in trials.stim_on[rng.random(trials.stim_on.size) < p_burst]:
-            centre = onset + rng.uniform(0.1, 1.3)
-            lo, hi = np.searchsorted(t, [centre - 0.2, centre + 0.2])
-            rates[lo:hi, j] += peak * np.exp(-0.5 * ((t[lo:hi] - centre) / 0.04) ** 2)
+        rates[:, j] += gate * peak * np.clip((drive - threshold) / 0.4, 0.0, 1.0) ** 2
     counts = rng.poisson(rates * FINE_DT)
     return Population(
         rates=rates, counts=counts, predictable=predictable, region_index=region_index
