@@ -29,12 +29,13 @@ pretraining on predictable neurons, 4 s on unpredictable ones, 6-7 s fine-tuning
 evaluation); real benchmarks should raise the step counts on a GPU. The embedded
 default overrides the fine-tuning schedule per method (``config/config.yaml``) with the
 variant each method scored best with on validation windows of unreported seeds
-(:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 150 full steps left
-every model short of what 400 reach. Those schedules (330-480 steps) make a fine-tuning
-job take 16-30 s there. ``eval_every`` larger than every phase means each
-phase is validated only at its end, i.e. the *last* weights are kept: the default
-dataset has 10 validation windows per held-out session, too few to rank checkpoints of
-one cosine schedule without selecting noise. Raise ``eval_every`` / ``patience`` use on
+(:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 250 or 400 full
+steps, some after a 60-step readout phase; the 150 full steps here were never chosen.
+Those schedules (270-480 steps in all) make a fine-tuning job take 19-28 s there.
+``eval_every`` larger than every phase means each phase is validated only at its end,
+i.e. the *last* weights are kept: the default dataset has 10 validation windows per
+held-out session, too few to rank checkpoints of one cosine schedule without selecting
+noise. Raise ``eval_every`` / ``patience`` use on
 real data with hundreds of validation windows.
 
 Inputs are z-scored per neuron with statistics of the train windows of the stage
