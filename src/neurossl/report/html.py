@@ -43,7 +43,8 @@ td.best { background: #dff3df; font-weight: bold; }
 td.missing { background: #fde2e2; color: #a00; font-weight: bold; }
 td.na { color: #999; text-align: center; }
 tr.oracle td { font-style: italic; background: #f6f6ff; }
-.ci { color: #555; font-size: 0.85em; } .note { color: #555; font-size: 0.9em; } .rel { font-size: 0.85em; }
+.ci { color: #555; font-size: 0.85em; } .note { color: #555; font-size: 0.9em; }
+.rel { font-size: 0.85em; }
 .alert { background: #fde2e2; border: 1px solid #a00; padding: 0.5em 1em; }
 .okbox { background: #e6f4e6; border: 1px solid #393; padding: 0.5em 1em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
@@ -305,10 +306,11 @@ def _differences_intro(content: ReportContent) -> str:
         "<p class='note'>Paired over the seeds both runs share (per-seed values pooled over "
         f"sessions first), mean and {content.confidence:.0%} CI. Signed so that "
         "<b>positive = the pretrained method is better</b> (for mae/mse the error "
-        "reduction). In brackets after the mean: the relative gain, i.e. the per-seed "
-        "improvement divided by the reference's value, with its CI (e.g. '+12% over "
-        "scratch'). 'scratch' is the same backbone without pretraining; 'best baseline' "
-        "is, per column, the simple baseline with the best mean. Green: CI above 0.</p>"
+        "reduction). In brackets after the mean, for accuracies and errors: the relative "
+        "gain, i.e. the per-seed improvement divided by the reference's value, with its CI "
+        "(e.g. '+12% over scratch'). 'scratch' is the same backbone without pretraining; "
+        "'best baseline' is, per column, the simple baseline with the best mean. "
+        "Green: CI above 0.</p>"
     )
 
 

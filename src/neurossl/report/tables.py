@@ -41,6 +41,10 @@ SCRATCH_OF = {
 }
 ACTIVITY_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region")
 _LOWER_IS_BETTER = ("mae", "mse")
+#: Metrics whose relative gain means something: accuracies (chance > 0) and errors (>= 0).
+#: bps, poisson_d2 and r2 are skill scores whose 0 is the null model, so a reference near
+#: 0 turns any gap into hundreds of percent.
+_RELATIVE_METRICS = ("bacc", "acc", "mae", "mse")
 
 OK, MISSING, NOT_SUPPORTED = "ok", "missing", "not_supported"
 RUN_KEYS = ["method", "modality", "size", "task", "metric"]
@@ -138,7 +142,7 @@ class Difference:
     hi: float
     n: int
     #: The same improvement per seed divided by the reference's |value| (mean and CI):
-    #: the "x % over scratch" papers quote. NaN where a reference seed scored exactly 0.
+    #: the "x % over scratch" papers quote, for accuracies and errors only (NaN else).
     relative: float = math.nan
     relative_lo: float = math.nan
     relative_hi: float = math.nan
@@ -310,10 +314,9 @@ def _difference(
     reference: str, a: dict[int, float], b: dict[int, float], metric: str, confidence: float
 ) -> Difference:
     mean, lo, hi, n = paired_difference_ci(a, b, confidence)
-    try:
+    relative = (math.nan, math.nan, math.nan)
+    if metric.split("_h")[0] in _RELATIVE_METRICS and all(v != 0 for v in b.values()):
         relative = relative_gain_ci(a, b, confidence)[:3]
-    except ValueError:  # a reference seed at exactly 0: no relative scale
-        relative = (math.nan, math.nan, math.nan)
     if not higher_is_better(metric):
         mean, lo, hi = -mean, -hi, -lo
         relative = (-relative[0], -relative[2], -relative[1])
