@@ -41,6 +41,9 @@ QUALITY = {
     "persistence": 0.2,
     "calm": 0.55,
     "scratch_dual_axis": 0.35,
+    "poyo_ssl": 0.5,
+    "poyo_ssl_reverse": 0.45,
+    "scratch_perceiver": 0.42,
 }
 TASKS = {
     "spikes": ["co_smoothing", "forecasting", "choice"],
@@ -538,3 +541,21 @@ def test_seed_independent_rows_repeat_for_every_seed_but_csv_keeps_them_once():
     # A seeded method is never filled in: its missing seed stays missing.
     assert sorted(repeated[repeated["method"] == "rnn"]["seed"]) == [0, 1]
     assert len(metrics) == 3  # the input (what metrics.csv is written from) is untouched
+
+
+def test_poyo_ssl_is_also_compared_with_its_data_diet_ablations(built):
+    _, collection, _, html = built
+    per_seed = seed_values(collection.metrics)
+    table = build_table(collection, per_seed, family("decoding_calcium"), ("bacc",), 0.95)
+    diffs = build_differences(per_seed, table, 0.95)
+    diff = diffs.cells[(("poyo_ssl", "tiny", "poyo_ssl_reverse"), ("stimulus_class", "bacc"))]
+    poyo = seed_means("poyo_ssl", "tiny", "stimulus_class", "bacc")
+    reverse = seed_means("poyo_ssl_reverse", "tiny", "stimulus_class", "bacc")
+    assert diff.reference == "poyo_ssl_reverse" and diff.n == 3
+    assert diff.mean == pytest.approx((poyo - reverse).mean(), abs=1e-12)
+    assert diff.relative == pytest.approx(((poyo - reverse) / reverse).mean(), abs=1e-12)
+    # The mixed ablation is not in this fixture, so it gets no row; other methods get none.
+    assert ("poyo_ssl", "tiny", "poyo_ssl_mixed") not in diffs.rows
+    assert not any(r[2] == "poyo_ssl_reverse" for r in diffs.rows if r[0] != "poyo_ssl")
+    assert "poyo_ssl_reverse</td>" in html
+

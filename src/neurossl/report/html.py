@@ -309,7 +309,8 @@ def _differences_intro(content: ReportContent) -> str:
         "reduction). In brackets after the mean, for accuracies and errors: the relative "
         "gain, i.e. the per-seed improvement divided by the reference's value, with its CI "
         "(e.g. '+12% over scratch'). 'scratch' is the same backbone without pretraining; "
-        "'best baseline' is, per column, the simple baseline with the best mean. "
+        "'best baseline' is, per column, the simple baseline with the best mean; "
+        "poyo_ssl is also compared with its data-diet ablations (mixed, reverse). "
         "Green: CI above 0.</p>"
     )
 

@@ -39,6 +39,9 @@ SCRATCH_OF = {
     "poyo_ssl_reverse": "scratch_perceiver",
     "calm": "scratch_dual_axis",
 }
+#: Data-diet ablations a method's claim is about (POYO-SSL: predictable-only pretraining
+#: beats pretraining on all neurons and on the unpredictable ones).
+ABLATIONS_OF = {"poyo_ssl": ("poyo_ssl_mixed", "poyo_ssl_reverse")}
 ACTIVITY_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region")
 _LOWER_IS_BETTER = ("mae", "mse")
 #: Metrics whose relative gain means something: accuracies (chance > 0) and errors (>= 0).
@@ -152,7 +155,7 @@ class Difference:
 class DifferenceTable:
     family: Family
     columns: tuple[tuple[str, str], ...]
-    #: (method, size, "scratch" | "best baseline") rows.
+    #: (method, size, "scratch" | "best baseline" | an ablation's name) rows.
     rows: tuple[tuple[str, str, str], ...]
     cells: dict[tuple[tuple[str, str, str], tuple[str, str]], Difference] = field(
         default_factory=dict
@@ -264,7 +267,8 @@ def _mark_best(cells: dict, rows: list[tuple[str, str]], columns: list[tuple[str
 
 
 def build_differences(per_seed: pd.DataFrame, table: Table, confidence: float) -> DifferenceTable:
-    """Each pretrained method vs its scratch backbone and vs the best simple baseline.
+    """Each pretrained method vs its scratch backbone and the best simple baseline, and
+    POYO-SSL also vs its data-diet ablations (:data:`ABLATIONS_OF`).
 
     The best simple baseline is chosen per column by its mean over seeds; differences
     use only the seeds both runs have (paired), so a missing seed shrinks n, visibly.
@@ -279,14 +283,15 @@ def build_differences(per_seed: pd.DataFrame, table: Table, confidence: float) -
     for method, size in table.rows:
         if method not in PRETRAINED_METHODS:
             continue
-        for label in ("scratch", "best baseline"):
+        for label in ("scratch", "best baseline", *ABLATIONS_OF.get(method, ())):
             row = (method, size, label)
             for column in table.columns:
-                reference = (
-                    (SCRATCH_OF[method], size)
-                    if label == "scratch"
-                    else _best_baseline(table, column)
-                )
+                if label == "scratch":
+                    reference = (SCRATCH_OF[method], size)
+                elif label == "best baseline":
+                    reference = _best_baseline(table, column)
+                else:
+                    reference = (label, size)
                 a = by_run.get((method, size, *column))
                 b = by_run.get((*reference, *column)) if reference else None
                 if a and b and set(a) & set(b):
