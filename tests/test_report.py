@@ -558,4 +558,3 @@ def test_poyo_ssl_is_also_compared_with_its_data_diet_ablations(built):
     assert ("poyo_ssl", "tiny", "poyo_ssl_mixed") not in diffs.rows
     assert not any(r[2] == "poyo_ssl_reverse" for r in diffs.rows if r[0] != "poyo_ssl")
     assert "poyo_ssl_reverse</td>" in html
-
