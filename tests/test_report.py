@@ -280,6 +280,13 @@ def family(key: str):
     return next(f for f in FAMILIES if f.key == key)
 
 
+def differences(collection, family_key: str, metric: str):
+    """The paired-improvement table of one family and metric, at 95 %."""
+    per_seed = seed_values(collection.metrics)
+    table = build_table(collection, per_seed, family(family_key), (metric,), 0.95)
+    return build_differences(per_seed, table, 0.95)
+
+
 def seed_means(method: str, size: str, task: str, metric: str, seeds=SEEDS) -> np.ndarray:
     """The fixture's per-seed values pooled over sessions, computed independently."""
     return np.array(
@@ -307,10 +314,9 @@ def test_ci_matches_scipy_t_interval(built):
 
 def test_paired_difference_uses_shared_seeds_and_direction(built):
     _, collection, _, html = built
-    per_seed = seed_values(collection.metrics)
-    table = build_table(collection, per_seed, family("activity_spikes"), ("bps",), 0.95)
-    diffs = build_differences(per_seed, table, 0.95)
-    diff = diffs.cells[(("mtm", "tiny", "scratch"), ("co_smoothing", "bps"))]
+    diff = differences(collection, "activity_spikes", "bps").cells[
+        (("mtm", "tiny", "scratch"), ("co_smoothing", "bps"))
+    ]
     # scratch_ndt seed 2 is absent: the comparison pairs seeds 0 and 1 only.
     d = seed_means("mtm", "tiny", "co_smoothing", "bps", (0, 1)) - seed_means(
         "scratch_ndt", "tiny", "co_smoothing", "bps", (0, 1)
@@ -321,8 +327,7 @@ def test_paired_difference_uses_shared_seeds_and_direction(built):
     # bits/spike is a skill score (0 = null model): no relative gain is given for it.
     assert np.isnan(diff.relative)
     # Errors: positive improvement means lower error than the reference.
-    calcium = build_table(collection, per_seed, family("activity_calcium"), ("mae",), 0.95)
-    gain = build_differences(per_seed, calcium, 0.95).cells[
+    gain = differences(collection, "activity_calcium", "mae").cells[
         (("calm", "tiny", "best baseline"), ("forecasting", "mae"))
     ]
     assert gain.reference == "linear" and gain.mean > 0
@@ -545,9 +550,7 @@ def test_seed_independent_rows_repeat_for_every_seed_but_csv_keeps_them_once():
 
 def test_poyo_ssl_is_also_compared_with_its_data_diet_ablations(built):
     _, collection, _, html = built
-    per_seed = seed_values(collection.metrics)
-    table = build_table(collection, per_seed, family("decoding_calcium"), ("bacc",), 0.95)
-    diffs = build_differences(per_seed, table, 0.95)
+    diffs = differences(collection, "decoding_calcium", "bacc")
     diff = diffs.cells[(("poyo_ssl", "tiny", "poyo_ssl_reverse"), ("stimulus_class", "bacc"))]
     poyo = seed_means("poyo_ssl", "tiny", "stimulus_class", "bacc")
     reverse = seed_means("poyo_ssl_reverse", "tiny", "stimulus_class", "bacc")
