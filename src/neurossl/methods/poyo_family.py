@@ -31,7 +31,7 @@ default overrides the fine-tuning schedule per method (``config/config.yaml``) w
 variant each method scored best with on validation windows of unreported seeds
 (:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 250 or 400 full
 steps, some after a 60-step readout phase; the 150 full steps here were never chosen.
-Those schedules (270-480 steps in all) make a fine-tuning job take 19-28 s there.
+Those schedules (250-330 steps in all) make a fine-tuning job take 18-21 s there.
 ``eval_every`` larger than every phase means each phase is validated only at its end,
 i.e. the *last* weights are kept: the default dataset has 10 validation windows per
 held-out session, too few to rank checkpoints of one cosine schedule without selecting
