@@ -35,8 +35,8 @@ Those schedules (250-330 steps in all) make a fine-tuning job take 18-21 s there
 ``eval_every`` larger than every phase means each phase is validated only at its end,
 i.e. the *last* weights are kept: the default dataset has 10 validation windows per
 held-out session, too few to rank checkpoints of one cosine schedule without selecting
-noise. Raise ``eval_every`` / ``patience`` use on
-real data with hundreds of validation windows.
+noise. Raise ``eval_every`` / ``patience`` use on real data with hundreds of validation
+windows.
 
 Inputs are z-scored per neuron with statistics of the train windows of the stage
 (``unit_norm`` in the model file, see :class:`RowMaps`).

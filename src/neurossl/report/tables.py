@@ -53,9 +53,14 @@ OK, MISSING, NOT_SUPPORTED = "ok", "missing", "not_supported"
 RUN_KEYS = ["method", "modality", "size", "task", "metric"]
 
 
+def _base_metric(metric: str) -> str:
+    """``mae_h3`` -> ``mae``: per-horizon metrics behave like their base metric."""
+    return metric.split("_h")[0]
+
+
 def higher_is_better(metric: str) -> bool:
     """Direction of a metric: errors (mae, mse and their per-horizon forms) go down."""
-    return metric.split("_h")[0] not in _LOWER_IS_BETTER
+    return _base_metric(metric) not in _LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -320,7 +325,7 @@ def _difference(
 ) -> Difference:
     mean, lo, hi, n = paired_difference_ci(a, b, confidence)
     relative = (math.nan, math.nan, math.nan)
-    if metric.split("_h")[0] in _RELATIVE_METRICS and all(v != 0 for v in b.values()):
+    if _base_metric(metric) in _RELATIVE_METRICS and all(b[s] != 0 for s in a.keys() & b):
         relative = relative_gain_ci(a, b, confidence)[:3]
     if not higher_is_better(metric):
         mean, lo, hi = -mean, -hi, -lo
