@@ -74,16 +74,18 @@ def test_clear_errors():
         decoding.fit_continuous(np.full((30, 2), np.nan), y)
 
 
-def test_ridge_cv_matches_sklearn():
+@pytest.mark.parametrize("rows, features", [(120, 8), (30, 50)], ids=["tall", "wide"])
+def test_ridge_cv_matches_sklearn(rows, features):
+    """Both solvers of the ridge path (Gram eigh for tall fits, SVD for wide) are exact."""
     from sklearn.linear_model import Ridge, RidgeCV
     from sklearn.preprocessing import StandardScaler
 
     from neurossl.eval.linear_maps import RIDGE_ALPHAS, fit_ridge_cv, group_folds
 
     rng = np.random.default_rng(6)
-    x = rng.normal(size=(120, 8)) * rng.uniform(0.5, 3, 8)
-    y = x @ rng.normal(size=(8, 3)) + rng.normal(scale=2.0, size=(120, 3))
-    folds = group_folds(np.repeat(np.arange(12), 10))
+    x = rng.normal(size=(rows, features)) * rng.uniform(0.5, 3, features)
+    y = x @ rng.normal(size=(features, 3)) + rng.normal(scale=2.0, size=(rows, 3))
+    folds = group_folds(np.repeat(np.arange(rows // 10), 10))
     fitted = fit_ridge_cv(x, y, folds)
     z = StandardScaler().fit_transform(x)
     reference = RidgeCV(alphas=RIDGE_ALPHAS, cv=folds, scoring="neg_mean_squared_error").fit(z, y)

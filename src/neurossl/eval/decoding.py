@@ -11,7 +11,7 @@ inside the pipeline for the same reason.
 - Continuous targets: ridge, alpha chosen by K-fold over *contiguous* blocks of the
   train samples. Rows are time bins of windows, and neighbouring bins are
   autocorrelated: shuffled folds would reward under-regularised fits. The ridge is
-  :func:`neurossl.eval.linear_maps.fit_ridge_cv` (all alphas of a fold from one SVD;
+  :func:`neurossl.eval.linear_maps.fit_ridge_cv` (all alphas of a fold from one decomposition;
   the same estimator as scikit-learn's ``RidgeCV`` with explicit folds, ~40x faster).
 
 Fitted decoders are returned as :class:`~neurossl.eval.linear_maps.LinearMap` so a
