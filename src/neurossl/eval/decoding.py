@@ -4,22 +4,20 @@ Every method's representation (or a baseline's raw activity) is scored with the 
 decoders, so differences in the report come from the features, not from the probe.
 Regularisation is chosen by cross-validation on the *train* features only; the test
 features are seen once, by ``predict``. Features are standardised with train statistics
-inside the pipeline for the same reason.
+for the same reason.
 
-- Discrete labels: L2 logistic regression, C chosen by stratified K-fold (shuffled with
-  ``seed``) on log-loss, which is smoother than accuracy on small folds.
+- Discrete labels: L2 logistic regression (:mod:`neurossl.eval.logistic`), C chosen by
+  stratified K-fold (shuffled with ``seed``) on log-loss, which is smoother than
+  accuracy on small folds.
 - Continuous targets: ridge, alpha chosen by K-fold over *contiguous* blocks of the
   train samples. Rows are time bins of windows, and neighbouring bins are
   autocorrelated: shuffled folds would reward under-regularised fits. The ridge is
-  :func:`neurossl.eval.linear_maps.fit_ridge_cv` (all alphas of a fold from one decomposition;
-  the same estimator as scikit-learn's ``RidgeCV`` with explicit folds, ~40x faster).
+  :func:`neurossl.eval.linear_maps.fit_ridge_cv` (all alphas of a fold from one
+  decomposition; the same estimator as scikit-learn's ``RidgeCV`` with explicit folds,
+  ~40x faster).
 
 Fitted decoders are returned as :class:`~neurossl.eval.linear_maps.LinearMap` so a
 method can save them as tensors and score later.
-
-scikit-learn is imported inside :func:`fit_discrete`: importing it (and the scipy.stats
-it pulls in) costs ~1.3 s, paid otherwise by every pretraining and fine-tuning job of
-the workflow that merely imports a method family.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds
+from neurossl.eval.logistic import choose_c, fit_logistic
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
 
 LOGISTIC_CS = np.logspace(-3, 3, 7)
@@ -35,14 +34,9 @@ MAX_FOLDS = 5
 
 def fit_discrete(train_x: np.ndarray, train_y: np.ndarray, seed: int) -> LinearMap:
     """Standardise + L2 logistic regression with C chosen by stratified CV on train."""
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     x, y = _features(train_x, "train_x"), np.asarray(train_y).ravel()
     _same_rows(x, y, "train")
-    classes, counts = np.unique(y, return_counts=True)
+    classes, index, counts = np.unique(y, return_inverse=True, return_counts=True)
     if classes.size < 2:
         raise ValueError(f"train_y has one class ({classes.tolist()}); nothing to decode")
     folds = min(MAX_FOLDS, int(counts.min()))
@@ -51,15 +45,12 @@ def fit_discrete(train_x: np.ndarray, train_y: np.ndarray, seed: int) -> LinearM
             f"class {classes[counts.argmin()]!r} has {counts.min()} training sample(s); "
             "stratified cross-validation needs at least 2 per class"
         )
-    model = LogisticRegressionCV(
-        Cs=LOGISTIC_CS,
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-        l1_ratios=(0.0,),
-        scoring="neg_log_loss",
-        use_legacy_attributes=False,
-        max_iter=5000,
-    )
-    return LinearMap.from_classifier(make_pipeline(StandardScaler(), model).fit(x, y))
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (x - mean) / scale
+    c, start = choose_c(z, index, classes.size, LOGISTIC_CS, folds, seed)
+    params = fit_logistic(z, index, classes.size, c, start)
+    return LinearMap(mean, scale, params[:, :-1].copy(), params[:, -1].copy(), classes)
 
 
 def fit_continuous(train_x: np.ndarray, train_y: np.ndarray) -> LinearMap:

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
 
 RIDGE_ALPHAS = np.logspace(-3, 5, 9)
 
@@ -48,18 +45,6 @@ class LinearMap:
         if self.classes.size == 2 and self.coef.shape[0] == 1:
             return self.classes[(scores[:, 0] > 0).astype(int)]
         return self.classes[scores.argmax(axis=1)]
-
-    @classmethod
-    def from_classifier(cls, pipeline: Pipeline) -> LinearMap:
-        """From a fitted StandardScaler -> LogisticRegression(CV) pipeline."""
-        scaler, model = pipeline[0], pipeline[-1]
-        return cls(
-            x_mean=np.asarray(scaler.mean_, dtype=np.float64),
-            x_scale=np.asarray(scaler.scale_, dtype=np.float64),
-            coef=np.atleast_2d(np.asarray(model.coef_, dtype=np.float64)),
-            intercept=np.atleast_1d(np.asarray(model.intercept_, dtype=np.float64)),
-            classes=np.asarray(model.classes_, dtype=np.float64),
-        )
 
     def state(self) -> dict[str, Any]:
         state = {

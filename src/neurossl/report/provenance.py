@@ -27,7 +27,6 @@ PACKAGES = (
     "numpy",
     "scipy",
     "pandas",
-    "scikit-learn",
     "h5py",
     "pynwb",
     "snakemake",
