@@ -244,3 +244,19 @@ def known_sha256(wildcards):
         return ""
     entry = dandi_manifest(wildcards.dataset).by_session()[wildcards.session]
     return entry.digest if entry.digest_type == "dandi:sha2-256" else ""
+
+
+# --- job priorities ---
+# Ready jobs run by how long a chain each one starts: the tokenizer opens CalM's four-job
+# chain, pretraining a three-job one, and so on; the fitted baselines (one short job
+# each) fill the cores at the end, the network baselines (10-14 s) before the rest
+# (4-7 s). Without priorities Snakemake started the tokenizer late in the default run,
+# and CalM's chain plus the report ran for the last ~50 s on one of two cores.
+
+#: Higher runs first among ready jobs (Snakemake's default is 0).
+PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20, "evaluate": 10}
+NETWORK_BASELINES = ("rnn", "poco")
+
+
+def baseline_priority(wildcards):
+    return 5 if wildcards.method in NETWORK_BASELINES else 0

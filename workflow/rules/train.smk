@@ -1,14 +1,7 @@
 """Tokenizer (CalM) -> pretrain -> fine-tune -> evaluate, for every method, size and seed.
 
-Priorities order the ready jobs by how long a chain each one starts: the tokenizer opens
-CalM's four-job chain, pretraining a three-job one, and so on; the fitted baselines (one
-short job each, priority 0) fill the cores at the end. Without them Snakemake started the
-tokenizer late in the default run, and CalM's chain plus the report ran for the last
-~50 s on one of two cores.
+Job priorities (``PRIORITY``, ``baseline_priority``) are defined in common.smk.
 """
-
-#: Higher runs first among ready jobs (Snakemake's default is 0).
-PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20, "evaluate": 10}
 
 
 rule train_tokenizer:
@@ -140,6 +133,7 @@ rule evaluate:
 
 rule evaluate_baseline:
     """Simple baselines and the oracle: fit on train windows and score in one job."""
+    priority: baseline_priority
     wildcard_constraints:
         method="|".join(names.FITTED_METHODS),
     input:
