@@ -23,5 +23,5 @@ with rule_logging(snakemake.log[0]) as log:
         },
         tokenizer_report=Path(tokenizer[0]) if tokenizer else None,
     )
-    collection = build_report(inputs, Path(snakemake.output.html).parent)
+    collection = build_report(inputs, Path(snakemake.output.html).parent, workers=snakemake.threads)
     log.info("%d metric rows, %d missing entries", len(collection.metrics), len(collection.missing))

@@ -267,11 +267,15 @@ def write_summary(directory: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """One full report build shared by the read-only tests of this module."""
+    """One full report build shared by the read-only tests of this module.
+
+    Built with two worker processes (the report rule's setting); the other builds of
+    this module draw inline, so both paths are exercised.
+    """
     root = tmp_path_factory.mktemp("report")
     inputs = write_fixture(root, fixture_config())
     report_dir = root / "results" / DATASET / "report"
-    collection = build_report(inputs, report_dir)
+    collection = build_report(inputs, report_dir, workers=2)
     html = (report_dir / "index.html").read_text()
     return inputs, collection, report_dir, html
 

@@ -50,6 +50,8 @@ rule report:
             for name in FIGURES
         },
         **{f"{name}_svg": f"{RESULTS}/{{dataset}}/report/figures/{name}.svg" for name in FIGURES},
+    # Figures are drawn in parallel: the report runs last, when the other cores are idle.
+    threads: 2
     params:
         config=config,
         dataset_dir=lambda wc, input: str(Path(input.splits).parent),

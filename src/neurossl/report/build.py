@@ -8,6 +8,8 @@ seconds and retrains nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,8 +135,13 @@ def figure_paths(report_dir: str | Path) -> dict[str, tuple[Path, Path]]:
     return {name: (base / f"{name}.png", base / f"{name}.svg") for name in fig.FIGURES}
 
 
-def build_report(inputs: ReportInputs, report_dir: str | Path) -> Collection:
-    """Write metrics.csv, figures/ and index.html under ``report_dir``."""
+def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1) -> Collection:
+    """Write metrics.csv, figures/ and index.html under ``report_dir``.
+
+    ``workers`` > 1 draws the figures (and gathers provenance, which imports torch to
+    name the device) in that many processes: the report is the workflow's last job, so
+    the other cores are idle while its ~10 s of plotting runs.
+    """
     report_dir = Path(report_dir)
     settings = ReportSettings.from_config(inputs.config.get("report"))
     dataset_config = inputs.config["datasets"][inputs.dataset]
@@ -152,7 +159,9 @@ def build_report(inputs: ReportInputs, report_dir: str | Path) -> Collection:
 
     sizes = _sizes(inputs.config)
     paths = figure_paths(report_dir)
-    _write_figures(inputs, collection, per_seed, settings, sizes, paths)
+    calls = _figure_jobs(inputs, collection, per_seed, settings, sizes, paths)
+    calls.append((gather, (inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks")))
+    provenance = _in_parallel(calls, workers)[-1]
     content = ReportContent(
         dataset=inputs.dataset,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -164,7 +173,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path) -> Collection:
             FigureEntry(name, FIGURE_TEXT[name][0], paths[name][0], FIGURE_TEXT[name][1])
             for name in fig.FIGURES
         ],
-        provenance=gather(inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks"),
+        provenance=provenance,
         n_expected_runs=len(collection.expected),
         split=collection.split,
         n_seeds=len(seeds),
@@ -182,36 +191,61 @@ def _sizes(config: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys([*config["sizes"], *extra]))
 
 
-def _write_figures(
+Call = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def _figure_jobs(
     inputs: ReportInputs,
     collection: Collection,
     per_seed: Any,
     settings: ReportSettings,
     sizes: list[str],
     paths: dict[str, tuple[Path, Path]],
-) -> None:
+) -> list[Call]:
+    """(function, arguments) per figure, slowest first (training curves, then scaling:
+    the parameter counts import the backbones, and with them torch)."""
     main = sizes[0]
-    fig.save_figure(
-        fig.horizon_figure(per_seed, main, settings.confidence), *paths["forecasting_horizon"]
-    )
-    fig.save_figure(
-        fig.scaling_figure(per_seed, settings.headline, sizes, settings.confidence),
-        *paths["scaling"],
-    )
     predictions = {}
     for path in inputs.metrics_paths:
         npz = Path(path).with_name("predictions.npz")
         if npz.exists():
             predictions[parse_run_path(path)] = npz
-    fig.save_figure(
-        fig.per_neuron_figure(predictions, settings.reference, main), *paths["per_neuron_bps"]
-    )
     thresholds = read_splits(inputs.splits).predictability if inputs.splits else None
-    fig.predictability_figure(inputs.neuron_stats, thresholds, *paths["predictability"])
-    fig.save_figure(
-        fig.training_curves_figure(_train_logs(inputs.dataset_dir, collection), main),
-        *paths["training_curves"],
-    )
+    logs = _train_logs(inputs.dataset_dir, collection)
+    return [
+        (_draw, ("training_curves_figure", (logs, main), paths["training_curves"])),
+        (
+            _draw,
+            (
+                "scaling_figure",
+                (per_seed, settings.headline, sizes, settings.confidence),
+                paths["scaling"],
+            ),
+        ),
+        (fig.predictability_figure, (inputs.neuron_stats, thresholds, *paths["predictability"])),
+        (
+            _draw,
+            ("horizon_figure", (per_seed, main, settings.confidence), paths["forecasting_horizon"]),
+        ),
+        (
+            _draw,
+            ("per_neuron_figure", (predictions, settings.reference, main), paths["per_neuron_bps"]),
+        ),
+    ]
+
+
+def _draw(builder: str, args: tuple[Any, ...], paths: tuple[Path, Path]) -> None:
+    """Build one figure with ``figures.<builder>`` and save it (a picklable pool task)."""
+    fig.save_figure(getattr(fig, builder)(*args), *paths)
+
+
+def _in_parallel(calls: list[Call], workers: int) -> list[Any]:
+    """Each call's result, in order; in ``workers`` processes when that is > 1."""
+    if workers <= 1:
+        return [function(*args) for function, args in calls]
+    with ProcessPoolExecutor(max_workers=min(workers, len(calls))) as pool:
+        futures = [pool.submit(function, *args) for function, args in calls]
+        return [future.result() for future in futures]  # re-raises a call's error here
 
 
 def _train_logs(dataset_dir: Path, collection: Collection) -> dict[tuple[str, RunKey], Path]:
