@@ -159,7 +159,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
 
     sizes = _sizes(inputs.config)
     paths = figure_paths(report_dir)
-    calls = _figure_jobs(inputs, collection, per_seed, settings, sizes, paths)
+    calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths)
     calls.append((gather, (inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks")))
     provenance = _in_parallel(calls, workers)[-1]
     content = ReportContent(
@@ -194,7 +194,7 @@ def _sizes(config: dict[str, Any]) -> list[str]:
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
-def _figure_jobs(
+def _figure_calls(
     inputs: ReportInputs,
     collection: Collection,
     per_seed: Any,
