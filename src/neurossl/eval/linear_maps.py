@@ -7,8 +7,7 @@ The ridge solves every alpha of a fold from one decomposition of that fold's tra
 rows (coef = V diag(s / (s^2 + alpha)) U^T y; see :func:`_ridge_path`): a grid of
 alphas costs one decomposition per fold instead of one fit per (alpha, fold), which is
 what makes per-query ridge maps cheap enough to fit for every region of every held-out
-session. Alpha minimises the
-validation squared error summed over folds and outputs.
+session. Alpha minimises the validation squared error summed over folds and outputs.
 """
 
 from __future__ import annotations
@@ -104,7 +103,8 @@ def _ridge_path(
     Rows are time bins, so the fits here are tall (M >> F). For those the eigenvectors of
     the F x F Gram matrix give the same path as the SVD, coef = V diag(1 / (s^2 + alpha))
     V^T Z^T y, at a fraction of the cost: one BLAS product of the rows and an F x F
-    ``eigh`` instead of an M x F SVD (5-10x faster on the linear baseline's fits). Every
+    ``eigh`` instead of an M x F SVD (4-12x faster at 3,500-20,000 rows, 32-128 features,
+    one thread). Every
     alpha is >= 1e-3 on standardised features, so squaring the condition number by
     forming the Gram matrix costs no accuracy that matters. Wide inputs keep the SVD.
     """
