@@ -104,9 +104,9 @@ def _ridge_path(
     the F x F Gram matrix give the same path as the SVD, coef = V diag(1 / (s^2 + alpha))
     V^T Z^T y, at a fraction of the cost: one BLAS product of the rows and an F x F
     ``eigh`` instead of an M x F SVD (4-12x faster at 3,500-20,000 rows, 32-128 features,
-    one thread). Every
-    alpha is >= 1e-3 on standardised features, so squaring the condition number by
-    forming the Gram matrix costs no accuracy that matters. Wide inputs keep the SVD.
+    one thread). Every alpha is >= 1e-3 on standardised features, so squaring the
+    condition number by forming the Gram matrix costs no accuracy that matters. Wide
+    inputs keep the SVD.
     """
     z_mean, y_mean = z.mean(axis=0), y.mean(axis=0)
     zc, yc = z - z_mean, y - y_mean
