@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds
+from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds, standardise
 from neurossl.eval.logistic import choose_c, fit_logistic
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
 
@@ -45,9 +45,7 @@ def fit_discrete(train_x: np.ndarray, train_y: np.ndarray, seed: int) -> LinearM
             f"class {classes[counts.argmin()]!r} has {counts.min()} training sample(s); "
             "stratified cross-validation needs at least 2 per class"
         )
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    z = (x - mean) / scale
+    mean, scale, z = standardise(x)
     c, start = choose_c(z, index, classes.size, LOGISTIC_CS, folds, seed)
     params = fit_logistic(z, index, classes.size, c, start)
     return LinearMap(mean, scale, params[:, :-1].copy(), params[:, -1].copy(), classes)

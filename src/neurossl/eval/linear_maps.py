@@ -68,6 +68,16 @@ class LinearMap:
         )
 
 
+def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, scale, z) of the columns of ``x``; a constant column gets scale 1, not 0.
+
+    The statistics a :class:`LinearMap` stores, so a fitted map applies them to new rows.
+    """
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return mean, scale, (x - mean) / scale
+
+
 def fit_ridge_cv(
     x: np.ndarray, y: np.ndarray, folds: Folds, alphas: np.ndarray = RIDGE_ALPHAS
 ) -> LinearMap:
@@ -83,9 +93,7 @@ def fit_ridge_cv(
         raise ValueError("ridge inputs contain NaN or inf; drop unscored rows first")
     if len(folds) < 2:
         raise ValueError(f"ridge needs >= 2 cross-validation folds, got {len(folds)}")
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    z = (x - mean) / scale
+    mean, scale, z = standardise(x)
     errors = np.zeros(len(alphas))
     for train, valid in folds:
         coefs, intercepts = _ridge_path(z[train], y[train], alphas)
