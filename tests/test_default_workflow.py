@@ -9,6 +9,7 @@ results the project claims, from the workflow's own outputs.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from test_report_browser import chromium, probe
 
+from neurossl.eval.stats import relative_gain_ci
 from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -185,14 +187,26 @@ def test_mtm_beats_ndt_and_scratch(claim_metrics, task):
     print(f"{task}: mtm {means['mtm']:.3f} bps = {means['mtm'] / oracle:.0%} of oracle")
 
 
-def test_predictable_only_pretraining_beats_the_reverse_ablation(claim_metrics):
-    """Issue claim (POYO-SSL), on the seed means of stimulus-class decoding.
+def test_report_states_poyo_ssls_relative_gains_with_their_intervals(three_seed_run, claim_metrics):
+    """Issue claim (POYO-SSL): the relative gain over scratch and over the reverse
+    ablation, each with its 95 % CI over seeds, as the report prints it.
 
-    The other POYO-SSL claim, beating the same model from scratch, does not hold on the
-    default data (README, "POYO-SSL on the default data"), so it is not asserted.
+    Neither gain is asserted positive: on the default data both change sign between CPU
+    models (same code and seeds; README, "POYO-SSL on the default data"), so a direction
+    asserted here would test the machine, not the method.
     """
     bacc = _seed_means(claim_metrics, "stimulus_class", "bacc", "calcium")
-    means = bacc.mean()
-    assert means["poyo_ssl"] > means["poyo_ssl_reverse"], bacc.round(4).to_dict()
-    gain = means["poyo_ssl"] / means["scratch_perceiver"] - 1
-    print(f"stimulus_class: poyo_ssl {means['poyo_ssl']:.3f} bacc, {gain:+.1%} vs scratch")
+    html = (three_seed_run[0] / "report" / "index.html").read_text()
+    references = [("scratch", "scratch_perceiver"), ("poyo_ssl_reverse", "poyo_ssl_reverse")]
+    for label, reference in references:
+        gain, lo, hi, n = relative_gain_ci(bacc["poyo_ssl"].to_dict(), bacc[reference].to_dict())
+        assert n == 3
+        row = re.search(
+            "<tr><td class='label'>poyo_ssl</td><td class='label'>tiny</td>"
+            f"<td class='label'>{label}</td>.*?</tr>",
+            html,
+        )
+        assert row, f"no paired-improvement row of poyo_ssl vs {label} in the report"
+        stated = f"({gain:+.1%} [{lo:+.0%}, {hi:+.0%}])"
+        assert stated in row.group(0), (stated, bacc.round(4).to_dict())
+        print(f"stimulus_class bacc: poyo_ssl vs {reference}: {stated}")
