@@ -35,6 +35,7 @@ from tqdm import tqdm
 from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, WindowLoader
 from neurossl.train import checkpoint
+from neurossl.train.adamw import AdamW, LambdaSchedule
 from neurossl.train.distributed import DistInfo, all_agree, barrier, init_distributed
 from neurossl.train.optim import make_optimizer, make_scheduler, trainable_parameters
 from neurossl.train.runtime import rng_state, seed_everything, set_rng_state
@@ -153,8 +154,8 @@ def _run(
     log: _StepLog,
     device: str,
     info: DistInfo,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimizer: AdamW,
+    scheduler: LambdaSchedule,
     state: _RunState,
 ) -> None:
     wrapped: nn.Module = model
@@ -254,8 +255,8 @@ def _update_best(
 
 def _save_last(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimizer: AdamW,
+    scheduler: LambdaSchedule,
     state: _RunState,
     config: TrainConfig,
     checkpoint_dir: Path,

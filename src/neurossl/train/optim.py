@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import torch
 from torch import nn
+
+from neurossl.train.adamw import AdamW, LambdaSchedule
 
 
 def trainable_parameters(
@@ -24,9 +25,7 @@ def trainable_parameters(
     return params
 
 
-def make_optimizer(
-    params: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float
-) -> torch.optim.AdamW:
+def make_optimizer(params: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> AdamW:
     decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "token" not in n]
     ids = {id(p) for p in decay}
     no_decay = [p for _, p in params if id(p) not in ids]
@@ -34,11 +33,7 @@ def make_optimizer(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # foreach: one multi-tensor kernel per step instead of a Python loop over tensors
-    # (the default on CUDA only); the tiny CPU models are dominated by such overheads.
-    return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95), foreach=True
-    )
+    return AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
 
 
 def warmup_cosine(warmup_steps: int, max_steps: int, floor: float = 0.1) -> Callable[[int], float]:
@@ -54,7 +49,5 @@ def warmup_cosine(warmup_steps: int, max_steps: int, floor: float = 0.1) -> Call
     return factor
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, max_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, max_steps))
+def make_scheduler(optimizer: AdamW, warmup_steps: int, max_steps: int) -> LambdaSchedule:
+    return LambdaSchedule(optimizer, warmup_cosine(warmup_steps, max_steps))
