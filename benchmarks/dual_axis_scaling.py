@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from neurossl.models.dual_axis import DualAxisConfig, DualAxisTransformer, preset
+from neurossl.train.adamw import AdamW
 
 VOCAB = 256
 
@@ -44,7 +45,7 @@ def _step_fn(model: DualAxisTransformer, batch: int, t: int, n: int, device: str
     unit = torch.randint(0, model.config.n_units, (batch, n), generator=g).to(device)
     session = torch.zeros(batch, dtype=torch.long, device=device)
     mask = torch.ones(batch, n, dtype=torch.bool, device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = AdamW(model.parameters(), lr=1e-4)  # what training jobs use
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.startswith("cuda")

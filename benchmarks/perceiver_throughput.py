@@ -22,6 +22,7 @@ import torch
 
 from neurossl.models.perceiver import Perceiver, count_parameters, make_config
 from neurossl.objectives.poyo_ssl import reconstruction_loss_fn
+from neurossl.train.adamw import AdamW
 
 
 def make_batch(batch_size: int, n_bins: int, n_neurons: int, device: str) -> dict:
@@ -39,7 +40,7 @@ def make_batch(batch_size: int, n_bins: int, n_neurons: int, device: str) -> dic
 def measure(size: str, args: argparse.Namespace) -> dict:
     device = args.device
     model = Perceiver(make_config(size), n_units=args.neurons, n_sessions=1).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = AdamW(model.parameters(), lr=1e-4)  # what training jobs use
     loss_fn = reconstruction_loss_fn()
     batch = make_batch(args.batch_size, args.bins, args.neurons, device)
     autocast = (

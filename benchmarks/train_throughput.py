@@ -25,6 +25,7 @@ from test_loader import make_dataset
 from neurossl.data.loader import WindowDataset, make_loader
 from neurossl.models.ndt import NDT, make_config
 from neurossl.objectives.mtm import SCHEMES, MaskedModelingLoss, MaskRatios
+from neurossl.train.adamw import AdamW
 
 
 def measure(device: str, preset: str, steps: int, batch_size: int, root: Path) -> dict:
@@ -35,7 +36,7 @@ def measure(device: str, preset: str, steps: int, batch_size: int, root: Path) -
     config = make_config(preset, n_prompts=len(SCHEMES))
     model = NDT(config, counts).to(device)
     loss_fn = MaskedModelingLoss(SCHEMES, MaskRatios(), True, data.vocab.session_ids)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = AdamW(model.parameters(), lr=1e-4)  # what training jobs use
     batches = loader.iter_from(0)
     n_params = sum(p.numel() for p in model.parameters())
     cuda = device.startswith("cuda")
