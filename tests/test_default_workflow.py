@@ -183,6 +183,17 @@ def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_r
     assert jobs == {"finetune": seeds, "evaluate": seeds, "report": 1, "all": 1}, jobs
 
 
+def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(default_run):
+    """The overlay merges into ``hparams`` key by key: POYO-SSL's fine-tuning schedule
+    stays, and only its three pretraining diets (and what depends on them) rerun."""
+    overlay = REPO / "config" / "poyo_ssl_long_pretraining.yaml"
+    plan = run_snakemake(
+        default_run.parents[1], "-n", "--quiet", "rules", configfile=(DEFAULT, overlay)
+    )
+    jobs = _job_counts(plan.stdout)
+    assert jobs == {"pretrain": 3, "finetune": 3, "evaluate": 3, "report": 1, "all": 1}, jobs
+
+
 def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) -> pd.DataFrame:
     """[seed, method]: value averaged over the held-out sessions of one modality."""
     rows = metrics[
