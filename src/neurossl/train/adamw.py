@@ -2,9 +2,9 @@
 
 Why not ``torch.optim.AdamW``: constructing any ``torch.optim.Optimizer`` imports
 TorchDynamo (its methods are wrapped by ``torch._disable_dynamo``), which costs 1-2.5 s
-of CPU in every training job, a fresh process each. The default workflow runs about 20
-such jobs on two cores, and each trains for 5-60 s, so the import alone was a few per
-cent of the demo's wall time. The arithmetic here is torch's multi-tensor AdamW
+of CPU in every training job, a fresh process each; the default workflow runs about 20
+of them, each training for 5-60 s (in whole runs the saving is within run-to-run noise:
+benchmarks/RESULTS.md). The arithmetic here is torch's multi-tensor AdamW
 (``foreach=True``, no AMSGrad) op for op, so the weights it produces are bit-identical
 to it (tested); only the bookkeeping is ours.
 
