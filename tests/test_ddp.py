@@ -13,7 +13,6 @@ import torch
 from test_loader import make_dataset
 
 from neurossl.data.splits import write_splits
-from workflow_helpers import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +26,7 @@ def test_two_process_ddp_pretraining_writes_one_model(tmp_path):
     out = tmp_path / "run"
     command = [
         str(torchrun), "--standalone", "--nproc_per_node=2",
-        str(REPO / "scripts" / "run_stage.py"), "pretrain",
+        "-m", "neurossl.stages", "pretrain",
         "--dataset", "toy", "--method", "mtm", "--modality", "spikes", "--size", "tiny",
         "--seed", "0", "--device", "cpu", "--tasks", "co_smoothing",
         "--hparams", '{"pretrain_steps": 12, "eval_every": 4, "checkpoint_every": 4}',

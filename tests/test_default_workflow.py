@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -80,6 +82,20 @@ def claim_metrics(three_seed_run) -> pd.DataFrame:
 def test_rerun_does_nothing(default_run):
     again = run_snakemake(default_run.parents[1], configfile=DEFAULT)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_moved_checkout_reruns_nothing(default_run, tmp_path):
+    """No rule parameter holds a path of the checkout, so re-cloning or moving the project
+    keeps every result (a script path in ``params`` once made every training job rerun)."""
+    moved = tmp_path / "elsewhere"
+    for part in ("workflow", "scripts", "envs", "config"):
+        shutil.copytree(REPO / part, moved / part)
+    command = [sys.executable, "-m", "snakemake", "-s", str(moved / "workflow" / "Snakefile"),
+               "--directory", str(default_run.parents[1]), "--cores", "2", "-n",
+               "--configfile", str(moved / "config" / "config.yaml")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-4000:]
 
 
 def test_report_renders_every_table_and_figure_in_chromium(default_run):
@@ -167,7 +183,7 @@ def test_scoring_validation_windows_retrains_nothing(default_run, tmp_path):
     plan = run_snakemake(default_run.parents[1], "-n", "-p", configfile=edited)
     jobs = _job_counts(plan.stdout)
     assert set(jobs) == {"all", "evaluate", "evaluate_baseline", "report"}, jobs
-    scoring = [line for line in plan.stdout.splitlines() if "run_stage.py" in line]
+    scoring = [line for line in plan.stdout.splitlines() if "-m neurossl.stages" in line]
     assert len(scoring) == jobs["evaluate"] + jobs["evaluate_baseline"]
     assert all("--eval-split valid" in line for line in scoring)
 

@@ -8,7 +8,7 @@ holds the locks until it exits; the kernel releases them even if the job is kill
 Under a scheduler that already assigned cards (SLURM sets CUDA_VISIBLE_DEVICES) or with
 ``--gpus 0`` the command runs unchanged.
 
-Usage: ``python -m neurossl.gpu_slots --gpus 2 -- torchrun ... scripts/run_stage.py ...``
+Usage: ``python -m neurossl.gpu_slots --gpus 2 -- torchrun ... -m neurossl.stages ...``
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Usage (on a finished workflow run, which provides the Session files and splits):
         --metric bps --variants '{"a": {"stitch_steps": 40}, "b": {"stitch_steps": 120}}' \\
         --out results/selection
 
-Every stage is the rule's own entry point (``scripts/run_stage.py``), one process per
+Every stage is the rule's own entry point (``python -m neurossl.stages``), one process per
 stage, two at a time, so a selection run trains exactly what the workflow would. A run
 already scored with the same settings is not repeated, so a second call with more
 variants (or after an interruption) trains only what is new.
@@ -40,7 +40,6 @@ from neurossl.atomic import write_text
 from neurossl.job_env import one_thread_per_job
 from neurossl.methods.registry import get_method
 
-STAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_stage.py"
 #: Folder (beside the variants') of each (method, seed)'s shared pretraining.
 PRETRAIN_DIR = "pretrain"
 
@@ -72,12 +71,12 @@ def stage_command(
     tasks: Sequence[str],
     hparams: dict,
 ) -> list[str]:
-    """The run_stage.py command line of one stage of one run."""
+    """The ``neurossl.stages`` command line of one stage of one run."""
     sessions = sorted(str(p) for p in (dataset_dir / "sessions").glob(f"*.{modality}.h5"))
     if not sessions:
         raise FileNotFoundError(f"{dataset_dir / 'sessions'}: no *.{modality}.h5 Session files")
     command = [
-        sys.executable, str(STAGE_SCRIPT), stage,
+        sys.executable, "-m", "neurossl.stages", stage,
         "--dataset", dataset_dir.name, "--method", run.method, "--modality", modality,
         "--size", run.size, "--seed", str(run.seed), "--device", "auto",
         "--tasks", *tasks, "--hparams", json.dumps(hparams),

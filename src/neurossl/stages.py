@@ -1,6 +1,9 @@
 """Command line for the training stages, so the same entry point runs under torchrun.
 
-Rules call ``scripts/run_stage.py <stage> ...``; it builds the method's StageInputs from
+Rules call ``python -m neurossl.stages <stage> ...`` (``torchrun ... -m neurossl.stages``
+for DDP), not a script by path: a path would be a rule parameter, and moving or
+re-cloning the project would then change every training job's parameters and rerun
+them all. It builds the method's StageInputs from
 the Session files and splits, runs the stage and writes its outputs atomically. Metric
 rows name the Session (``{session}.{modality}``) because one recording can hold both
 modalities, and a row must say which one it was scored on.
@@ -144,3 +147,7 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

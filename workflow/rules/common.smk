@@ -132,7 +132,6 @@ def all_targets():
     return targets
 
 
-STAGE_SCRIPT = str(Path(workflow.basedir).parent / "scripts" / "run_stage.py")
 COMPUTE = {"gpus": "auto", "nproc_per_node": 1, "mem_mb": 8000, "runtime": 120}
 COMPUTE.update(config.get("compute", {}))
 if COMPUTE["gpus"] == "auto":

@@ -14,7 +14,6 @@ rule train_tokenizer:
         tokenizer=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer.pt",
         report=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer_report.json",
     params:
-        script=STAGE_SCRIPT,
         hparams=lambda wc: json.dumps(config.get("hparams", {}).get("tokenizer", {})),
         tasks=lambda wc: " ".join(tasks_of(wc.dataset, "calcium")) or "none",
         device=config.get("device", "auto"),
@@ -29,7 +28,7 @@ rule train_tokenizer:
     benchmark:
         benchmark_path("tokenizer", "{dataset}", "tokenizer")
     shell:
-        "python {params.script} tokenizer --dataset {wildcards.dataset} --method calm "
+        "python -m neurossl.stages tokenizer --dataset {wildcards.dataset} --method calm "
         "--modality calcium --size tokenizer --seed 0 --device {params.device} "
         "--tasks {params.tasks} --hparams {params.hparams:q} --splits {input.splits} "
         "--sessions {input.sessions} --model {output.tokenizer} --metrics {output.report} "
@@ -46,7 +45,6 @@ rule pretrain:
         model=f"{RESULTS}/{{dataset}}/pretrain/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
         train_log=f"{RESULTS}/{{dataset}}/pretrain/{{method}}/{{modality}}/{{size}}/seed{{seed}}/train_log.csv",
     params:
-        script=STAGE_SCRIPT,
         launcher=launcher,
         args=lambda wc: stage_args(wc, "pretrain"),
         hparams=pretrain_hparams,
@@ -62,7 +60,7 @@ rule pretrain:
     benchmark:
         benchmark_path("pretrain", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
     shell:
-        "{params.launcher} {params.script} {params.args} --hparams {params.hparams:q} "
+        "{params.launcher} -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} --model {output.model} "
         "--train-log {output.train_log} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
 
@@ -80,7 +78,6 @@ rule finetune:
         model=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
         train_log=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/train_log.csv",
     params:
-        script=STAGE_SCRIPT,
         launcher=launcher,
         args=lambda wc: stage_args(wc, "finetune"),
         hparams=stage_hparams,
@@ -97,7 +94,7 @@ rule finetune:
     benchmark:
         benchmark_path("finetune", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
     shell:
-        "{params.launcher} {params.script} {params.args} --hparams {params.hparams:q} "
+        "{params.launcher} -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} {params.pretrained} "
         "--model {output.model} --train-log {output.train_log} "
         "--checkpoint-dir {params.checkpoints} > {log} 2>&1"
@@ -116,7 +113,6 @@ rule evaluate:
         metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
         predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
     params:
-        script=STAGE_SCRIPT,
         args=lambda wc: stage_args(wc, "evaluate"),
         hparams=stage_hparams,
     conda:
@@ -126,7 +122,7 @@ rule evaluate:
     benchmark:
         benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
     shell:
-        "python {params.script} {params.args} --hparams {params.hparams:q} "
+        "python -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} --finetuned {input.finetuned} "
         "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
 
@@ -144,7 +140,6 @@ rule evaluate_baseline:
         predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
         model=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
     params:
-        script=STAGE_SCRIPT,
         args=lambda wc: stage_args(wc, "fit_evaluate"),
         hparams=stage_hparams,
     conda:
@@ -154,6 +149,6 @@ rule evaluate_baseline:
     benchmark:
         benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
     shell:
-        "python {params.script} {params.args} --hparams {params.hparams:q} "
+        "python -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} --model {output.model} "
         "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
