@@ -13,7 +13,9 @@ with rule_logging(snakemake.log[0]) as log:
         config=snakemake.params.config,
         metrics_paths=tuple(Path(p) for p in snakemake.input.metrics),
         dataset_dir=Path(snakemake.params.dataset_dir),
-        workflow_dir=Path(snakemake.params.workflow_dir),
+        # From this script's location, not a rule parameter: a path in params would make
+        # a moved or re-cloned checkout rerun the report.
+        workflow_dir=Path(snakemake.scriptdir).parent / "workflow",
         splits=Path(snakemake.input.splits),
         neuron_stats=Path(snakemake.input.neuron_stats),
         summary_json=Path(snakemake.input.summary),

@@ -55,7 +55,6 @@ rule report:
     params:
         config=config,
         dataset_dir=lambda wc, input: str(Path(input.splits).parent),
-        workflow_dir=workflow.basedir,
     conda:
         "../../envs/neurossl.yaml"
     log:
