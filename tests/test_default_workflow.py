@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -90,12 +88,13 @@ def test_a_moved_checkout_reruns_nothing(default_run, tmp_path):
     moved = tmp_path / "elsewhere"
     for part in ("workflow", "scripts", "envs", "config"):
         shutil.copytree(REPO / part, moved / part)
-    command = [sys.executable, "-m", "snakemake", "-s", str(moved / "workflow" / "Snakefile"),
-               "--directory", str(default_run.parents[1]), "--cores", "2", "-n",
-               "--configfile", str(moved / "config" / "config.yaml")]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-4000:]
+    plan = run_snakemake(
+        default_run.parents[1],
+        "-n",
+        configfile=moved / "config" / "config.yaml",
+        snakefile=moved / "workflow" / "Snakefile",
+    )
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-4000:]
 
 
 def test_report_renders_every_table_and_figure_in_chromium(default_run):

@@ -53,8 +53,11 @@ def run_snakemake(
     *args: str,
     check: bool = True,
     configfile: Path | Sequence[Path] | None = None,
+    snakefile: Path = SNAKEFILE,
 ) -> subprocess.CompletedProcess[str]:
     """``snakemake -s <repo>/workflow/Snakefile --directory workdir ...`` via this Python.
+
+    ``snakefile`` runs another copy of the workflow on the same results.
 
     Several config files are merged in order, as ``--configfile a b`` does; they go last
     so that the option's list of values cannot swallow a target given in ``args``.
@@ -64,7 +67,7 @@ def run_snakemake(
         "-m",
         "snakemake",
         "-s",
-        str(SNAKEFILE),
+        str(snakefile),
         "--directory",
         str(workdir),
         "--cores",

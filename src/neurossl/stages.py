@@ -3,10 +3,10 @@
 Rules call ``python -m neurossl.stages <stage> ...`` (``torchrun ... -m neurossl.stages``
 for DDP), not a script by path: a path would be a rule parameter, and moving or
 re-cloning the project would then change every training job's parameters and rerun
-them all. It builds the method's StageInputs from
-the Session files and splits, runs the stage and writes its outputs atomically. Metric
-rows name the Session (``{session}.{modality}``) because one recording can hold both
-modalities, and a row must say which one it was scored on.
+them all. It builds the method's StageInputs from the Session files and splits, runs
+the stage and writes its outputs atomically. Metric rows name the Session
+(``{session}.{modality}``) because one recording can hold both modalities, and a row
+must say which one it was scored on.
 """
 
 from __future__ import annotations
