@@ -117,6 +117,7 @@ def make_inputs(root: Path, modality: str, method: str, tasks: tuple[str, ...], 
         held_out = ["u0", "u3", "u7"]
         held_in = [f"u{i}" for i in range(10) if f"u{i}" not in held_out]
         neurons[session] = {"held_in": held_in, "held_out": held_out}
+        neurons[session] |= kw.get("groups", {})
     splits = Splits(
         "toy", 0, ["sub-01_ses-01"], ["sub-02_ses-01"], windows, {modality: neurons}, {}
     )
@@ -204,6 +205,36 @@ def test_calcium_forecasters(tmp_path):
             assert scores[method][("forecasting", metric)] < naive, (method, metric)
     again = run(make_inputs(tmp_path, "calcium", "poco", ("forecasting",)), tmp_path)
     assert again == scores["poco"]
+
+
+def test_linear_unpredictable_decodes_from_its_neuron_group_only(tmp_path):
+    # spiking_session drives u0-u3 with the choice and u6-u9 with the stimulus class, so
+    # a decoder that really reads only its group decodes the task of that group alone.
+    method = get_method("linear_unpredictable")
+    assert method.modality == "calcium" and not method.pretrains
+    assert method.supported_tasks(SPIKE_TASKS) == (
+        "choice",
+        "stimulus_class",
+        "behavior_wheel_speed",
+    )
+    tasks = ("choice", "stimulus_class")
+    scores = {}
+    for name, ids in {"choice_cells": [0, 1, 2, 3], "stimulus_cells": [6, 7, 8, 9]}.items():
+        groups = {"unpredictable": [f"u{i}" for i in ids]}
+        root = tmp_path / name
+        scores[name] = run(
+            make_inputs(root, "spikes", "linear_unpredictable", tasks, groups=groups), root
+        )
+    assert scores["choice_cells"][("choice", "bacc")] > 0.8
+    assert scores["choice_cells"][("stimulus_class", "bacc")] < 0.7
+    assert scores["stimulus_cells"][("stimulus_class", "bacc")] > 0.8
+    assert scores["stimulus_cells"][("choice", "bacc")] < 0.7
+
+
+def test_linear_unpredictable_without_the_group_names_file_and_group(tmp_path):
+    inputs = make_inputs(tmp_path, "spikes", "linear_unpredictable", ("choice",))
+    with pytest.raises(KeyError, match=r"sub-02_ses-01\.spikes\.h5.*no 'unpredictable' spikes"):
+        run(inputs, tmp_path)
 
 
 def test_oracle_without_truth_names_the_file(tmp_path):

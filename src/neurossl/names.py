@@ -19,7 +19,15 @@ PRETRAINED_METHODS = ("mtm", "ndt", "poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reve
 #: The same backbones trained from random initialisation.
 SCRATCH_METHODS = ("scratch_ndt", "scratch_perceiver", "scratch_dual_axis")
 #: Simple baselines that need no backbone.
-SIMPLE_BASELINES = ("linear", "persistence", "mean", "linear_ar", "rnn", "poco")
+SIMPLE_BASELINES = (
+    "linear",
+    "linear_unpredictable",
+    "persistence",
+    "mean",
+    "linear_ar",
+    "rnn",
+    "poco",
+)
 #: Ground truth; only defined for synthetic data.
 ORACLE = "oracle"
 METHODS = PRETRAINED_METHODS + SCRATCH_METHODS + SIMPLE_BASELINES + (ORACLE,)
@@ -43,6 +51,7 @@ METHOD_MODALITY = {
     "scratch_perceiver": "calcium",
     "calm": "calcium",
     "scratch_dual_axis": "calcium",
+    "linear_unpredictable": "calcium",
     # Forecasting-only baselines (ZAPBench/POCO) serve calcium; on spikes the MtM
     # forward-prediction task has linear and oracle as its references.
     "persistence": "calcium",

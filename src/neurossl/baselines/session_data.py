@@ -8,7 +8,7 @@ arithmetic, label lookup and truth columns are exactly those every other method 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ class SessionInfo:
     path: Path
     modality: str
     regions: np.ndarray  # str [N]
+    neuron_ids: tuple[str, ...]  # [N], the Session file's order
     #: bool [N] from the splits' held-out ids; None when the splits have no such group.
     held_out: np.ndarray | None
 
@@ -58,7 +59,7 @@ def session_info(inputs: StageInputs, session: str) -> SessionInfo:
             raise KeyError(f"{path}: splits name held-out neurons {sorted(unknown)[:5]} not in it")
         held_out = np.array([i in chosen for i in ids], dtype=bool)
     regions = np.array([str(r) for r in neurons["region"]], dtype=str)
-    return SessionInfo(session, path, modality, regions, held_out)
+    return SessionInfo(session, path, modality, regions, tuple(ids), held_out)
 
 
 def load_split(inputs: StageInputs, session: str, split: str) -> SplitArrays:
@@ -81,6 +82,31 @@ def load_split(inputs: StageInputs, session: str, split: str) -> SplitArrays:
         behavior_names=dataset.behavior_names(session),
         labels={k.removeprefix("label/"): np.array([it[k] for it in items]) for k in label_keys},
         truth={k: np.stack([it[k] for it in items]).astype(np.float64) for k in truth_keys},
+    )
+
+
+def neuron_group_columns(inputs: StageInputs, info: SessionInfo, group: str) -> np.ndarray:
+    """Columns (file order) of the neurons the split step put in ``group`` for this session."""
+    groups = inputs.splits.neurons.get(info.modality, {}).get(info.session, {})
+    if not groups.get(group):
+        raise KeyError(
+            f"{info.path}: splits name no {group!r} {info.modality} neurons for session "
+            f"{info.session!r} (groups there: {sorted(k for k, v in groups.items() if v)})"
+        )
+    position = {neuron: j for j, neuron in enumerate(info.neuron_ids)}
+    wanted = [str(i) for i in groups[group]]
+    unknown = sorted(set(wanted) - set(position))
+    if unknown:
+        raise KeyError(f"{info.path}: splits name {group!r} neurons {unknown[:5]} not in it")
+    return np.array(sorted(position[i] for i in wanted))
+
+
+def select_neurons(data: SplitArrays, columns: np.ndarray) -> SplitArrays:
+    """The same windows with only the given neuron columns (truth arrays too)."""
+    return replace(
+        data,
+        activity=data.activity[:, :, columns],
+        truth={k: v[:, :, columns] for k, v in data.truth.items()},
     )
 
 

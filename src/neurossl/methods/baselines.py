@@ -11,6 +11,11 @@ calcium; the Session file's modality picks the protocol and metrics):
 
 - ``linear``: ridge per query for co_smoothing / inter_region / intra_region, population
   ridge for forecasting, logistic for choice / stimulus_*, per-bin ridge for behavior_*.
+- ``linear_unpredictable``: ``linear``'s choice / stimulus_* / behavior_* decoders on
+  the *unpredictable* neurons of each held-out session only, calcium only. The
+  Perceiver family fine-tunes on and is scored from that group, while ``linear`` reads
+  every neuron, so without this row the calcium decoding table compares a linear
+  decoder on ~48 ROIs with Perceivers on ~18 of them.
 - ``persistence``, ``mean``, ``linear_ar``, ``rnn``, ``poco``: forecasting only.
 - ``oracle``: co_smoothing / inter_region / intra_region / forecasting, from the
   Session's ``truth`` (spikes: true rates, calcium: noise-free signal).
@@ -47,18 +52,22 @@ from neurossl.baselines.session_data import (
     SplitArrays,
     ground_truth,
     load_split,
+    neuron_group_columns,
+    select_neurons,
     session_info,
 )
 from neurossl.eval.queries import Query, spiking_queries
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
-from neurossl.names import SIMPLE_BASELINES
+from neurossl.names import METHOD_MODALITY, SIMPLE_BASELINES
 from neurossl.train.runtime import resolve_device
 
 FORMAT_VERSION = 1
 NEURON_QUERY_TASKS = ("co_smoothing", "inter_region", "intra_region")
 FORECASTING_ONLY = ("persistence", "mean", "linear_ar", "rnn", "poco")
+#: Decoding baselines restricted to one neuron group of the split step, and the group.
+GROUP_DECODERS = {"linear_unpredictable": "unpredictable"}
 
 DEFAULT_HPARAMS: dict[str, Any] = {
     "context": 32,
@@ -83,8 +92,6 @@ class Baseline:
 
     pretrains = False
     finetune_only_hparams: frozenset[str] = frozenset()
-    #: Serves both modalities; the protocol follows the Session's modality.
-    modality = "any"
 
     def __init__(self, name: str) -> None:
         if name not in (*SIMPLE_BASELINES, "oracle"):
@@ -92,17 +99,20 @@ class Baseline:
                 f"{name!r} is not a simple baseline; expected {SIMPLE_BASELINES} or 'oracle'"
             )
         self.name = name
+        #: "any": serves both modalities, the protocol following the Session's modality.
+        self.modality = METHOD_MODALITY.get(name, "any")
 
     def supports(self, task: str) -> bool:
+        is_decoding = decoders.is_trial_task(task) or decoders.is_behavior_task(task)
+        if self.name in GROUP_DECODERS:
+            return is_decoding
         if task == "forecasting":
             return True
         if self.name in FORECASTING_ONLY:
             return False
         if task in NEURON_QUERY_TASKS:
             return True
-        return self.name == "linear" and (
-            decoders.is_trial_task(task) or decoders.is_behavior_task(task)
-        )
+        return self.name == "linear" and is_decoding
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(t for t in tasks if self.supports(t))
@@ -119,7 +129,7 @@ class Baseline:
         sessions: dict[str, dict[str, Any]] = {}
         for session in inputs.splits.heldout_sessions:
             info = session_info(inputs, session)
-            train = None if self.name == "oracle" else load_split(inputs, session, "train")
+            train = None if self.name == "oracle" else self._split(inputs, info, "train")
             sessions[session] = {
                 task: self._fit(task, info, train, inputs, hparams, device)
                 for task in self.supported_tasks(inputs.tasks)
@@ -142,7 +152,7 @@ class Baseline:
             if session not in model["sessions"]:
                 raise KeyError(f"{finetuned}: no fitted model for held-out session {session!r}")
             info = session_info(inputs, session)
-            test = load_split(inputs, session, inputs.eval_split)
+            test = self._split(inputs, info, inputs.eval_split)
             for task in self.supported_tasks(inputs.tasks):
                 if task not in model["sessions"][session]:
                     raise KeyError(f"{finetuned}: session {session!r} was not fitted for {task!r}")
@@ -155,6 +165,13 @@ class Baseline:
                 for key, array in arrays.items():
                     evaluation.arrays[f"{task}/{session}/{key}"] = np.asarray(array)
         return evaluation
+
+    def _split(self, inputs: StageInputs, info: SessionInfo, split: str) -> SplitArrays:
+        """One split's windows, cut to the method's neuron group when it has one."""
+        data = load_split(inputs, info.session, split)
+        if self.name not in GROUP_DECODERS:
+            return data
+        return select_neurons(data, neuron_group_columns(inputs, info, GROUP_DECODERS[self.name]))
 
     def _fit(
         self,

@@ -22,6 +22,7 @@ IMPLEMENTATIONS = {
     "calm": "neurossl.methods.calm_family:make_method",
     "scratch_dual_axis": "neurossl.methods.calm_family:make_method",
     "linear": "neurossl.methods.baselines:make_method",
+    "linear_unpredictable": "neurossl.methods.baselines:make_method",
     "persistence": "neurossl.methods.baselines:make_method",
     "mean": "neurossl.methods.baselines:make_method",
     "linear_ar": "neurossl.methods.baselines:make_method",
