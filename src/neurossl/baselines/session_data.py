@@ -8,6 +8,7 @@ arithmetic, label lookup and truth columns are exactly those every other method 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,11 +54,7 @@ def session_info(inputs: StageInputs, session: str) -> SessionInfo:
     held_out = None
     groups = inputs.splits.neurons.get(modality, {}).get(session, {})
     if "held_out" in groups:
-        chosen = {str(i) for i in groups["held_out"]}
-        unknown = chosen - set(ids)
-        if unknown:
-            raise KeyError(f"{path}: splits name held-out neurons {sorted(unknown)[:5]} not in it")
-        held_out = np.array([i in chosen for i in ids], dtype=bool)
+        held_out = _membership(path, ids, groups["held_out"], "held-out")
     regions = np.array([str(r) for r in neurons["region"]], dtype=str)
     return SessionInfo(session, path, modality, regions, tuple(ids), held_out)
 
@@ -93,12 +90,16 @@ def neuron_group_columns(inputs: StageInputs, info: SessionInfo, group: str) -> 
             f"{info.path}: splits name no {group!r} {info.modality} neurons for session "
             f"{info.session!r} (groups there: {sorted(k for k, v in groups.items() if v)})"
         )
-    position = {neuron: j for j, neuron in enumerate(info.neuron_ids)}
-    wanted = [str(i) for i in groups[group]]
-    unknown = sorted(set(wanted) - set(position))
+    return np.flatnonzero(_membership(info.path, info.neuron_ids, groups[group], repr(group)))
+
+
+def _membership(path: Path, ids: Sequence[str], chosen: Sequence[str], what: str) -> np.ndarray:
+    """bool [N]: which of the file's neurons the splits put in a group; unknown ids fail."""
+    wanted = {str(i) for i in chosen}
+    unknown = wanted - set(ids)
     if unknown:
-        raise KeyError(f"{info.path}: splits name {group!r} neurons {unknown[:5]} not in it")
-    return np.array(sorted(position[i] for i in wanted))
+        raise KeyError(f"{path}: splits name {what} neurons {sorted(unknown)[:5]} not in it")
+    return np.array([i in wanted for i in ids], dtype=bool)
 
 
 def select_neurons(data: SplitArrays, columns: np.ndarray) -> SplitArrays:
