@@ -209,6 +209,18 @@ def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(default_run)
     assert jobs == {"pretrain": 3, "finetune": 3, "evaluate": 3, "report": 1, "all": 1}, jobs
 
 
+def test_eight_seed_overlay_trains_the_perceiver_family_on_eight_seeds(default_run):
+    """The overlay behind the README's eight-seed table plans 3 pretraining diets, 4
+    fine-tuned Perceivers and 1 baseline per seed, in its own results folder (nothing of
+    the demo's results is reused or overwritten)."""
+    overlays = ("poyo_ssl_long_pretraining.yaml", "poyo_ssl_eight_seeds.yaml")
+    configs = (DEFAULT, *(REPO / "config" / name for name in overlays))
+    plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
+    jobs = _job_counts(plan.stdout)
+    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
+    assert trained == {"pretrain": 24, "finetune": 32, "evaluate": 32, "evaluate_baseline": 8}
+
+
 def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) -> pd.DataFrame:
     """[seed, method]: value averaged over the held-out sessions of one modality."""
     rows = metrics[
