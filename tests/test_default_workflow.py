@@ -221,6 +221,20 @@ def test_eight_seed_overlay_trains_the_perceiver_family_on_eight_seeds(default_r
     assert trained == {"pretrain": 24, "finetune": 32, "evaluate": 32, "evaluate_baseline": 8}
 
 
+def test_scaling_overlay_sweeps_three_sizes_on_the_default_data(default_run):
+    """The sweep trains POYO-SSL (pretraining and fine-tuning) and scratch at three
+    sizes on three seeds, in its own results folder, from the demo's own recordings:
+    no synthesis job, so the demo's NWB files in resources/ stay as they are."""
+    configs = (DEFAULT, REPO / "config" / "synthetic_scaling.yaml")
+    plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
+    jobs = _job_counts(plan.stdout)
+    sizes, seeds = 3, 3
+    assert "synthesize_session" not in jobs, jobs
+    assert jobs["pretrain"] == sizes * seeds
+    assert jobs["finetune"] == jobs["evaluate"] == 2 * sizes * seeds
+    assert jobs["evaluate_baseline"] == 2 * seeds  # linear, linear_unpredictable
+
+
 def _seed_means(metrics: pd.DataFrame, task: str, metric: str, modality: str) -> pd.DataFrame:
     """[seed, method]: value averaged over the held-out sessions of one modality."""
     rows = metrics[
