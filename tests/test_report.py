@@ -18,11 +18,13 @@ from neurossl.names import METHOD_MODALITY, MODALITIES, NEURAL_METHODS
 from neurossl.report.build import ReportInputs, ReportSettings, build_report, figure_paths
 from neurossl.report.collect import TIDY_COLUMNS, collect
 from neurossl.report.figures import FIGURES
+from neurossl.report.html import differences_html
 from neurossl.report.provenance import config_hash, git_commit, read_benchmarks
 from neurossl.report.tables import (
     FAMILIES,
     MISSING,
     OK,
+    DifferenceTable,
     build_differences,
     build_table,
     seed_values,
@@ -565,3 +567,14 @@ def test_poyo_ssl_is_also_compared_with_its_data_diet_ablations(built):
     assert ("poyo_ssl", "tiny", "poyo_ssl_mixed") not in diffs.rows
     assert not any(r[2] == "poyo_ssl_reverse" for r in diffs.rows if r[0] != "poyo_ssl")
     assert "poyo_ssl_reverse</td>" in html
+
+
+def test_empty_difference_table_says_why_it_is_empty():
+    """A family with no configured task says so; one with tasks but no shared seeds
+    says that instead (the scaling sweep runs no forecasting, say)."""
+    family = FAMILIES[0]
+    no_task = differences_html(DifferenceTable(family, columns=(), rows=()))
+    assert "No task of this family was configured" in no_task
+    one_column = (("co_smoothing", "bps"),)
+    no_pairs = differences_html(DifferenceTable(family, columns=one_column, rows=()))
+    assert "No pretrained method shares seeds" in no_pairs

@@ -119,10 +119,13 @@ def _column_header(columns: Sequence[tuple[str, str]]) -> str:
     return "".join(f"<th>{_e(task)}<br>{_e(metric)}</th>" for task, metric in columns)
 
 
+_NO_TASK_NOTE = "<p class='note'>No task of this family was configured or reported.</p>"
+
+
 def table_html(table: Table) -> str:
     parts = [f"<h3 id='{_e(table.family.key)}'>{_e(table.family.title)}</h3>"]
     if not table.columns or not table.rows:
-        parts.append("<p class='note'>No task of this family was configured or reported.</p>")
+        parts.append(_NO_TASK_NOTE)
         return "\n".join(parts)
     parts.append(
         "<table><tr><th class='label'>method</th><th class='label'>size</th>"
@@ -147,6 +150,9 @@ def table_html(table: Table) -> str:
 
 def differences_html(table: DifferenceTable) -> str:
     parts = [f"<h3>{_e(table.family.title)}: paired improvements</h3>"]
+    if not table.columns:
+        parts.append(_NO_TASK_NOTE)
+        return "\n".join(parts)
     if not table.rows:
         parts.append("<p class='note'>No pretrained method shares seeds with a reference here.</p>")
         return "\n".join(parts)
