@@ -17,7 +17,7 @@ from scipy import stats
 from neurossl.names import METHOD_MODALITY, MODALITIES, NEURAL_METHODS
 from neurossl.report.build import ReportInputs, ReportSettings, build_report, figure_paths
 from neurossl.report.collect import TIDY_COLUMNS, collect
-from neurossl.report.figures import FIGURES
+from neurossl.report.figures import FIGURES, run_on_steps
 from neurossl.report.html import differences_html
 from neurossl.report.provenance import config_hash, git_commit, read_benchmarks
 from neurossl.report.tables import (
@@ -578,3 +578,15 @@ def test_empty_difference_table_says_why_it_is_empty():
     one_column = (("co_smoothing", "bps"),)
     no_pairs = differences_html(DifferenceTable(family, columns=one_column, rows=()))
     assert "No pretrained method shares seeds" in no_pairs
+
+
+def test_training_curves_run_on_across_fine_tuning_phases():
+    """Each phase restarts its step count; plotted steps continue where the last ended."""
+    log = pd.DataFrame(
+        {"phase": ["unit_id"] * 3 + ["heads"] * 2 + ["full"] * 2, "step": [1, 2, 3, 1, 2, 1, 2]}
+    )
+    steps, boundaries = run_on_steps(log)
+    assert steps.tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert boundaries == [(3, "heads"), (5, "full")]
+    plain = pd.DataFrame({"step": [1, 2, 3]})
+    assert run_on_steps(plain)[0].tolist() == [1, 2, 3] and run_on_steps(plain)[1] == []

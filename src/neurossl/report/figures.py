@@ -56,6 +56,7 @@ def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path) -> None:
     both files: ``bbox_inches="tight"`` lays the figure out again for each (about 1 s of
     the report job; benchmarks/RESULTS.md).
     """
+    fig.draw_without_rendering()  # runs a constrained layout, so the box measures its result
     bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
     for path, fmt in ((png, "png"), (svg, "svg")):
         with atomic_path(path) as tmp:
@@ -73,7 +74,11 @@ def no_data_figure(title: str, reason: str) -> plt.Figure:
 
 
 def figure_legend(fig: plt.Figure, axes: np.ndarray) -> None:
-    """One legend right of the panels, with every label of every panel once."""
+    """One legend right of the panels, with every label of every panel once.
+
+    The figure must use the constrained layout: it then makes room for the legend
+    beside the panels and keeps panel labels and the title from overlapping.
+    """
     entries = {}
     for ax in axes.ravel():
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -83,8 +88,7 @@ def figure_legend(fig: plt.Figure, axes: np.ndarray) -> None:
             entries.values(),
             entries.keys(),
             fontsize=7,
-            loc="center left",
-            bbox_to_anchor=(1.0, 0.5),
+            loc="outside right center",
         )
 
 
@@ -104,7 +108,9 @@ def horizon_figure(per_seed: pd.DataFrame, main_size: str, confidence: float) ->
         step=data["metric"].str.split("_h").str[1].astype(int),
     )
     panels = sorted({(m, b) for m, b in zip(data["modality"], data["base"], strict=True)})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False, layout="constrained"
+    )
     for ax, (modality, base) in zip(axes[0], panels, strict=True):
         part = data[(data["modality"] == modality) & (data["base"] == base)]
         for (method, _), run in sorted(
@@ -164,7 +170,9 @@ def scaling_figure(
     if not panels:
         wanted = ", ".join("/".join(h) for h in headline)
         return no_data_figure("Scaling", f"none of the headline metrics ({wanted}) was reported")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False, layout="constrained"
+    )
     for ax, (modality, task, metric) in zip(axes[0], panels, strict=True):
         part = per_seed[
             (per_seed["modality"] == modality)
@@ -285,6 +293,25 @@ def predictability_figure(
         plot_predictability(stats, thresholds, path)
 
 
+def run_on_steps(log: pd.DataFrame) -> tuple[pd.Series, list[tuple[int, str]]]:
+    """Steps that run on across the phases of a log, and where each later phase starts.
+
+    Fine-tuning logs restart ``step`` at 1 in every phase (unit identification, readout,
+    full); plotted as they are, a phase's curve draws back over the previous one. Each
+    phase is shifted by the steps of the phases before it, in the order they ran.
+    """
+    if "phase" not in log:
+        return log["step"], []
+    phases = list(dict.fromkeys(log["phase"]))
+    offsets, boundaries, total = {}, [], 0
+    for phase in phases:
+        offsets[phase] = total
+        if total:
+            boundaries.append((total, str(phase)))
+        total += int(log.loc[log["phase"] == phase, "step"].max())
+    return log["step"] + log["phase"].map(offsets), boundaries
+
+
 def training_curves_figure(logs: dict[tuple[str, RunKey], Path], main_size: str) -> plt.Figure:
     """Loss columns of every pretrain/finetune log vs step; one line per seed."""
     logs = {k: p for k, p in logs.items() if k[1].size == main_size}
@@ -314,14 +341,27 @@ def training_curves_figure(logs: dict[tuple[str, RunKey], Path], main_size: str)
                 c for c in log.columns if c != "step" and pd.api.types.is_numeric_dtype(log[c])
             ]
             columns = [c for c in numeric if "loss" in c] or numeric
+            step, boundaries = run_on_steps(log)
             for i, column in enumerate(columns):
-                series = log[["step", column]].dropna()
+                kept = log[column].notna()
                 label = column if column not in labelled else None
                 labelled.add(column)
                 ax.plot(
-                    series["step"], series[column], color=f"C{i}", lw=0.9, alpha=0.7, label=label
+                    step[kept], log[column][kept], color=f"C{i}", lw=0.9, alpha=0.7, label=label
                 )
-        ax.set_title(f"{stage}: {method} ({modality}, {len(runs)} seeds)", fontsize=8)
+            for at, phase in boundaries:
+                ax.axvline(at, color="0.5", ls="--", lw=0.6)
+                ax.annotate(
+                    phase,
+                    (at, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    fontsize=6,
+                    xytext=(2, -8),
+                    textcoords="offset points",
+                    color="0.4",
+                )
+        seeds = f"{len(runs)} seed" + ("s" if len(runs) != 1 else "")
+        ax.set_title(f"{stage}: {method} ({modality}, {seeds})", fontsize=8)
         ax.set_xlabel("step")
         ax.legend(fontsize=6, loc="upper right")
     fig.suptitle(f"Training curves (size {main_size})")
