@@ -267,7 +267,9 @@ def per_neuron_figure(
             panels.append((method, ref[shared].to_numpy(), values[shared].to_numpy()))
     if not panels:
         return no_data_figure(title, "no other method has co_smoothing predictions")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False, layout="constrained"
+    )
     for ax, (method, x, y) in zip(axes[0], panels, strict=True):
         ax.scatter(x, y, s=8, color=method_colour(method), alpha=0.8)
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
