@@ -73,11 +73,20 @@ def no_data_figure(title: str, reason: str) -> plt.Figure:
     return fig
 
 
+def panel_row(n: int, width: float, height: float) -> tuple[plt.Figure, np.ndarray]:
+    """``n`` panels side by side ([1, n] axes) under the constrained layout.
+
+    The layout makes room for a figure title and a :func:`figure_legend` beside the
+    panels, and keeps each panel's y label clear of its neighbour.
+    """
+    return plt.subplots(1, n, figsize=(width * n, height), squeeze=False, layout="constrained")
+
+
 def figure_legend(fig: plt.Figure, axes: np.ndarray) -> None:
     """One legend right of the panels, with every label of every panel once.
 
-    The figure must use the constrained layout: it then makes room for the legend
-    beside the panels and keeps panel labels and the title from overlapping.
+    Needs a figure from :func:`panel_row`: only the constrained layout places an
+    "outside" legend.
     """
     entries = {}
     for ax in axes.ravel():
@@ -108,9 +117,7 @@ def horizon_figure(per_seed: pd.DataFrame, main_size: str, confidence: float) ->
         step=data["metric"].str.split("_h").str[1].astype(int),
     )
     panels = sorted({(m, b) for m, b in zip(data["modality"], data["base"], strict=True)})
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False, layout="constrained"
-    )
+    fig, axes = panel_row(len(panels), width=4.2, height=3.4)
     for ax, (modality, base) in zip(axes[0], panels, strict=True):
         part = data[(data["modality"] == modality) & (data["base"] == base)]
         for (method, _), run in sorted(
@@ -170,9 +177,7 @@ def scaling_figure(
     if not panels:
         wanted = ", ".join("/".join(h) for h in headline)
         return no_data_figure("Scaling", f"none of the headline metrics ({wanted}) was reported")
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False, layout="constrained"
-    )
+    fig, axes = panel_row(len(panels), width=4.8, height=3.6)
     for ax, (modality, task, metric) in zip(axes[0], panels, strict=True):
         part = per_seed[
             (per_seed["modality"] == modality)
@@ -267,9 +272,7 @@ def per_neuron_figure(
             panels.append((method, ref[shared].to_numpy(), values[shared].to_numpy()))
     if not panels:
         return no_data_figure(title, "no other method has co_smoothing predictions")
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False, layout="constrained"
-    )
+    fig, axes = panel_row(len(panels), width=3.4, height=3.4)
     for ax, (method, x, y) in zip(axes[0], panels, strict=True):
         ax.scatter(x, y, s=8, color=method_colour(method), alpha=0.8)
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
@@ -304,14 +307,10 @@ def run_on_steps(log: pd.DataFrame) -> tuple[pd.Series, list[tuple[int, str]]]:
     """
     if "phase" not in log:
         return log["step"], []
-    phases = list(dict.fromkeys(log["phase"]))
-    offsets, boundaries, total = {}, [], 0
-    for phase in phases:
-        offsets[phase] = total
-        if total:
-            boundaries.append((total, str(phase)))
-        total += int(log.loc[log["phase"] == phase, "step"].max())
-    return log["step"] + log["phase"].map(offsets), boundaries
+    ends = log.groupby("phase", sort=False)["step"].max()
+    starts = ends.cumsum() - ends
+    boundaries = [(int(at), str(phase)) for phase, at in starts.items() if at]
+    return log["step"] + log["phase"].map(starts), boundaries
 
 
 def training_curves_figure(logs: dict[tuple[str, RunKey], Path], main_size: str) -> plt.Figure:
