@@ -588,5 +588,5 @@ def test_training_curves_run_on_across_fine_tuning_phases():
     steps, boundaries = run_on_steps(log)
     assert steps.tolist() == [1, 2, 3, 4, 5, 6, 7]
     assert boundaries == [(3, "heads"), (5, "full")]
-    plain = pd.DataFrame({"step": [1, 2, 3]})
-    assert run_on_steps(plain)[0].tolist() == [1, 2, 3] and run_on_steps(plain)[1] == []
+    plain_steps, plain_boundaries = run_on_steps(pd.DataFrame({"step": [1, 2, 3]}))
+    assert plain_steps.tolist() == [1, 2, 3] and plain_boundaries == []
