@@ -173,6 +173,17 @@ def test_bad_configuration_and_tasks_fail_clearly() -> None:
         model(collate_windows([_item(np.random.default_rng(5), 0, [0])]), ("choice",))
 
 
+def test_set_task_keeps_a_matching_head_and_replaces_another() -> None:
+    model = _model()
+    head = model.heads["stimulus_class"].weight.detach().clone()
+    model.set_task("stimulus_class", CLASSIFICATION, 3, n_slots=2)  # a pretrained head: kept
+    assert torch.equal(model.heads["stimulus_class"].weight, head)
+    model.set_task("stimulus_class", CLASSIFICATION, 5, n_slots=2)  # other classes: fresh
+    assert model.task_specs["stimulus_class"] == (CLASSIFICATION, 5, 2)
+    assert model.heads["stimulus_class"].weight.shape == (5, 2 * model.config.dim)
+    assert Perceiver.from_spec(model.spec()).task_specs == model.task_specs
+
+
 def test_tokens_pool_frames_and_reconstruct_every_sample() -> None:
     model = _model()
     assert model.config.frames_per_token == 3

@@ -209,6 +209,32 @@ def test_unit_identification_trains_only_new_rows(tmp_path: Path) -> None:
     assert unit_id["state"]["step"] == 3
 
 
+def test_auxiliary_pretraining_heads_serve_unit_identification(tmp_path: Path) -> None:
+    """aux_weight trains decoding heads on the pretraining sessions; fine-tuning keeps
+    them, and task-loss unit identification changes nothing but the new rows."""
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method("poyo_ssl")
+    hparams = FAST | {"aux_weight": 0.5, "unit_id_loss": "task", "unit_id_lr": 0.1}
+    inputs = _inputs(paths, splits, "poyo_ssl", hparams | {"head_steps": 0, "full_steps": 0})
+    method.pretrain(inputs, _outputs(tmp_path, "pretrain"))
+    pretrained = load_model(tmp_path / "pretrain" / "model.pt")[0]
+    assert set(pretrained.heads) == {"reconstruction", *method.supported_tasks(TASKS)}
+    log = pd.read_csv(tmp_path / "pretrain" / "train_log.csv")
+    assert {"reconstruction", "loss_stimulus_class", "loss_choice"} <= set(log.columns)
+    torch.testing.assert_close(
+        torch.tensor(log["loss"].values),
+        torch.tensor((log["reconstruction"] + 0.5 * log.filter(like="loss_").sum(axis=1)).values),
+    )
+    method.finetune(inputs, tmp_path / "pretrain" / "model.pt", _outputs(tmp_path, "finetune"))
+    before, after = pretrained.state_dict(), load_model(tmp_path / "finetune" / "model.pt")[0]
+    after = after.state_dict()
+    for name, value in before.items():
+        assert torch.equal(value, after[name]), f"{name} changed during unit identification"
+    unit_id = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
+    assert set(unit_id["phase"]) == {"unit_id"} and "loss_stimulus_class" in unit_id
+    assert unit_id["lr"].max() == pytest.approx(0.1)
+
+
 def test_pretraining_reads_train_windows_only(tmp_path: Path) -> None:
     # Test windows of pretraining sessions hold 1e6: any read would blow up the loss.
     paths, splits = build_dataset(tmp_path / "data", extreme_splits=("test",))
@@ -248,6 +274,10 @@ def test_diets_per_method_and_bad_hparams() -> None:
         HParams.from_dict("poyo_ssl", {"lr_typo": 1})
     with pytest.raises(ValueError, match="neuron_diet"):
         HParams.from_dict("poyo_ssl", {"neuron_diet": "some"})
+    with pytest.raises(ValueError, match="unit_id_loss"):
+        HParams.from_dict("poyo_ssl", {"unit_id_loss": "labels"})
+    with pytest.raises(ValueError, match="aux_weight"):
+        HParams.from_dict("poyo_ssl", {"aux_weight": -0.1})
     with pytest.raises(ValueError, match="not a Perceiver-family method"):
         make_method("mtm")
 
@@ -298,8 +328,9 @@ def test_pretraining_ignores_the_finetune_only_hparams(tmp_path: Path) -> None:
     """The pretrain rule drops these keys from its params; pretraining must not read them."""
     paths, splits = build_dataset(tmp_path / "data")
     method = make_method("poyo_ssl")
-    other = {"finetune_neurons": "all", "unit_id_steps": 7, "head_steps": 9, "full_steps": 2,
-             "unfreeze_layers": 2, "full_lr_scale": 0.1, "frame_delta": 3}  # fmt: skip
+    other = {"finetune_neurons": "all", "unit_id_loss": "task", "unit_id_lr": 0.5,
+             "unit_id_steps": 7, "head_steps": 9, "full_steps": 2, "unfreeze_layers": 2,
+             "full_lr_scale": 0.1, "frame_delta": 3}  # fmt: skip
     assert set(other) == method.finetune_only_hparams
     states = []
     for run, extra in (("a", {}), ("b", other)):

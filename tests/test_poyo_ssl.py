@@ -71,6 +71,36 @@ def test_reconstruction_loss_uses_the_mask_it_hides() -> None:
     torch.testing.assert_close(loss, expected)
 
 
+class _Head:
+    """An auxiliary head whose loss is the mean of its output."""
+
+    name = "stimulus_class"
+
+    def loss(self, out, batch):
+        return out.mean()
+
+
+class _EchoWithHead(_Echo):
+    def forward(self, batch, tasks, token_mask):
+        out = super().forward(batch, tasks, token_mask)
+        self.tasks = tasks
+        return out | {"stimulus_class": torch.full((3, 4), 2.0, requires_grad=True)}
+
+
+def test_auxiliary_decoding_adds_its_weighted_loss_from_the_same_masked_pass() -> None:
+    torch.manual_seed(1)
+    batch = {"activity": torch.randn(3, 12, 4), "neuron_mask": torch.ones(3, 4, dtype=torch.bool)}
+    model = _EchoWithHead()
+    loss, metrics = reconstruction_loss_fn(0.5, 3, auxiliary=[_Head()], auxiliary_weight=0.1)(
+        model, batch
+    )
+    reconstruction = ((0.5 - batch["activity"][model.seen_mask]) ** 2).mean()
+    assert model.tasks == ("reconstruction", "stimulus_class")  # one forward pass
+    assert metrics["reconstruction"] == pytest.approx(float(reconstruction))
+    assert metrics["loss_stimulus_class"] == pytest.approx(2.0)
+    torch.testing.assert_close(loss, reconstruction + 0.1 * 2.0)
+
+
 def test_diets_select_exactly_the_split_groups(tmp_path: Path) -> None:
     paths, splits = build_dataset(tmp_path, extreme_splits=("valid", "test"))
     sessions = splits.pretrain_sessions

@@ -12,9 +12,16 @@ pretraining saw. Fine-tuning runs three phases, each a call of the shared engine
 its own checkpoints (a killed job resumes inside the phase it was in):
 
 1. ``unit_id``: unit identification. New unit rows (the held-out neurons) and session
-   rows are appended to the embedding tables and trained alone with the masked
-   reconstruction loss, through the frozen pretrained encoder and reconstruction head;
-   every other weight, and every old embedding row, stays bit-identical.
+   rows are appended to the embedding tables and trained alone, through the frozen
+   pretrained model; every other weight, and every old embedding row, stays
+   bit-identical. ``unit_id_loss`` says what they are fitted to: masked reconstruction
+   of the new neurons (default), or the decoding losses through the pretrained task
+   heads (``"task"``, POYO+'s unit identification; the heads exist when pretraining ran
+   with ``aux_weight`` > 0 on the same tasks and classes, see below). Embedding rows
+   start at unit scale, so they need a far larger step than the network weights to move
+   in a short phase: ``unit_id_lr`` (2026-12-05: at 3e-3 for 100 steps a frozen
+   pretrained model decoded new animals' predictable ROIs at chance, at 0.03 for 300
+   steps at 0.96; docs/hparam_selection.md).
 2. ``heads``: task embeddings and heads, the readout (decoder cross-attention) and the
    last ``unfreeze_layers`` latent layers train on the decoding losses, with the new
    embeddings.
@@ -22,6 +29,16 @@ its own checkpoints (a killed job resumes inside the phase it was in):
 
 Decoding losses are summed over the configured tasks (cross-entropy for window labels,
 MSE on train-standardised behaviour per bin; see :mod:`neurossl.methods.task_heads`).
+
+``aux_weight`` > 0 adds the published POYO-CAP recipe's lightweight auxiliary term to
+pretraining: the decoding losses of the configured tasks on the pretraining sessions'
+*train* windows (their labels; held-out sessions are never read), times the weight
+(the paper: 0.01 x drifting-grating cross-entropy). Why it exists: pure masked
+reconstruction of the default data's dense cells leaves the stimulus out of the latents
+(a linear probe of them reads it no better than of a random encoder's;
+docs/hparam_selection.md), and the published pretraining is not purely
+self-supervised either. The heads it trains are saved with the model, and fine-tuning
+keeps a head whose task, kind and class count match (:meth:`Perceiver.set_task`).
 
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
 dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
@@ -53,6 +70,10 @@ lr                     3e-3                 peak AdamW learning rate (pretrain, 
 weight_decay           0.01                 on weight matrices only (engine)
 warmup_steps           5                    linear warm-up of every phase
 max_steps              120                  pretraining steps
+aux_weight             0.0                  weight of the auxiliary decoding losses in
+                                            pretraining (0: pure masked reconstruction)
+unit_id_loss           "reconstruction"     phase 1 loss: "reconstruction" | "task"
+unit_id_lr             None                 phase 1 peak learning rate (None: ``lr``)
 unit_id_steps          20                   phase 1 steps (0 skips it)
 head_steps             0                    phase 2 steps (0 skips it)
 full_steps             150                  phase 3 steps (0 skips it)
@@ -103,6 +124,9 @@ from neurossl.train.runtime import resolve_device, seed_everything
 MODALITY = "calcium"
 _DIET_OF = {"poyo_ssl": "predictable", "poyo_ssl_mixed": "all", "poyo_ssl_reverse": "unpredictable"}
 _FAMILY = (*_DIET_OF, "scratch_perceiver")
+#: What unit identification fits the new embeddings to: the decoding losses through the
+#: pretrained heads (POYO+'s choice) or masked reconstruction of the new neurons.
+UNIT_ID_LOSSES = ("task", "reconstruction")
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 
 
@@ -117,6 +141,9 @@ class HParams:
     weight_decay: float = 0.01
     warmup_steps: int = 5
     max_steps: int = 120
+    aux_weight: float = 0.0
+    unit_id_loss: str = "reconstruction"
+    unit_id_lr: float | None = None
     unit_id_steps: int = 20
     head_steps: int = 0
     full_steps: int = 150
@@ -139,6 +166,15 @@ class HParams:
         if hp.finetune_neurons not in DIETS:
             raise ValueError(
                 f"hparams.{method}.finetune_neurons is {hp.finetune_neurons!r}; expected {DIETS}"
+            )
+        if hp.unit_id_loss not in UNIT_ID_LOSSES:
+            raise ValueError(
+                f"hparams.{method}.unit_id_loss is {hp.unit_id_loss!r}; expected {UNIT_ID_LOSSES}"
+            )
+        if hp.aux_weight < 0 or (hp.unit_id_lr is not None and hp.unit_id_lr <= 0):
+            raise ValueError(
+                f"hparams.{method}: aux_weight must be >= 0 and unit_id_lr > 0, got "
+                f"{hp.aux_weight} and {hp.unit_id_lr}"
             )
         if hp.neuron_diet not in DIETS:
             raise ValueError(
@@ -315,8 +351,8 @@ class PoyoMethod:
     name: str
     modality: str = MODALITY
     finetune_only_hparams: ClassVar[frozenset[str]] = frozenset(
-        {"finetune_neurons", "unit_id_steps", "head_steps", "full_steps", "unfreeze_layers",
-         "full_lr_scale", "frame_delta"}
+        {"finetune_neurons", "unit_id_loss", "unit_id_lr", "unit_id_steps", "head_steps",
+         "full_steps", "unfreeze_layers", "full_lr_scale", "frame_delta"}
     )  # fmt: skip
 
     @property
@@ -359,7 +395,14 @@ class PoyoMethod:
         unit_norm = unit_statistics(train_ds, unit_keys)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         frames = model.config.frames_per_token
-        loss_fn = _mapped(reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, frames), maps)
+        tasks = self.supported_tasks(inputs.tasks)
+        aux_heads = fit_task_heads(tasks, train_ds) if hp.aux_weight else []
+        for head in aux_heads:
+            model.add_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
+        loss_fn = _mapped(
+            reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, frames, aux_heads, hp.aux_weight),
+            maps,
+        )
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
         train(
             model,
@@ -403,7 +446,7 @@ class PoyoMethod:
         unit_norm = unit_norm + unit_statistics(train_ds, new_units)
         heads = fit_task_heads(tasks, train_ds)
         for head in heads:
-            model.add_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
+            model.set_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
         phases = _phases(hp, model.config, new_rows, task_loss_fn(heads))
@@ -527,9 +570,12 @@ def _phases(
     last_layers = range(max(0, config.depth - hp.unfreeze_layers), config.depth)
     readout = ("heads.", "task_embed.", "decoder.", "out_norm.")
     readout += tuple(f"latent_layers.{i}." for i in last_layers)
-    reconstruction = reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, config.frames_per_token)
+    if hp.unit_id_loss == "task":
+        unit_id_loss = task_loss
+    else:
+        unit_id_loss = reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, config.frames_per_token)
     return [
-        ("unit_id", hp.unit_id_steps, hp.lr, new_rows.__contains__, reconstruction),
+        ("unit_id", hp.unit_id_steps, hp.unit_id_lr or hp.lr, new_rows.__contains__, unit_id_loss),
         (
             "heads",
             hp.head_steps,

@@ -326,6 +326,12 @@ class Perceiver(nn.Module):
         self.task_embed[name] = nn.Parameter(torch.randn(self.config.dim) * _INIT_STD)
         self.heads[name] = nn.Linear(self.config.dim * n_slots, n_out)
 
+    def set_task(self, name: str, kind: str, n_out: int, n_slots: int = 1) -> None:
+        """Keep a registered head of the same spec (a pretrained one); else a fresh one."""
+        if self.task_specs.get(name, (kind, n_out, n_slots)) != (kind, n_out, n_slots):
+            del self.task_specs[name], self.task_embed[name], self.heads[name]
+        self.add_task(name, kind, n_out, n_slots)
+
     def chunks_per_window(self, time: Tensor) -> int:
         """Latent chunks of windows sampled at ``time`` [B, T] (``n_slots`` of a window task)."""
         return self._latent_times(time).shape[1] // self.config.latents_per_chunk

@@ -19,6 +19,12 @@ ms), so an isolated masked sample is interpolated from its neighbours without le
 anything about the population; a 0.2 s gap has to be filled from other neurons and
 longer context.
 
+Auxiliary decoding (optional, ``auxiliary`` heads of :func:`reconstruction_loss_fn`):
+the published recipe adds a small weight times a decoding loss on the pretraining
+sessions' labels. The heads read the same masked forward pass as the reconstruction, so
+the term costs a few readout queries instead of a second pass through the encoder, and
+it asks the latents to carry the label from partly hidden inputs.
+
 Neuron diet (the POYO-SSL idea): pretraining sees only the neurons of one group of the
 split step, which scored skewness and kurtosis on *training windows only*:
 ``predictable`` (POYO-SSL), ``all`` (the mixed ablation) or ``unpredictable`` (the
@@ -29,6 +35,7 @@ reverse ablation). The diet applies to any objective; here it selects the neuron
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -109,21 +116,43 @@ def token_span_mask(
     return mask.repeat_interleave(f, dim=1)[:, :n_bins]
 
 
+class AuxiliaryHead(Protocol):
+    """What the auxiliary term needs of a decoding head (``methods.task_heads.TaskHead``)."""
+
+    name: str
+
+    def loss(self, out: Tensor, batch: dict[str, Tensor]) -> Tensor: ...
+
+
 def reconstruction_loss_fn(
-    ratio: float = DEFAULT_MASK_RATIO, span: int = DEFAULT_MASK_SPAN, frames_per_token: int = 1
+    ratio: float = DEFAULT_MASK_RATIO,
+    span: int = DEFAULT_MASK_SPAN,
+    frames_per_token: int = 1,
+    auxiliary: Sequence[AuxiliaryHead] = (),
+    auxiliary_weight: float = 0.0,
 ) -> Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]:
     """The engine's ``loss_fn`` for masked reconstruction (batch rows already mapped).
 
     ``frames_per_token`` must be the model's (:class:`~neurossl.models.perceiver.PerceiverConfig`).
+    With ``auxiliary`` heads the loss adds ``auxiliary_weight`` x their decoding losses,
+    read out of the same masked forward pass (see the module docstring for why).
     """
+    names = (RECONSTRUCTION, *(h.name for h in auxiliary))
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         activity = batch["activity"]
         mask = token_span_mask(
             batch["neuron_mask"], activity.shape[1], ratio, span, frames_per_token
         )
-        pred = model(batch, (RECONSTRUCTION,), mask)[RECONSTRUCTION]
-        loss, count = masked_mse(pred, activity, mask)
-        return loss, {"masked_tokens": float(count)}
+        out = model(batch, names, mask)
+        loss, count = masked_mse(out[RECONSTRUCTION], activity, mask)
+        info = {"masked_tokens": float(count)}
+        if auxiliary:
+            info["reconstruction"] = float(loss.detach())
+            for head in auxiliary:
+                term = head.loss(out[head.name], batch)
+                info[f"loss_{head.name}"] = float(term.detach())
+                loss = loss + auxiliary_weight * term
+        return loss, info
 
     return loss_fn
