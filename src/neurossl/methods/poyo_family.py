@@ -397,8 +397,7 @@ class PoyoMethod:
         frames = model.config.frames_per_token
         tasks = self.supported_tasks(inputs.tasks)
         aux_heads = fit_task_heads(tasks, train_ds) if hp.aux_weight else []
-        for head in aux_heads:
-            model.add_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
+        _attach_heads(model, aux_heads, train_ds)
         loss_fn = _mapped(
             reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, frames, aux_heads, hp.aux_weight),
             maps,
@@ -445,8 +444,7 @@ class PoyoMethod:
         )
         unit_norm = unit_norm + unit_statistics(train_ds, new_units)
         heads = fit_task_heads(tasks, train_ds)
-        for head in heads:
-            model.set_task(head.name, head.kind, head.n_out, _slots(model, head, train_ds))
+        _attach_heads(model, heads, train_ds)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
         phases = _phases(hp, model.config, new_rows, task_loss_fn(heads))
@@ -599,11 +597,16 @@ def _valid_loader(dataset: WindowDataset | None, hp: HParams, seed: int) -> Wind
     return make_loader(dataset, hp.batch_size, False, seed, by_session=False)
 
 
-def _slots(model: Perceiver, head: TaskHead, train_ds: WindowDataset) -> int:
-    """Latent chunks per window a window-label head reads (1 for per-bin tasks)."""
-    if head.kind != CLASSIFICATION:
-        return 1
-    return model.chunks_per_window(torch.tensor(train_ds[0]["time"])[None])
+def _attach_heads(model: Perceiver, heads: Sequence[TaskHead], train_ds: WindowDataset) -> None:
+    """One head per task; a pretrained head of the same spec is kept (``set_task``).
+
+    A window-label head reads every latent chunk of a window, per-bin heads one.
+    """
+    for head in heads:
+        slots = 1
+        if head.kind == CLASSIFICATION:
+            slots = model.chunks_per_window(torch.tensor(train_ds[0]["time"])[None])
+        model.set_task(head.name, head.kind, head.n_out, slots)
 
 
 def _predict(
