@@ -10,6 +10,7 @@ import pytest
 from nwbinspector import Importance, inspect_nwbfile
 from scipy.stats import kurtosis, skew
 
+from neurossl.data.sources import synthetic_model as model
 from neurossl.data.sources.synthetic import (
     PREDICTABLE_CRE_LINES,
     UNPREDICTABLE_CRE_LINES,
@@ -127,3 +128,36 @@ def test_trials_and_regions_are_as_configured(nwb_path: Path):
     assert set(choice) == {-1, 1}
     assert locations == set(CONFIG.regions)
     assert subject == "sub-01"
+
+
+def _population(**overrides) -> tuple[np.ndarray, model.Population]:
+    world = model.make_world(0, 4, 4)
+    trials = model.make_trials(model.session_rng(0, "s", 0), 60, 2.0, 0.5, 4)
+    t = model.fine_times(60 * 2.5 + 0.5)
+    latents = model.make_latents(world, trials, model.session_rng(0, "s", 1), t)
+    kwargs = {"n": 24, "predictable_fraction": 0.5, "base_rate": 8.0, "modulation": 0.7}
+    population = model.make_population(
+        world, trials, latents, model.session_rng(0, "s", 2), **(kwargs | overrides)
+    )
+    return latents, population
+
+
+def test_gated_high_gain_sparse_cells_read_a_unit_projection_of_the_latents_at_that_gain():
+    """While bursting, log(rate - baseline) of a sparse cell is affine in the latents with a
+    weight vector of norm ``sparse_gain`` exactly; between bursts it sits at baseline."""
+    latents, population = _population(sparse_gain=3.0, stimulus_share=0.5)
+    design = np.c_[latents, np.ones(len(latents))]
+    for j in np.flatnonzero(~population.predictable):
+        excess = population.rates[:, j] - model._SPARSE_BASELINE
+        bursting = excess > 0
+        assert 0.1 < bursting.mean() < 0.9, bursting.mean()
+        fit, *_ = np.linalg.lstsq(design[bursting], np.log(excess[bursting]), rcond=None)
+        np.testing.assert_allclose(np.linalg.norm(fit[:-1]), 3.0, rtol=1e-6)
+        np.testing.assert_allclose(design[bursting] @ fit, np.log(excess[bursting]), atol=1e-6)
+
+
+def test_stimulus_share_puts_that_share_of_every_weight_on_the_rotation_latents():
+    weights = np.random.default_rng(0).normal(size=(10, len(model.LATENT_NAMES)))
+    shared = model._with_stimulus_share(weights, 0.3)
+    on_rotation = (shared[:, :2] ** 2).sum(axis=1) / (shared**2).sum(axis=1)
+    np.testing.assert_allclose(on_rotation, 0.3)

@@ -85,6 +85,14 @@ class SyntheticConfig:
     #: cells' dF/F skewed too, and the skewness/kurtosis knee then no longer separates
     #: them from the bursting cells (precision 1.0 at 0.5 fell to 0.67 at 1.0).
     roi_modulation: float = 0.5
+    #: How the imaged ROIs' sparse cells burst (``synthetic_model.make_population``):
+    #: gated, high-gain versions of the regular cells' readout, so the stimulus is in
+    #: them but takes many labels to read, which is where pretraining can pay (POYO-SSL).
+    #: None: threshold bursts on the stimulus rotation, as the spiking units have.
+    roi_sparse_gain: float | None = 3.0
+    #: Share of every ROI's squared readout weight on the stimulus rotation latents
+    #: (None: as the region masks draw it, as for the units).
+    roi_stimulus_share: float | None = 0.5
     #: Write ``processing/ground_truth`` and the ``predictable`` columns.
     ground_truth: bool = True
 
@@ -104,6 +112,9 @@ class SyntheticConfig:
             "base_rate": self.base_rate > 0,
             "modulation": self.modulation > 0,
             "roi_modulation": self.roi_modulation > 0,
+            "roi_sparse_gain": self.roi_sparse_gain is None or self.roi_sparse_gain > 0,
+            "roi_stimulus_share": self.roi_stimulus_share is None
+            or 0.0 < self.roi_stimulus_share < 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -164,22 +175,26 @@ def _build_nwbfile(config: SyntheticConfig, session_id: str, index: int) -> NWBF
     trials = dataclasses.replace(
         trials, choice=model.choices(world, trials, latents, rng["choice"])
     )
-    population = {
-        "units": (config.n_units, config.modulation),
-        "rois": (config.n_rois, config.roi_modulation),
-    }
-    units, rois = (
-        model.make_population(
-            world,
-            trials,
-            latents,
-            rng[name],
-            n=n,
-            predictable_fraction=config.predictable_fraction,
-            base_rate=config.base_rate,
-            modulation=modulation,
-        )
-        for name, (n, modulation) in population.items()
+    shared = {"predictable_fraction": config.predictable_fraction, "base_rate": config.base_rate}
+    units = model.make_population(
+        world,
+        trials,
+        latents,
+        rng["units"],
+        n=config.n_units,
+        modulation=config.modulation,
+        **shared,
+    )
+    rois = model.make_population(
+        world,
+        trials,
+        latents,
+        rng["rois"],
+        n=config.n_rois,
+        modulation=config.roi_modulation,
+        sparse_gain=config.roi_sparse_gain,
+        stimulus_share=config.roi_stimulus_share,
+        **shared,
     )
 
     subject_id = session_id.split("_")[0]

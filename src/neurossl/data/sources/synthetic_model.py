@@ -44,6 +44,8 @@ CALCIUM_DECAY = 0.5
 #: dF/F of one spike at the kernel's peak, and the measurement noise (dF/F).
 CALCIUM_SPIKE_AMPLITUDE = 0.2
 CALCIUM_NOISE = 0.08
+#: Firing rate (Hz) of a gated high-gain sparse neuron outside its bursts.
+_SPARSE_BASELINE = 0.3
 
 
 @dataclass(frozen=True)
@@ -191,21 +193,33 @@ def make_population(
     predictable_fraction: float,
     base_rate: float,
     modulation: float,
+    sparse_gain: float | None = None,
+    stimulus_share: float | None = None,
 ) -> Population:
     """Predictable neurons are log-linear in the latents; the rest burst sparsely.
 
-    Unpredictable neurons fire at a low baseline and, on their own random share of the
-    trials (30-70 %), burst whenever the stimulus-evoked rotation pushes the latent state
-    past a high threshold along the neuron's preferred direction in the rotation plane.
-    Their bursts are therefore stimulus-contingent in class and timing (a class whose
-    rotation is too weak never crosses a neuron's threshold), heavy-tailed, and not
-    forecastable from the population's past (no earlier activity says whether a trial
-    is one of the neuron's bursting trials). They read the same evoked state that the
-    predictable neurons carry densely, as sparse stimulus-selective cells and regular
-    ones in cortex are driven by the same population dynamics: what a model learns from
-    the predictable group about that state is what it can reuse on the sparse group,
-    the premise POYO-SSL tests. Thresholds and burst sizes vary so the two groups
-    overlap a little in skewness/kurtosis rather than being trivially separable.
+    Unpredictable neurons fire at a low baseline and burst only on their own random share
+    of the trials (30-70 %), so no earlier activity says whether a trial is one of a
+    neuron's bursting trials: their bursts are heavy-tailed, stimulus-contingent and not
+    forecastable from the population's past. How they burst on those trials:
+
+    - ``sparse_gain`` None: whenever the stimulus-evoked rotation pushes the latent state
+      past a high threshold along the neuron's preferred direction in the rotation plane.
+      Few noisy cells then tell the stimulus almost as well as many labels can (a
+      logistic probe of 70 trials reads 0.77 of a 0.85-0.89 ceiling), which leaves a
+      pretrained model no room to beat one trained from scratch;
+    - ``sparse_gain`` g: at ``exp(g * u - 3)`` times the base rate, where ``u`` is the
+      neuron's unit-norm projection of all latents, drawn like a predictable neuron's.
+      They are then high-gain, gated versions of the regular cells' readout: the
+      stimulus is in them (probe 0.91 from 1000 trials) but, mixed with the ongoing
+      latents, needs many labels to read (0.46 from 70), the label scarcity in which
+      the state a model learnt from the regular cells can pay (docs/hparam_selection.md).
+
+    ``stimulus_share`` sets the share of every neuron's squared weight norm on the two
+    rotation latents (None: whatever the region masks draw), i.e. how much of the
+    regular cells' variance the stimulus explains. Thresholds and burst sizes vary so the
+    two groups overlap a little in skewness/kurtosis rather than being trivially
+    separable.
     """
     t_n, k = latents.shape
     n_regions = world.region_masks.shape[0]
@@ -216,28 +230,49 @@ def make_population(
 
     mask = world.region_masks[region_index]  # [N, K]
     weights = rng.normal(0, 1, (n, k)) * (mask + 0.25 * (1 - mask))
+    if stimulus_share is not None:
+        weights = _with_stimulus_share(weights, stimulus_share)
     gain = modulation * rng.uniform(0.7, 1.4, n)
     weights *= (gain / np.linalg.norm(weights, axis=1))[:, None]
     log_base = np.log(base_rate) + rng.normal(0, 0.5, n)
-    log_base[~predictable] = np.log(0.3) + rng.normal(0, 0.5, (~predictable).sum())
-    weights[~predictable] *= 0.3
-    rates = np.exp(log_base[None, :] + latents @ weights.T)
-
     # Each fine bin belongs to the trial whose stimulus came last (-1 before the first).
     trial_of = np.searchsorted(trials.stim_on, np.arange(t_n) * FINE_DT, side="right") - 1
-    rotation = latents[:, list(_ROTATION)]
-    for j in np.flatnonzero(~predictable):
-        direction = rng.uniform(0, 2 * np.pi)
-        drive = rotation @ np.array([np.cos(direction), np.sin(direction)])
-        threshold = rng.uniform(1.0, 1.6)
+
+    def trial_gate() -> np.ndarray:
         bursting_trials = rng.random(trials.stim_on.size) < rng.uniform(0.3, 0.7)
-        gate = (trial_of >= 0) & bursting_trials[np.maximum(trial_of, 0)]
-        peak = base_rate * rng.uniform(6.0, 14.0)
-        rates[:, j] += gate * peak * np.clip((drive - threshold) / 0.4, 0.0, 1.0) ** 2
+        return (trial_of >= 0) & bursting_trials[np.maximum(trial_of, 0)]
+
+    if sparse_gain is None:
+        log_base[~predictable] = np.log(0.3) + rng.normal(0, 0.5, (~predictable).sum())
+        weights[~predictable] *= 0.3
+        rates = np.exp(log_base[None, :] + latents @ weights.T)
+        rotation = latents[:, list(_ROTATION)]
+        for j in np.flatnonzero(~predictable):
+            direction = rng.uniform(0, 2 * np.pi)
+            drive = rotation @ np.array([np.cos(direction), np.sin(direction)])
+            threshold = rng.uniform(1.0, 1.6)
+            gate = trial_gate()
+            peak = base_rate * rng.uniform(6.0, 14.0)
+            rates[:, j] += gate * peak * np.clip((drive - threshold) / 0.4, 0.0, 1.0) ** 2
+    else:
+        drive = latents @ weights.T
+        rates = np.exp(log_base[None, :] + drive)
+        for j in np.flatnonzero(~predictable):
+            gate = trial_gate()
+            burst = np.exp(sparse_gain * drive[:, j] / gain[j] - 3.0 + rng.normal(0, 0.5))
+            rates[:, j] = _SPARSE_BASELINE + gate * base_rate * burst
     counts = rng.poisson(rates * FINE_DT)
     return Population(
         rates=rates, counts=counts, predictable=predictable, region_index=region_index
     )
+
+
+def _with_stimulus_share(weights: np.ndarray, share: float) -> np.ndarray:
+    """Rescale each row so ``share`` of its squared norm lies on the rotation latents."""
+    rotation, rest = weights[:, list(_ROTATION)], weights[:, len(_ROTATION) :]
+    rotation = rotation / np.linalg.norm(rotation, axis=1, keepdims=True)
+    rest = rest / np.linalg.norm(rest, axis=1, keepdims=True)
+    return np.c_[np.sqrt(share) * rotation, np.sqrt(1.0 - share) * rest]
 
 
 def spike_times(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
