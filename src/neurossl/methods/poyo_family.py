@@ -48,7 +48,10 @@ default overrides the fine-tuning schedule per method (``config/config.yaml``) w
 variant each method scored best with on validation windows of unreported seeds
 (:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 250 or 400 full
 steps, some after a 60-step readout phase; the 150 full steps here were never chosen.
-Those schedules (250-330 steps in all) make a fine-tuning job take 18-21 s there.
+Those schedules take 250-400 steps in all. The embedded default also pretrains the
+three diets for 1000 steps with ``aux_weight`` 0.1: on the default generator's ROIs,
+shorter pretraining gained nothing over scratch on validation windows
+(docs/hparam_selection.md, "A generator with room above scratch").
 ``eval_every`` larger than every phase means each phase is validated only at its end,
 i.e. the *last* weights are kept: the default dataset has 10 validation windows per
 held-out session, too few to rank checkpoints of one cosine schedule without selecting
