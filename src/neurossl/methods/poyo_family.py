@@ -605,10 +605,11 @@ def _attach_heads(model: Perceiver, heads: Sequence[TaskHead], train_ds: WindowD
 
     A window-label head reads every latent chunk of a window, per-bin heads one.
     """
+    window_chunks = 1
+    if any(head.kind == CLASSIFICATION for head in heads):
+        window_chunks = model.chunks_per_window(torch.tensor(train_ds[0]["time"])[None])
     for head in heads:
-        slots = 1
-        if head.kind == CLASSIFICATION:
-            slots = model.chunks_per_window(torch.tensor(train_ds[0]["time"])[None])
+        slots = window_chunks if head.kind == CLASSIFICATION else 1
         model.set_task(head.name, head.kind, head.n_out, slots)
 
 

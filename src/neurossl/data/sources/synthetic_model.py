@@ -44,7 +44,7 @@ CALCIUM_DECAY = 0.5
 #: dF/F of one spike at the kernel's peak, and the measurement noise (dF/F).
 CALCIUM_SPIKE_AMPLITUDE = 0.2
 CALCIUM_NOISE = 0.08
-#: Firing rate (Hz) of a gated high-gain sparse neuron outside its bursts.
+#: Firing rate (Hz) of a sparse neuron outside its bursts (the median, threshold model).
 _SPARSE_BASELINE = 0.3
 
 
@@ -243,7 +243,7 @@ def make_population(
         return (trial_of >= 0) & bursting_trials[np.maximum(trial_of, 0)]
 
     if sparse_gain is None:
-        log_base[~predictable] = np.log(0.3) + rng.normal(0, 0.5, (~predictable).sum())
+        log_base[~predictable] = np.log(_SPARSE_BASELINE) + rng.normal(0, 0.5, (~predictable).sum())
         weights[~predictable] *= 0.3
         rates = np.exp(log_base[None, :] + latents @ weights.T)
         rotation = latents[:, list(_ROTATION)]
