@@ -1,12 +1,14 @@
-"""The embedded default workflow, end to end, as `make run` runs it, then on three seeds.
+"""The embedded default workflow, end to end, as `make run` runs it, then the protocol run.
 
-One run of config/config.yaml (every configured method and baseline, one seed) feeds the
-tests of the demo itself: the report renders in a real browser, a rerun does nothing,
-config edits rerun only what they affect. A copy of it extended by
-config/three_seeds.yaml (seeds 1 and 2 added, seed 0 reused) feeds the tests of the
-results the project claims, from the workflow's own outputs. That copy trains only the
-methods a claim compares (``CLAIM_METHODS``), so the suite's second workflow run skips
-about a third of the jobs; the README's three-seed tables come from every method.
+One run of config/config.yaml (every configured method and baseline, one seed, the
+demo's budgets) feeds the tests of the demo itself: the report renders in a real
+browser, a rerun does nothing, config edits rerun only what they affect. The protocol
+overlay config/protocol.yaml (three seeds, every method at its selected budget, its own
+results folder, the demo's recordings) run in the same working directory feeds the
+tests of the results the project claims, from the workflow's own outputs. That run
+trains only the methods a claim compares (``CLAIM_METHODS``), so the suite's second
+workflow run skips about a third of the jobs; the README's three-seed tables come from
+every method.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from workflow_helpers import REPO, run_snakemake
 pytestmark = pytest.mark.slow
 
 DEFAULT = REPO / "config" / "config.yaml"
-THREE_SEEDS = (DEFAULT, REPO / "config" / "three_seeds.yaml")
+PROTOCOL = (DEFAULT, REPO / "config" / "protocol.yaml")
 #: The methods the claim tests compare (with the oracle, whose share MtM's test prints).
 CLAIM_METHODS = [
     "mtm",
@@ -57,14 +59,21 @@ def default_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def three_seed_run(default_run, tmp_path_factory) -> tuple[Path, dict[str, int]]:
-    """A copy of the default run extended to three seeds; its results and the jobs it ran."""
-    workdir = tmp_path_factory.mktemp("three_seeds") / "work"
-    shutil.copytree(default_run.parents[1], workdir, symlinks=True)  # keeps mtimes
-    claims = workdir.parent / "claim_methods.yaml"
-    claims.write_text(yaml.safe_dump({"methods": CLAIM_METHODS}))
-    result = run_snakemake(workdir, configfile=(*THREE_SEEDS, claims))
-    return workdir / "results" / "synthetic", _job_counts(result.stdout + result.stderr)
+def claim_methods(tmp_path_factory) -> Path:
+    """An overlay that keeps only the methods a claim compares."""
+    path = tmp_path_factory.mktemp("claims") / "claim_methods.yaml"
+    path.write_text(yaml.safe_dump({"methods": CLAIM_METHODS}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_seed_run(default_run, claim_methods) -> tuple[Path, dict[str, int]]:
+    """The protocol run next to the demo's results; its results and the jobs it ran."""
+    workdir = default_run.parents[1]
+    result = run_snakemake(workdir, configfile=(*PROTOCOL, claim_methods))
+    return workdir / "results" / "protocol" / "synthetic", _job_counts(
+        result.stdout + result.stderr
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,23 +138,21 @@ def test_the_one_seed_demo_says_it_is_not_a_result(default_run, three_seed_run):
     assert "smoke run" not in (three_seed_run[0] / "report" / "index.html").read_text()
 
 
-def test_three_seeds_add_only_the_new_seeds_jobs(
+def test_the_protocol_run_trains_three_seeds_beside_the_demo(
     default_run, metrics, three_seed_run, claim_metrics
 ):
-    """Seed 0 is reused, not retrained: the overlay runs 2 new seeds' jobs and the report."""
+    """The protocol run reads the demo's recordings (no synthesis job) and writes its own
+    folder: every claim method on three seeds, and not one demo file rewritten."""
     _, jobs = three_seed_run
-    assert set(jobs) <= {"pretrain", "finetune", "evaluate", "evaluate_baseline", "report", "all"}
-    for rule, folder in [("pretrain", "pretrain"), ("finetune", "finetune")]:
-        runs = (default_run / folder).glob("*/*/*/seed0")  # <method>/<modality>/<size>/seed0
-        seed0_runs = [run for run in runs if run.parts[-4] in CLAIM_METHODS]
-        assert seed0_runs and jobs[rule] == 2 * len(seed0_runs), (rule, jobs)
-    assert jobs["report"] == 1, jobs
+    assert "synthesize_session" not in jobs, jobs
+    for rule in ("pretrain", "finetune"):
+        trained = [m for m in CLAIM_METHODS if (default_run / rule / m).is_dir()]
+        assert trained and jobs[rule] == 3 * len(trained), (rule, jobs)
     assert set(claim_metrics["seed"]) == {0, 1, 2}
     assert set(claim_metrics["method"]) == set(CLAIM_METHODS)
-    keys = ["session", "method", "size", "task", "metric", "seed"]
-    seed0 = claim_metrics[claim_metrics["seed"] == 0].sort_values(keys, ignore_index=True)
-    claimed = metrics[metrics["method"].isin(CLAIM_METHODS)]
-    pd.testing.assert_frame_equal(seed0, claimed.sort_values(keys, ignore_index=True))
+    again = run_snakemake(default_run.parents[1], "-n", configfile=DEFAULT)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    assert metrics.equals(pd.read_csv(default_run / "report" / "metrics.csv"))
 
 
 def test_calm_forecasting_beats_persistence_mean_and_linear_ar_beyond_one_step(claim_metrics):
@@ -198,15 +205,15 @@ def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_r
     assert jobs == {"finetune": seeds, "evaluate": seeds, "report": 1, "all": 1}, jobs
 
 
-def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(default_run):
-    """The overlay merges into ``hparams`` key by key: POYO-SSL's fine-tuning schedule
-    stays, and only its three pretraining diets (and what depends on them) rerun."""
+def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(three_seed_run, claim_methods):
+    """The overlay merges into the protocol's ``hparams`` key by key: POYO-SSL's
+    fine-tuning schedule stays, and only its pretraining diets (two of them among the
+    claim methods) and what depends on them rerun, on each of the three seeds."""
     overlay = REPO / "config" / "poyo_ssl_long_pretraining.yaml"
-    plan = run_snakemake(
-        default_run.parents[1], "-n", "--quiet", "rules", configfile=(DEFAULT, overlay)
-    )
+    configs = (*PROTOCOL, claim_methods, overlay)
+    plan = run_snakemake(three_seed_run[0].parents[2], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
-    assert jobs == {"pretrain": 3, "finetune": 3, "evaluate": 3, "report": 1, "all": 1}, jobs
+    assert jobs == {"pretrain": 6, "finetune": 6, "evaluate": 6, "report": 1, "all": 1}, jobs
 
 
 def test_eight_seed_overlay_trains_the_perceiver_family_on_eight_seeds(default_run):
@@ -214,7 +221,7 @@ def test_eight_seed_overlay_trains_the_perceiver_family_on_eight_seeds(default_r
     fine-tuned Perceivers and 1 baseline per seed, in its own results folder (nothing of
     the demo's results is reused or overwritten)."""
     overlays = ("poyo_ssl_long_pretraining.yaml", "poyo_ssl_eight_seeds.yaml")
-    configs = (DEFAULT, *(REPO / "config" / name for name in overlays))
+    configs = (*PROTOCOL, *(REPO / "config" / name for name in overlays))
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
     trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
@@ -225,7 +232,7 @@ def test_scaling_overlay_sweeps_three_sizes_on_the_default_data(default_run):
     """The sweep trains POYO-SSL (pretraining and fine-tuning) and scratch at three
     sizes on three seeds, in its own results folder, from the demo's own recordings:
     no synthesis job, so the demo's NWB files in resources/ stay as they are."""
-    configs = (DEFAULT, REPO / "config" / "synthetic_scaling.yaml")
+    configs = (*PROTOCOL, REPO / "config" / "synthetic_scaling.yaml")
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
     sizes, seeds = 3, 3

@@ -504,7 +504,7 @@ def test_fewer_seeds_than_the_protocol_are_flagged_as_a_smoke_run(built, tmp_pat
     build_report(inputs, tmp_path / "report")
     html = (tmp_path / "report" / "index.html").read_text()
     assert "1 training seed(s): a smoke run, not a result." in html
-    assert "config/three_seeds.yaml" in html
+    assert "config/protocol.yaml" in html
 
 
 def test_bad_inputs_name_the_fault(tmp_path):

@@ -56,7 +56,7 @@ fine-tuned scores swing with the scheme draws. The embedded default's values com
 method scored on its own *validation* windows (co-smoothing and inter-region bits/spike)
 of training seeds 3 and 4, which no report uses. Every method chose 120 stitcher steps
 (new read-in/out fitted to a frozen backbone before it is unfrozen); MtM and NDT chose
-batch 16 and scratch batch 32 (``config/config.yaml``; the table is in
+batch 16 and scratch batch 32 (``config/protocol.yaml``; the table is in
 ``docs/hparam_selection.md``).
 - masking: ``neuron_ratio`` (0.3), ``causal_fraction`` (0.6), ``temporal_ratio`` (0.3),
   ``intra_ratio`` (0.5).

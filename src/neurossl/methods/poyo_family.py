@@ -43,15 +43,15 @@ keeps a head whose task, kind and class count match (:meth:`Perceiver.set_task`)
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
 dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
 pretraining on predictable neurons, 4 s on unpredictable ones, 6-7 s fine-tuning, 0.2 s
-evaluation); real benchmarks should raise the step counts on a GPU. The embedded
-default overrides the fine-tuning schedule per method (``config/config.yaml``) with the
+evaluation); real benchmarks should raise the step counts on a GPU. The protocol run
+(``config/protocol.yaml``) overrides the fine-tuning schedule per method with the
 variant each method scored best with on validation windows of unreported seeds
 (:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 250 or 400 full
-steps, some after a 60-step readout phase; the 150 full steps here were never chosen.
-Those schedules take 250-400 steps in all. The embedded default also pretrains the
-three diets for 1000 steps with ``aux_weight`` 0.1: on the default generator's ROIs,
-shorter pretraining gained nothing over scratch on validation windows
-(docs/hparam_selection.md, "A generator with room above scratch").
+steps, some after a 60-step readout phase; the 150 full steps here were never chosen
+(the one-seed demo uses them to stay short). It also pretrains the three diets for 1000
+steps with ``aux_weight`` 0.1: on the default generator's ROIs, shorter pretraining
+gained nothing over scratch on validation windows (docs/hparam_selection.md, "A
+generator with room above scratch").
 ``eval_every`` larger than every phase means each phase is validated only at its end,
 i.e. the *last* weights are kept: the default dataset has 10 validation windows per
 held-out session, too few to rank checkpoints of one cosine schedule without selecting

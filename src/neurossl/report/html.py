@@ -291,8 +291,9 @@ def _few_seeds_warning(n_seeds: int) -> str:
     return (
         f"<p class='alert'><b>{n_seeds} training seed(s): a smoke run, not a result.</b> "
         f"Reported numbers are means with confidence intervals over at least "
-        f"{PROTOCOL_SEEDS} seeds; the embedded default adds them with "
-        "<code>--configfile config/config.yaml config/three_seeds.yaml</code>.</p>"
+        f"{PROTOCOL_SEEDS} seeds, each method at its selected training budget; for the "
+        "embedded default that is the protocol run, "
+        "<code>--configfile config/config.yaml config/protocol.yaml</code>.</p>"
     )
 
 
