@@ -216,16 +216,19 @@ def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(three_seed_r
     assert jobs == {"pretrain": 6, "finetune": 6, "evaluate": 6, "report": 1, "all": 1}, jobs
 
 
-def test_eight_seed_overlay_trains_the_perceiver_family_on_eight_seeds(default_run):
-    """The overlay behind the README's eight-seed table plans 3 pretraining diets, 4
-    fine-tuned Perceivers and 1 baseline per seed, in its own results folder (nothing of
-    the demo's results is reused or overwritten)."""
-    overlays = ("poyo_ssl_long_pretraining.yaml", "poyo_ssl_eight_seeds.yaml")
-    configs = (*PROTOCOL, *(REPO / "config" / name for name in overlays))
-    plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
+def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(default_run):
+    """The overlay behind the README's sixteen-seed table plans 2 pretraining diets, 3
+    fine-tuned Perceivers and 1 baseline per seed, in its own results folder, and none of
+    its seeds is one whose validation windows chose the Perceiver budgets (3-10)."""
+    overlay = REPO / "config" / "poyo_ssl_sixteen_seeds.yaml"
+    seeds = yaml.safe_load(overlay.read_text())["seeds"]
+    assert len(set(seeds)) == 16 and not set(seeds) & set(range(3, 11)), seeds
+    plan = run_snakemake(
+        default_run.parents[1], "-n", "--quiet", "rules", configfile=(*PROTOCOL, overlay)
+    )
     jobs = _job_counts(plan.stdout)
     trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
-    assert trained == {"pretrain": 24, "finetune": 32, "evaluate": 32, "evaluate_baseline": 8}
+    assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
 
 
 def test_scaling_overlay_sweeps_three_sizes_on_the_default_data(default_run):
