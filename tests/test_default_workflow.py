@@ -67,7 +67,7 @@ def claim_methods(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def three_seed_run(default_run, claim_methods) -> tuple[Path, dict[str, int]]:
+def protocol_run(default_run, claim_methods) -> tuple[Path, dict[str, int]]:
     """The protocol run next to the demo's results; its results and the jobs it ran."""
     workdir = default_run.parents[1]
     result = run_snakemake(workdir, configfile=(*PROTOCOL, claim_methods))
@@ -82,8 +82,8 @@ def metrics(default_run) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def claim_metrics(three_seed_run) -> pd.DataFrame:
-    return pd.read_csv(three_seed_run[0] / "report" / "metrics.csv")
+def claim_metrics(protocol_run) -> pd.DataFrame:
+    return pd.read_csv(protocol_run[0] / "report" / "metrics.csv")
 
 
 def test_rerun_does_nothing(default_run):
@@ -133,17 +133,17 @@ def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
     assert set(metrics["seed"]) == set(config["seeds"])
 
 
-def test_the_one_seed_demo_says_it_is_not_a_result(default_run, three_seed_run):
+def test_the_one_seed_demo_says_it_is_not_a_result(default_run, protocol_run):
     assert "a smoke run, not a result" in (default_run / "report" / "index.html").read_text()
-    assert "smoke run" not in (three_seed_run[0] / "report" / "index.html").read_text()
+    assert "smoke run" not in (protocol_run[0] / "report" / "index.html").read_text()
 
 
 def test_the_protocol_run_trains_three_seeds_beside_the_demo(
-    default_run, metrics, three_seed_run, claim_metrics
+    default_run, metrics, protocol_run, claim_metrics
 ):
     """The protocol run reads the demo's recordings (no synthesis job) and writes its own
     folder: every claim method on three seeds, and not one demo file rewritten."""
-    _, jobs = three_seed_run
+    _, jobs = protocol_run
     assert "synthesize_session" not in jobs, jobs
     for rule in ("pretrain", "finetune"):
         trained = [m for m in CLAIM_METHODS if (default_run / rule / m).is_dir()]
@@ -205,13 +205,13 @@ def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_r
     assert jobs == {"finetune": seeds, "evaluate": seeds, "report": 1, "all": 1}, jobs
 
 
-def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(three_seed_run, claim_methods):
+def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(protocol_run, claim_methods):
     """The overlay merges into the protocol's ``hparams`` key by key: POYO-SSL's
     fine-tuning schedule stays, and only its pretraining diets (two of them among the
     claim methods) and what depends on them rerun, on each of the three seeds."""
     overlay = REPO / "config" / "poyo_ssl_long_pretraining.yaml"
     configs = (*PROTOCOL, claim_methods, overlay)
-    plan = run_snakemake(three_seed_run[0].parents[2], "-n", "--quiet", "rules", configfile=configs)
+    plan = run_snakemake(protocol_run[0].parents[2], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
     assert jobs == {"pretrain": 6, "finetune": 6, "evaluate": 6, "report": 1, "all": 1}, jobs
 
@@ -270,17 +270,17 @@ def test_mtm_beats_ndt_and_scratch(claim_metrics, task):
     print(f"{task}: mtm {means['mtm']:.3f} bps = {means['mtm'] / oracle:.0%} of oracle")
 
 
-def test_report_states_poyo_ssls_relative_gains_with_their_intervals(three_seed_run, claim_metrics):
+def test_report_states_poyo_ssls_relative_gains_with_their_intervals(protocol_run, claim_metrics):
     """Issue claim (POYO-SSL): the relative gain over scratch and over the reverse
     ablation, each with its 95 % CI over seeds, as the report prints it.
 
     Neither gain is asserted positive: at three seeds the paired difference's standard
     error is close to the mean gain, and float rounding differs between CPU models; the
-    README's eight-seed table measures the direction (README, "POYO-SSL on the default
+    README's sixteen-seed table measures the direction (README, "POYO-SSL on the default
     data"), so a sign asserted here would test the seed draw and the machine.
     """
     bacc = _seed_means(claim_metrics, "stimulus_class", "bacc", "calcium")
-    html = (three_seed_run[0] / "report" / "index.html").read_text()
+    html = (protocol_run[0] / "report" / "index.html").read_text()
     references = [("scratch", "scratch_perceiver"), ("poyo_ssl_reverse", "poyo_ssl_reverse")]
     for label, reference in references:
         gain, lo, hi, n = relative_gain_ci(bacc["poyo_ssl"].to_dict(), bacc[reference].to_dict())
