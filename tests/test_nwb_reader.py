@@ -68,7 +68,7 @@ def test_spike_counts_equal_binning_the_raw_spike_times(nwb_path: Path, sessions
     # no other record of the recording's length, and the last 20 ms may hold no spike.
     last = max(times.max(), last_stop)
     assert edges[-2] <= last < edges[-1]
-    assert spikes.n_bins <= round(CONFIG.duration / BIN)
+    assert spikes.n_bins <= round(CONFIG.duration_of(SESSION) / BIN)
 
 
 def test_trials_neurons_and_meta(nwb_path: Path, sessions: dict):

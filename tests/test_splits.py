@@ -104,6 +104,26 @@ def test_heldout_sessions_are_whole_new_subjects(session_files):
         compute_splits("toy", session_files, SplitConfig(heldout_subjects=("Z",)))
 
 
+def test_heldout_fractions_split_only_the_heldout_sessions(session_files):
+    """Held-out recordings can give most windows to evaluation; the pretraining sessions'
+    windows stay exactly as ``fractions`` alone makes them."""
+    plain, _ = compute_splits("toy", session_files, SplitConfig())
+    few_labels = {"train": 0.25, "valid": 0.25, "test": 0.5}
+    splits, _ = compute_splits("toy", session_files, SplitConfig(heldout_fractions=few_labels))
+    for session, windows in splits.windows.items():
+        counts = {s: int((windows.split == s).sum()) for s in ("train", "valid", "test")}
+        if session in splits.heldout_sessions:
+            assert counts == {"train": 10, "valid": 10, "test": 20}, session
+        else:
+            np.testing.assert_array_equal(windows.split, plain.windows[session].split)
+    with pytest.raises(ValueError, match="sum to 1"):
+        compute_splits(
+            "toy",
+            session_files,
+            SplitConfig(heldout_fractions={"train": 0.5, "valid": 0.1, "test": 0.1}),
+        )
+
+
 def test_held_in_and_held_out_neurons_partition_each_session(session_files):
     splits, _ = compute_splits("toy", session_files, SplitConfig(held_out_neuron_fraction=0.2))
     for session in ("s1", "s2", "s3", "s4"):

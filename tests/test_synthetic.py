@@ -79,6 +79,27 @@ def test_same_seed_same_arrays_other_seed_or_session_differs(nwb_path: Path, tmp
         assert not np.array_equal(datasets(path)[spikes][:1000], reference[spikes][:1000])
 
 
+def test_more_trials_for_one_subject_leave_the_others_bit_identical(nwb_path: Path, tmp_path):
+    """``n_trials_by_subject`` lengthens one animal's recordings; every other session is
+    the file it was without the override, so its pretraining data does not move."""
+    longer = SyntheticConfig(n_trials=40, n_trials_by_subject={"sub-02": 60})
+    same, long = tmp_path / "same.nwb", tmp_path / "long.nwb"
+    write_session_nwb(longer, SESSION, same)
+    write_session_nwb(longer, "sub-02_ses-01", long)
+    reference = datasets(nwb_path)
+    unchanged = datasets(same)
+    assert reference.keys() == unchanged.keys()
+    for name, values in reference.items():
+        np.testing.assert_array_equal(values, unchanged[name], err_msg=name)
+    with h5py.File(long, "r") as f:
+        assert f["intervals/trials/start_time"].shape == (60,)
+        assert f["intervals/trials/stop_time"][-1] <= longer.duration_of("sub-02_ses-01")
+    with pytest.raises(ValueError, match=r"n_trials_by_subject.*sub-09"):
+        SyntheticConfig(n_trials_by_subject={"sub-09": 10})
+    with pytest.raises(ValueError, match="n_trials_by_subject"):
+        SyntheticConfig(n_trials_by_subject={"sub-01": 0})
+
+
 def test_nwbinspector_finds_no_violation(nwb_path: Path):
     serious = {
         Importance.ERROR,

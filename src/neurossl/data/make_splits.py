@@ -30,6 +30,10 @@ class SplitConfig:
     fractions: dict[str, float] = field(
         default_factory=lambda: {"train": 0.7, "valid": 0.1, "test": 0.2}
     )
+    #: Fractions for the held-out sessions' windows (None: ``fractions``). Why: a
+    #: held-out recording with many trials can keep a few-label fine-tuning set and put
+    #: the rest into evaluation, which shrinks test noise without adding labels.
+    heldout_fractions: dict[str, float] | None = None
     #: "trials" (one window per trial around its align time), "blocks" (continuous) or
     #: "epochs" (blocks inside each stimulus epoch; Allen Visual Coding).
     windows: str = "trials"
@@ -133,12 +137,22 @@ def compute_splits(
     for (session_id, modality), path in sorted(session_paths.items()):
         by_session.setdefault(session_id, {})[modality] = read_session(path)
 
+    subjects = {
+        session_id: next(iter(sessions.values())).meta["subject"]
+        for session_id, sessions in by_session.items()
+    }
+    heldout = _heldout_sessions(subjects, config)
+    pretrain = sorted(s for s in by_session if s not in heldout)
+
     windows: dict[str, Windows] = {}
-    subjects: dict[str, str] = {}
     for session_id, sessions in by_session.items():
         first = next(iter(sessions.values()))
-        subjects[session_id] = first.meta["subject"]
         rng = _rng(config.seed, "windows", session_id)
+        fractions = (
+            config.heldout_fractions
+            if config.heldout_fractions is not None and session_id in heldout
+            else config.fractions
+        )
         if config.windows == "trials":
             if first.trials.empty:
                 raise ValueError(
@@ -146,26 +160,23 @@ def compute_splits(
                     "set split.windows: blocks for continuous recordings"
                 )
             windows[session_id] = trial_windows(
-                first.trials, _extent(sessions), config.pre, config.post, config.fractions, rng
+                first.trials, _extent(sessions), config.pre, config.post, fractions, rng
             )
         elif config.windows == "blocks":
             windows[session_id] = block_windows(
-                _extent(sessions), config.block_window, config.block_length, config.fractions, rng
+                _extent(sessions), config.block_window, config.block_length, fractions, rng
             )
         elif config.windows == "epochs":
             from neurossl.data.sources.allen import epoch_block_windows
 
             blocks = epoch_block_windows(
-                first.trials, config.block_window, config.block_length, config.fractions, rng
+                first.trials, config.block_window, config.block_length, fractions, rng
             )
             windows[session_id] = label_windows(blocks, first.trials)
         else:
             raise ValueError(
                 f"split.windows must be 'trials', 'blocks' or 'epochs', got {config.windows!r}"
             )
-
-    heldout = _heldout_sessions(subjects, config)
-    pretrain = sorted(s for s in by_session if s not in heldout)
 
     stats_rows = []
     for session_id, sessions in by_session.items():

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -69,6 +69,11 @@ class SyntheticConfig:
     n_subjects: int = 3
     sessions_per_subject: int = 2
     n_trials: int = 60
+    #: Trials of named subjects ({"sub-03": 400}), overriding ``n_trials``. Why: a
+    #: held-out animal with many trials gives many test windows while the others stay
+    #: as they are (each session draws from its own random streams), so evaluation noise
+    #: falls without changing what pretraining sees.
+    n_trials_by_subject: dict[str, int] = field(default_factory=dict)
     trial_duration: float = 2.0
     iti: float = 0.5
     n_units: int = 48
@@ -101,6 +106,7 @@ class SyntheticConfig:
             "n_subjects": self.n_subjects >= 2,
             "sessions_per_subject": self.sessions_per_subject >= 1,
             "n_trials": self.n_trials >= 1,
+            "n_trials_by_subject": all(n >= 1 for n in self.n_trials_by_subject.values()),
             "trial_duration": self.trial_duration > model.STIM_ONSET,
             "iti": self.iti >= 0,
             "n_units": self.n_units >= 1,
@@ -120,6 +126,13 @@ class SyntheticConfig:
         if bad:
             values = {name: getattr(self, name) for name in bad}
             raise ValueError(f"invalid synthetic config value(s): {values}")
+        subjects = [f"sub-{s:02d}" for s in range(1, self.n_subjects + 1)]
+        unknown = sorted(set(self.n_trials_by_subject) - set(subjects))
+        if unknown:
+            raise ValueError(
+                f"synthetic.n_trials_by_subject names unknown subject(s) {unknown}; "
+                f"expected some of {subjects}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict) -> SyntheticConfig:
@@ -132,10 +145,12 @@ class SyntheticConfig:
             values["regions"] = tuple(values["regions"])
         return cls(**values)
 
-    @property
-    def duration(self) -> float:
+    def trials_of(self, session_id: str) -> int:
+        return self.n_trials_by_subject.get(session_id.split("_")[0], self.n_trials)
+
+    def duration_of(self, session_id: str) -> float:
         """Recording length (s): trials separated (and framed) by inter-trial gaps."""
-        return self.n_trials * (self.trial_duration + self.iti) + self.iti
+        return self.trials_of(session_id) * (self.trial_duration + self.iti) + self.iti
 
 
 def session_ids(config: SyntheticConfig) -> list[str]:
@@ -168,9 +183,13 @@ def _build_nwbfile(config: SyntheticConfig, session_id: str, index: int) -> NWBF
         )
     }
     trials = model.make_trials(
-        rng["trials"], config.n_trials, config.trial_duration, config.iti, config.n_stimulus_classes
+        rng["trials"],
+        config.trials_of(session_id),
+        config.trial_duration,
+        config.iti,
+        config.n_stimulus_classes,
     )
-    t = model.fine_times(config.duration)
+    t = model.fine_times(config.duration_of(session_id))
     latents = model.make_latents(world, trials, rng["latents"], t)
     trials = dataclasses.replace(
         trials, choice=model.choices(world, trials, latents, rng["choice"])
@@ -226,7 +245,7 @@ def _build_nwbfile(config: SyntheticConfig, session_id: str, index: int) -> NWBF
     )
     _add_trials(nwbfile, trials)
     _add_units(nwbfile, config, units, rng["spikes"])
-    frames = _frame_times(config)
+    frames = _frame_times(config, config.duration_of(session_id))
     true_calcium = interpolate(t, model.calcium_from_counts(rois.counts), frames)
     _add_ophys(nwbfile, config, rois, true_calcium, frames[0], rng["calcium"])
     _add_behavior(nwbfile, world, latents, t, rng["behavior"])
@@ -456,8 +475,8 @@ def _add_truth(
     )
 
 
-def _frame_times(config: SyntheticConfig) -> np.ndarray:
+def _frame_times(config: SyntheticConfig, duration: float) -> np.ndarray:
     """Frame timestamps, half a frame after the recording start (as scopes rarely sync at 0)."""
     first = 0.5 / config.frame_rate
-    n = int((config.duration - model.FINE_DT - first) * config.frame_rate) + 1
+    n = int((duration - model.FINE_DT - first) * config.frame_rate) + 1
     return first + np.arange(n) / config.frame_rate
