@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from neurossl.names import METHOD_MODALITY, MODALITIES, NEURAL_METHODS
+from neurossl.names import FIGURES, METHOD_MODALITY, MODALITIES, NEURAL_METHODS
 from neurossl.report.build import ReportInputs, ReportSettings, build_report, figure_paths
 from neurossl.report.collect import TIDY_COLUMNS, collect
-from neurossl.report.figures import FIGURES, run_on_steps
+from neurossl.report.figures import run_on_steps
 from neurossl.report.html import differences_html
 from neurossl.report.provenance import config_hash, git_commit, read_benchmarks
 from neurossl.report.tables import (

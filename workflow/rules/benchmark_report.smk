@@ -2,10 +2,10 @@
 
 Inputs are every expected metrics.json, so the report is rebuilt when any result changes;
 ``params.config`` makes a config edit (e.g. ``report: metrics``) rerun only this rule.
-Figure names come from neurossl.report.figures.FIGURES, so outputs are known up front.
+Figure names come from neurossl.names.FIGURES, so outputs are known up front.
 """
 
-from neurossl.report.figures import FIGURES
+from neurossl.names import FIGURES
 
 
 localrules:

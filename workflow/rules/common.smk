@@ -55,7 +55,7 @@ def sessions_of(dataset):
     """Session ids of a dataset: from the config (synthetic, local) or the manifest (dandi)."""
     spec = DATASETS[dataset]
     if spec["source"] == "synthetic":
-        from neurossl.data.sources.synthetic import SyntheticConfig, session_ids
+        from neurossl.data.sources.synthetic_config import SyntheticConfig, session_ids
 
         return session_ids(SyntheticConfig.from_dict(spec.get("synthetic", {})))
     if spec["source"] == "local":

@@ -17,7 +17,7 @@ from typing import Any
 
 from neurossl.atomic import write_text
 from neurossl.data.splits import read_splits
-from neurossl.names import METRICS, MODALITIES, check_method, check_task
+from neurossl.names import FIGURES, METRICS, MODALITIES, check_method, check_task
 from neurossl.report import figures as fig
 from neurossl.report.collect import (
     Collection,
@@ -132,7 +132,7 @@ class ReportInputs:
 def figure_paths(report_dir: str | Path) -> dict[str, tuple[Path, Path]]:
     """name -> (png, svg) of every report figure; the rule declares exactly these."""
     base = Path(report_dir) / "figures"
-    return {name: (base / f"{name}.png", base / f"{name}.svg") for name in fig.FIGURES}
+    return {name: (base / f"{name}.png", base / f"{name}.svg") for name in FIGURES}
 
 
 def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1) -> Collection:
@@ -171,7 +171,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
         missing=missing_table(collection),
         figures=[
             FigureEntry(name, FIGURE_TEXT[name][0], paths[name][0], FIGURE_TEXT[name][1])
-            for name in fig.FIGURES
+            for name in FIGURES
         ],
         provenance=provenance,
         n_expected_runs=len(collection.expected),

@@ -1,8 +1,9 @@
 """Report figures, each written as PNG (for the HTML) and SVG (for papers).
 
-The set of figures is fixed (FIGURES), so the report rule can declare its outputs before
-it knows which results exist; a figure whose data a dataset lacks is still written, as a
-panel that says what is absent. Colours are fixed per method across all figures.
+The set of figures is fixed (``neurossl.names.FIGURES``), so the report rule can declare
+its outputs before it knows which results exist; a figure whose data a dataset lacks is
+still written, as a panel that says what is absent. Colours are fixed per method across
+all figures.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from neurossl.names import ORACLE, is_horizon_metric
 from neurossl.report.collect import RunKey
 from neurossl.report.dataset_summary import plot_predictability
 from neurossl.report.tables import higher_is_better, method_order
-
-FIGURES = ("forecasting_horizon", "scaling", "per_neuron_bps", "predictability", "training_curves")
 
 #: Backbone module per neural method, for parameter counts on the scaling figure.
 BACKBONE_MODULE = {

@@ -21,7 +21,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 #: Resolution (s) of the ground-truth grid: rates, latents and the noise-free calcium.
 FINE_DT = 0.01
@@ -303,6 +302,8 @@ def calcium_from_counts(counts: np.ndarray) -> np.ndarray:
     tau = np.arange(0, 5 * CALCIUM_DECAY, FINE_DT)
     peak = np.max(np.exp(-tau / CALCIUM_DECAY) - np.exp(-tau / CALCIUM_RISE))
     x = counts.astype(np.float64)
+    from scipy.signal import lfilter  # here: the workflow imports this module at start-up
+
     slow = lfilter([1.0], [1.0, -a_decay], x, axis=0)
     fast = lfilter([1.0], [1.0, -a_rise], x, axis=0)
     return CALCIUM_SPIKE_AMPLITUDE * (slow - fast) / peak
