@@ -245,6 +245,19 @@ def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(defaul
     assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
 
 
+def test_long_heldout_overlay_records_its_own_animal_beside_the_demos(default_run):
+    """The overlay behind the README's 580-test-window table writes its own recordings
+    (its held-out animal is longer), so the demo's NWB files stay as they are, and it
+    trains what the sixteen-seed overlay trains."""
+    overlays = ("poyo_ssl_sixteen_seeds.yaml", "poyo_ssl_long_heldout.yaml")
+    configs = (*PROTOCOL, *(REPO / "config" / name for name in overlays))
+    plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
+    jobs = _job_counts(plan.stdout)
+    assert jobs["synthesize_session"] == 6, jobs
+    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
+    assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
+
+
 def test_scaling_overlay_sweeps_three_sizes_on_the_default_data(default_run):
     """The sweep trains POYO-SSL (pretraining and fine-tuning) and scratch at three
     sizes on three seeds, in its own results folder, from the demo's own recordings:
