@@ -44,6 +44,12 @@ def datasets(path: Path) -> dict[str, np.ndarray]:
     return found
 
 
+def assert_same_arrays(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> None:
+    assert reference.keys() == other.keys()
+    for name, values in reference.items():
+        np.testing.assert_array_equal(values, other[name], err_msg=name)
+
+
 def test_session_ids_span_at_least_two_subjects():
     ids = session_ids(SyntheticConfig())
     assert ids == [f"sub-0{s}_ses-0{k}" for s in (1, 2, 3) for k in (1, 2)]
@@ -70,10 +76,7 @@ def test_same_seed_same_arrays_other_seed_or_session_differs(nwb_path: Path, tmp
     write_session_nwb(SyntheticConfig(n_trials=40, seed=1), SESSION, other_seed)
     write_session_nwb(CONFIG, "sub-02_ses-01", other_session)
     reference = datasets(nwb_path)
-    rerun = datasets(again)
-    assert reference.keys() == rerun.keys()
-    for name, values in reference.items():
-        np.testing.assert_array_equal(values, rerun[name], err_msg=name)
+    assert_same_arrays(reference, datasets(again))
     spikes = "units/spike_times"
     for path in (other_seed, other_session):
         assert not np.array_equal(datasets(path)[spikes][:1000], reference[spikes][:1000])
@@ -86,11 +89,7 @@ def test_more_trials_for_one_subject_leave_the_others_bit_identical(nwb_path: Pa
     same, long = tmp_path / "same.nwb", tmp_path / "long.nwb"
     write_session_nwb(longer, SESSION, same)
     write_session_nwb(longer, "sub-02_ses-01", long)
-    reference = datasets(nwb_path)
-    unchanged = datasets(same)
-    assert reference.keys() == unchanged.keys()
-    for name, values in reference.items():
-        np.testing.assert_array_equal(values, unchanged[name], err_msg=name)
+    assert_same_arrays(datasets(nwb_path), datasets(same))
     with h5py.File(long, "r") as f:
         assert f["intervals/trials/start_time"].shape == (60,)
         assert f["intervals/trials/stop_time"][-1] <= longer.duration_of("sub-02_ses-01")
