@@ -79,7 +79,7 @@ class SyntheticConfig:
         if bad:
             values = {name: getattr(self, name) for name in bad}
             raise ValueError(f"invalid synthetic config value(s): {values}")
-        subjects = [f"sub-{s:02d}" for s in range(1, self.n_subjects + 1)]
+        subjects = self.subject_ids()
         unknown = sorted(set(self.n_trials_by_subject) - set(subjects))
         if unknown:
             raise ValueError(
@@ -98,6 +98,9 @@ class SyntheticConfig:
             values["regions"] = tuple(values["regions"])
         return cls(**values)
 
+    def subject_ids(self) -> list[str]:
+        return [f"sub-{s:02d}" for s in range(1, self.n_subjects + 1)]
+
     def trials_of(self, session_id: str) -> int:
         return self.n_trials_by_subject.get(session_id.split("_")[0], self.n_trials)
 
@@ -108,7 +111,7 @@ class SyntheticConfig:
 
 def session_ids(config: SyntheticConfig) -> list[str]:
     return [
-        f"sub-{s:02d}_ses-{k:02d}"
-        for s in range(1, config.n_subjects + 1)
+        f"{subject}_ses-{k:02d}"
+        for subject in config.subject_ids()
         for k in range(1, config.sessions_per_subject + 1)
     ]
