@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from neurossl.gpu_slots import auto_gpus_per_job
+
 
 def _start(tmp_path, name, gpus, env_extra):
     env = {
@@ -80,3 +82,16 @@ def test_failure_exit_code_is_passed_on(tmp_path):
         env=env,
     )
     assert code == 3
+
+
+def test_auto_asks_one_gpu_only_when_a_card_is_visible(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("NEUROSSL_GPU_COUNT", "2")
+    assert auto_gpus_per_job() == 1
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert auto_gpus_per_job() == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert auto_gpus_per_job() == 1
+    monkeypatch.setenv("NEUROSSL_GPU_COUNT", "0")
+    assert auto_gpus_per_job() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from neurossl import names
-from neurossl.methods.registry import IMPLEMENTATIONS, get_method
+from neurossl.methods.registry import IMPLEMENTATIONS, get_method, method_traits
 
 
 def test_every_method_name_has_an_implementation_and_loads():
@@ -41,3 +41,12 @@ def test_session_key_names_the_bad_file():
     assert names.session_key("x/sub-01_ses-01.spikes.h5") == ("sub-01_ses-01", "spikes")
     with pytest.raises(ValueError, match=r"bad\.h5"):
         names.session_key("bad.h5")
+
+
+def test_the_traits_the_workflow_plans_with_are_the_methods_own():
+    for name in names.METHODS:
+        method, traits = get_method(name), method_traits(name)
+        assert traits.pretrains == method.pretrains, name
+        assert traits.finetune_only_hparams == method.finetune_only_hparams, name
+    with pytest.raises(ValueError, match="unknown method 'mmt'"):
+        method_traits("mmt")

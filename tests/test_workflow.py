@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -35,8 +36,13 @@ def test_wrong_type_in_config_is_named(tmp_path):
     assert "n_units" in result.stdout + result.stderr or "many" in result.stdout + result.stderr
 
 
-def test_default_config_dry_run(tmp_path):
-    run_snakemake(tmp_path, "-n", configfile=REPO / "config" / "config.yaml")
+def test_default_config_dry_run_plans_without_importing_torch(tmp_path):
+    """Every snakemake call and every SLURM job reads the workflow; torch would add ~3 s."""
+    config = REPO / "config" / "config.yaml"
+    result = run_snakemake(tmp_path, "-n", configfile=config, python_flags=("-X", "importtime"))
+    imported = re.findall(r"^import time:.*\|\s*([\w.]+)$", result.stderr, re.MULTILINE)
+    assert "snakemake" in imported
+    assert "torch" not in imported, "planning the workflow imported torch"
 
 
 def test_data_slice_runs_and_rerun_does_nothing(tmp_path):

@@ -54,6 +54,7 @@ def run_snakemake(
     check: bool = True,
     configfile: Path | Sequence[Path] | None = None,
     snakefile: Path = SNAKEFILE,
+    python_flags: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``snakemake -s <repo>/workflow/Snakefile --directory workdir ...`` via this Python.
 
@@ -61,9 +62,11 @@ def run_snakemake(
 
     Several config files are merged in order, as ``--configfile a b`` does; they go last
     so that the option's list of values cannot swallow a target given in ``args``.
+    ``python_flags`` go to the interpreter (``-X importtime``).
     """
     command = [
         sys.executable,
+        *python_flags,
         "-m",
         "snakemake",
         "-s",

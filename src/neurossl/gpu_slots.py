@@ -38,6 +38,20 @@ def visible_gpu_count() -> int:
     return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
 
 
+def auto_gpus_per_job() -> int:
+    """``compute.gpus: auto``: 1 when a GPU is visible to this process, else 0.
+
+    Decided without torch: the workflow resolves it at every start-up (each
+    ``snakemake`` call, each SLURM job re-reading the workflow), and importing torch
+    for ``torch.cuda.is_available()`` cost about 3 s of a 7 s dry run.
+    ``CUDA_VISIBLE_DEVICES`` set to nothing (or -1) hides every card, as it does from CUDA.
+    """
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1"):
+        return 0
+    return 1 if visible_gpu_count() > 0 else 0
+
+
 def claim(n_wanted: int, n_total: int, timeout: float = 86400.0) -> tuple[list[int], list[IO]]:
     """Lock ``n_wanted`` distinct free GPU indices, waiting until enough are free."""
     if n_wanted > n_total:

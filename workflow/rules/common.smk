@@ -12,7 +12,9 @@ from snakemake.utils import validate
 
 from neurossl import names
 from neurossl.data.preprocess import reader_of
+from neurossl.gpu_slots import auto_gpus_per_job
 from neurossl.job_env import one_thread_per_job
+from neurossl.methods.registry import method_traits
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -135,9 +137,7 @@ def all_targets():
 COMPUTE = {"gpus": "auto", "nproc_per_node": 1, "mem_mb": 8000, "runtime": 120}
 COMPUTE.update(config.get("compute", {}))
 if COMPUTE["gpus"] == "auto":
-    import torch
-
-    COMPUTE["gpus"] = 1 if torch.cuda.is_available() else 0
+    COMPUTE["gpus"] = auto_gpus_per_job()
 TOKENIZER_METHODS = ("calm", "scratch_dual_axis")
 
 
@@ -148,9 +148,7 @@ def run_dir(stage, wc, leaf=""):
 
 def pretrained_model(wc):
     """The pretrained checkpoint when the method pretrains; nothing for scratch/baselines."""
-    from neurossl.methods.registry import get_method
-
-    if get_method(wc.method).pretrains:
+    if method_traits(wc.method).pretrains:
         return run_dir("pretrain", wc, "model.pt")
     return []
 
@@ -166,9 +164,7 @@ def stage_hparams(wc):
 def pretrain_hparams(wc):
     """stage_hparams without the keys pretraining never reads (the method declares them),
     so editing fine-tuning settings does not rerun pretraining."""
-    from neurossl.methods.registry import get_method
-
-    skip = get_method(wc.method).finetune_only_hparams
+    skip = method_traits(wc.method).finetune_only_hparams
     hparams = {k: v for k, v in json.loads(stage_hparams(wc)).items() if k not in skip}
     return json.dumps(hparams, sort_keys=True)
 

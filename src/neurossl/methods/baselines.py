@@ -60,6 +60,7 @@ from neurossl.eval.queries import Query, spiking_queries
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS
 from neurossl.names import METHOD_MODALITY, SIMPLE_BASELINES
 from neurossl.train.runtime import resolve_device
 
@@ -91,7 +92,7 @@ class Baseline:
     """One simple baseline or the oracle; see the module doc for what each one does."""
 
     pretrains = False
-    finetune_only_hparams: frozenset[str] = frozenset()
+    finetune_only_hparams = FINETUNE_ONLY_HPARAMS[__name__]
 
     def __init__(self, name: str) -> None:
         if name not in (*SIMPLE_BASELINES, "oracle"):

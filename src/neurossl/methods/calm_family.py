@@ -104,6 +104,7 @@ from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, 
 from neurossl.eval.queries import forecast_windows
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
 from neurossl.models.dual_axis import DualAxisConfig, preset
 from neurossl.models.tokenizer import (
     FitConfig,
@@ -416,16 +417,13 @@ def _behavior_column(dataset: WindowDataset, variable: str) -> int:
 
 class CalmMethod:
     modality = "calcium"
-    finetune_only_hparams = frozenset(
-        {"adapt_steps", "head_steps", "finetune_lr", "probe_steps", "probe_lr",
-         "probe_weight_decay", "forecast_mode", "feedback", "samples"}
-    )  # fmt: skip
+    finetune_only_hparams = FINETUNE_ONLY_HPARAMS[__name__]
 
     def __init__(self, name: str) -> None:
         if name not in METHOD_NAMES:
             raise ValueError(f"calm_family has no method {name!r}; expected {METHOD_NAMES}")
         self.name = name
-        self.pretrains = name == "calm"
+        self.pretrains = name in PRETRAINING_METHODS
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(

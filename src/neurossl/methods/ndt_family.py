@@ -84,6 +84,7 @@ from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
+from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
 from neurossl.models.ndt import (
     NDT,
     PRESETS,
@@ -166,16 +167,13 @@ class NDTFamily:
     """One of ``mtm``, ``ndt``, ``scratch_ndt`` (see the module docstring)."""
 
     modality = MODALITY
-    finetune_only_hparams = frozenset(
-        {"max_steps", "finetune_batch_size", "stitch_steps", "stitch_lr", "decode_steps",
-         "decode_lr"}
-    )  # fmt: skip
+    finetune_only_hparams = FINETUNE_ONLY_HPARAMS[__name__]
 
     def __init__(self, name: str) -> None:
         if name not in FAMILY:
             raise ValueError(f"ndt_family implements {FAMILY}, not {name!r}")
         self.name = name
-        self.pretrains = name != "scratch_ndt"
+        self.pretrains = name in PRETRAINING_METHODS
         self.prompts = name != "ndt"
         self.schemes = SCHEMES if self.prompts else (TEMPORAL,)
 

@@ -112,6 +112,7 @@ from neurossl.data.session import read_neurons
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
+from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
 from neurossl.models.perceiver import (
     CLASSIFICATION,
     Perceiver,
@@ -353,14 +354,11 @@ def _merge_logs(phase_logs: list[tuple[str, Path]], target: Path) -> None:
 class PoyoMethod:
     name: str
     modality: str = MODALITY
-    finetune_only_hparams: ClassVar[frozenset[str]] = frozenset(
-        {"finetune_neurons", "unit_id_loss", "unit_id_lr", "unit_id_steps", "head_steps",
-         "full_steps", "unfreeze_layers", "full_lr_scale", "frame_delta"}
-    )  # fmt: skip
+    finetune_only_hparams: ClassVar[frozenset[str]] = FINETUNE_ONLY_HPARAMS[__name__]
 
     @property
     def pretrains(self) -> bool:
-        return self.name in _DIET_OF
+        return self.name in PRETRAINING_METHODS
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(t for t in tasks if is_decoding_task(t))

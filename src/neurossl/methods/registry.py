@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from neurossl.methods.base import Method
+from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS, MethodTraits
 
 #: method name -> "module:factory"; the factory takes the method name.
 IMPLEMENTATIONS = {
@@ -32,10 +33,22 @@ IMPLEMENTATIONS = {
 }
 
 
-def get_method(name: str) -> Method:
-    """The method called ``name``; unknown names fail with the list of known ones."""
+def _implementation(name: str) -> tuple[str, str]:
+    """(module, factory) of ``name``; unknown names fail with the list of known ones."""
     if name not in IMPLEMENTATIONS:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(IMPLEMENTATIONS)}")
     module_name, factory_name = IMPLEMENTATIONS[name].split(":")
+    return module_name, factory_name
+
+
+def method_traits(name: str) -> MethodTraits:
+    """What the workflow plans with, without importing the method (and torch)."""
+    module_name, _ = _implementation(name)
+    return MethodTraits(name in PRETRAINING_METHODS, FINETUNE_ONLY_HPARAMS[module_name])
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; unknown names fail with the list of known ones."""
+    module_name, factory_name = _implementation(name)
     module = importlib.import_module(module_name)
     return getattr(module, factory_name)(name)
