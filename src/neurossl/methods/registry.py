@@ -1,7 +1,8 @@
 """Method name -> implementation, imported lazily.
 
 Lazy imports keep a rule that runs one method from importing every other family, and
-let a user add a method by adding one line here and one module.
+let a user add a method by adding one line here, one module, and its planning traits
+(:mod:`neurossl.methods.traits`), which the workflow reads without importing the module.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def _implementation(name: str) -> tuple[str, str]:
 def method_traits(name: str) -> MethodTraits:
     """What the workflow plans with, without importing the method (and torch)."""
     module_name, _ = _implementation(name)
+    if module_name not in FINETUNE_ONLY_HPARAMS:
+        raise KeyError(
+            f"method {name!r}: its module {module_name} has no entry in "
+            "neurossl.methods.traits.FINETUNE_ONLY_HPARAMS"
+        )
     return MethodTraits(name in PRETRAINING_METHODS, FINETUNE_ONLY_HPARAMS[module_name])
 
 
