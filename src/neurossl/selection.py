@@ -38,7 +38,7 @@ import pandas as pd
 
 from neurossl.atomic import write_text
 from neurossl.job_env import one_thread_per_job
-from neurossl.methods.registry import get_method
+from neurossl.methods.registry import method_traits
 
 #: Folder (beside the variants') of each (method, seed)'s shared pretraining.
 PRETRAIN_DIR = "pretrain"
@@ -87,7 +87,7 @@ def stage_command(
         extra = ["--model", str(run.pretrained), "--train-log", str(home / "train_log.csv"),
                  "--checkpoint-dir", str(home / "checkpoints")]  # fmt: skip
     elif stage == "finetune":
-        extra = ["--pretrained", str(run.pretrained)] if get_method(run.method).pretrains else []
+        extra = ["--pretrained", str(run.pretrained)] if method_traits(run.method).pretrains else []
         extra += ["--model", str(run.directory / "model.pt"),
                   "--train-log", str(run.directory / "train_log.csv"),
                   "--checkpoint-dir", str(run.directory / "checkpoints")]  # fmt: skip
@@ -129,7 +129,7 @@ def run_selection(
 
     def pretrain(method: str, seed: int) -> None:
         run = Run(method, PRETRAIN_DIR, seed, out, size)
-        if get_method(method).pretrains and not run.pretrained.exists():
+        if method_traits(method).pretrains and not run.pretrained.exists():
             command = stage_command("pretrain", run, dataset_dir, modality, tasks, base[method])
             _execute(command, run.pretrained.parent / "pretrain.log")
 
