@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import yaml
 
+from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS
 from workflow_helpers import REPO
 
 CONFIG = REPO / "config"
@@ -43,3 +44,20 @@ def test_the_protocol_writes_its_own_results_on_at_least_three_seeds():
     assert protocol["results"] != demo["results"]
     assert len(protocol["seeds"]) >= 3
     assert set(protocol) <= {"results", "seeds", "hparams"}
+
+
+def test_the_large_corpus_overlay_varies_only_the_diet_in_pretraining():
+    """The diet ablation compares what pretraining saw, so every diet pretrains with the
+    same objective and budget; and every key the protocol sets for those methods is set
+    again, so none keeps a value chosen on the smaller corpus."""
+    protocol, overlay = _load("protocol.yaml")["hparams"], _load("poyo_ssl_large_corpus.yaml")
+    finetune_only = FINETUNE_ONLY_HPARAMS["neurossl.methods.poyo_family"]
+    pretraining = {
+        method: {k: v for k, v in overlay["hparams"][method].items() if k not in finetune_only}
+        for method in ("poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reverse")
+    }
+    assert pretraining["poyo_ssl"]["aux_weight"] > 0
+    assert len({tuple(sorted(keys.items())) for keys in pretraining.values()}) == 1, pretraining
+    for method, keys in overlay["hparams"].items():
+        assert set(protocol[method]) <= set(keys), method
+    assert overlay["results"] != _load("poyo_ssl_long_heldout.yaml")["results"]

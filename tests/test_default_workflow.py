@@ -245,11 +245,18 @@ def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(defaul
     assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
 
 
-def test_long_heldout_overlay_records_its_own_animal_beside_the_demos(default_run):
-    """The overlay behind the README's 580-test-window table writes its own recordings
-    (its held-out animal is longer), so the demo's NWB files stay as they are, and it
-    trains what the sixteen-seed overlay trains."""
-    overlays = ("poyo_ssl_sixteen_seeds.yaml", "poyo_ssl_long_heldout.yaml")
+@pytest.mark.parametrize(
+    "overlays",
+    [
+        ("poyo_ssl_sixteen_seeds.yaml", "poyo_ssl_long_heldout.yaml"),
+        ("poyo_ssl_sixteen_seeds.yaml", "poyo_ssl_long_heldout.yaml", "poyo_ssl_large_corpus.yaml"),
+    ],
+    ids=["long_heldout", "large_corpus"],
+)
+def test_longer_recording_overlays_synthesise_their_own_animals(default_run, overlays):
+    """The overlays behind the README's 580-test-window tables write their own recordings
+    (their animals are recorded longer), so the demo's NWB files stay as they are, and
+    they train what the sixteen-seed overlay trains."""
     configs = (*PROTOCOL, *(REPO / "config" / name for name in overlays))
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
