@@ -52,6 +52,13 @@ steps, some after a 60-step readout phase; the 150 full steps here were never ch
 steps with ``aux_weight`` 0.1: on the default generator's ROIs, shorter pretraining
 gained nothing over scratch on validation windows (docs/hparam_selection.md, "A
 generator with room above scratch").
+``config/poyo_ssl_large_corpus.yaml`` records the pretraining animals for 700 trials
+and sets the recipe chosen for that corpus: ``aux_weight`` 1.0 for every diet and
+POYO+'s unit identification (``unit_id_loss: "task"``, 300 steps at ``unit_id_lr``
+0.1, then 150 full steps at 0.33 x ``lr``). Why: on the default's 280 labelled
+pretraining windows the auxiliary term memorises its labels and the encoder holds no
+stimulus to transfer (docs/hparam_selection.md, "A pretraining corpus larger than the
+fine-tuning set").
 ``eval_every`` larger than every phase means each phase is validated only at its end,
 i.e. the *last* weights are kept: the default dataset has 10 validation windows per
 held-out session, too few to rank checkpoints of one cosine schedule without selecting
