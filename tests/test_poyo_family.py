@@ -278,6 +278,9 @@ def test_diets_per_method_and_bad_hparams() -> None:
         HParams.from_dict("poyo_ssl", {"unit_id_loss": "labels"})
     with pytest.raises(ValueError, match="aux_weight"):
         HParams.from_dict("poyo_ssl", {"aux_weight": -0.1})
+    with pytest.raises(ValueError, match="reconstruction_weight"):
+        HParams.from_dict("poyo_ssl", {"reconstruction_weight": 0.0})  # no loss left
+    assert HParams.from_dict("poyo_ssl", {"reconstruction_weight": 0.0, "aux_weight": 1.0})
     with pytest.raises(ValueError, match="not a Perceiver-family method"):
         make_method("mtm")
 

@@ -99,6 +99,13 @@ def test_auxiliary_decoding_adds_its_weighted_loss_from_the_same_masked_pass() -
     assert metrics["reconstruction"] == pytest.approx(float(reconstruction))
     assert metrics["loss_stimulus_class"] == pytest.approx(2.0)
     torch.testing.assert_close(loss, reconstruction + 0.1 * 2.0)
+    labels_only = reconstruction_loss_fn(
+        0.5, 3, auxiliary=[_Head()], auxiliary_weight=0.1, reconstruction_weight=0.0
+    )
+    loss, metrics = labels_only(model, batch)
+    reconstruction = ((0.5 - batch["activity"][model.seen_mask]) ** 2).mean()
+    assert metrics["reconstruction"] == pytest.approx(float(reconstruction))  # still logged
+    torch.testing.assert_close(loss, torch.tensor(0.1 * 2.0))
 
 
 def test_diets_select_exactly_the_split_groups(tmp_path: Path) -> None:

@@ -82,6 +82,9 @@ warmup_steps           5                    linear warm-up of every phase
 max_steps              120                  pretraining steps
 aux_weight             0.0                  weight of the auxiliary decoding losses in
                                             pretraining (0: pure masked reconstruction)
+reconstruction_weight  1.0                  weight of masked reconstruction in
+                                            pretraining (0, with aux_weight > 0: the
+                                            labels-only ablation)
 unit_id_loss           "reconstruction"     phase 1 loss: "reconstruction" | "task"
 unit_id_lr             None                 phase 1 peak learning rate (None: ``lr``)
 unit_id_steps          20                   phase 1 steps (0 skips it)
@@ -153,6 +156,7 @@ class HParams:
     warmup_steps: int = 5
     max_steps: int = 120
     aux_weight: float = 0.0
+    reconstruction_weight: float = 1.0
     unit_id_loss: str = "reconstruction"
     unit_id_lr: float | None = None
     unit_id_steps: int = 20
@@ -186,6 +190,11 @@ class HParams:
             raise ValueError(
                 f"hparams.{method}: aux_weight must be >= 0 and unit_id_lr > 0, got "
                 f"{hp.aux_weight} and {hp.unit_id_lr}"
+            )
+        if hp.reconstruction_weight < 0 or hp.reconstruction_weight + hp.aux_weight == 0:
+            raise ValueError(
+                f"hparams.{method}: reconstruction_weight must be >= 0 and leave pretraining "
+                f"a loss (with aux_weight), got {hp.reconstruction_weight} and {hp.aux_weight}"
             )
         if hp.neuron_diet not in DIETS:
             raise ValueError(
@@ -407,7 +416,14 @@ class PoyoMethod:
         aux_heads = fit_task_heads(tasks, train_ds) if hp.aux_weight else []
         _attach_heads(model, aux_heads, train_ds)
         loss_fn = _mapped(
-            reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, frames, aux_heads, hp.aux_weight),
+            reconstruction_loss_fn(
+                hp.mask_ratio,
+                hp.mask_span,
+                frames,
+                aux_heads,
+                hp.aux_weight,
+                hp.reconstruction_weight,
+            ),
             maps,
         )
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")

@@ -130,12 +130,15 @@ def reconstruction_loss_fn(
     frames_per_token: int = 1,
     auxiliary: Sequence[AuxiliaryHead] = (),
     auxiliary_weight: float = 0.0,
+    reconstruction_weight: float = 1.0,
 ) -> Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]:
     """The engine's ``loss_fn`` for masked reconstruction (batch rows already mapped).
 
     ``frames_per_token`` must be the model's (:class:`~neurossl.models.perceiver.PerceiverConfig`).
-    With ``auxiliary`` heads the loss adds ``auxiliary_weight`` x their decoding losses,
-    read out of the same masked forward pass (see the module docstring for why).
+    The loss is ``reconstruction_weight`` x the masked MSE, plus, with ``auxiliary``
+    heads, ``auxiliary_weight`` x their decoding losses, read out of the same masked
+    forward pass (see the module docstring for why). A ``reconstruction_weight`` of 0
+    is the ablation that asks what the self-supervised term adds to the labels.
     """
     names = (RECONSTRUCTION, *(h.name for h in auxiliary))
 
@@ -145,10 +148,11 @@ def reconstruction_loss_fn(
             batch["neuron_mask"], activity.shape[1], ratio, span, frames_per_token
         )
         out = model(batch, names, mask)
-        loss, count = masked_mse(out[RECONSTRUCTION], activity, mask)
+        reconstruction, count = masked_mse(out[RECONSTRUCTION], activity, mask)
+        loss = reconstruction_weight * reconstruction
         info = {"masked_tokens": float(count)}
         if auxiliary:
-            info["reconstruction"] = float(loss.detach())
+            info["reconstruction"] = float(reconstruction.detach())
             for head in auxiliary:
                 term = head.loss(out[head.name], batch)
                 info[f"loss_{head.name}"] = float(term.detach())
