@@ -18,6 +18,7 @@ of the POYO-SSL family at the demo's budgets (``poyo_two_seed_run``).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -263,6 +264,28 @@ def test_longer_recording_overlays_synthesise_their_own_animals(default_run, ove
     assert jobs["synthesize_session"] == 6, jobs
     trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
     assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
+
+
+def test_labels_only_overlay_pretrains_poyo_ssl_without_reconstruction(default_run):
+    """The ablation retrains poyo_ssl alone, and its pretraining jobs get the large
+    corpus's recipe with only the reconstruction term switched off."""
+    names = (
+        "poyo_ssl_sixteen_seeds.yaml",
+        "poyo_ssl_long_heldout.yaml",
+        "poyo_ssl_large_corpus.yaml",
+        "poyo_ssl_labels_only.yaml",
+    )
+    configs = (*PROTOCOL, *(REPO / "config" / name for name in names))
+    plan = run_snakemake(default_run.parents[1], "-n", "-p", configfile=configs)
+    printed = plan.stdout + plan.stderr
+    jobs = _job_counts(printed)
+    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
+    assert trained == {"pretrain": 16, "finetune": 16, "evaluate": 16, "evaluate_baseline": None}
+    pretrain_hparams = re.findall(r"stages pretrain .*?--hparams '(\{.*?\})'", printed)
+    assert len(pretrain_hparams) == 16
+    assert {json.dumps(json.loads(h), sort_keys=True) for h in pretrain_hparams} == {
+        json.dumps({"aux_weight": 1.0, "max_steps": 1000, "reconstruction_weight": 0.0})
+    }
 
 
 def test_scaling_overlay_sweeps_three_sizes_on_the_default_data(default_run):
