@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from real_layouts import ALLEN_EPOCHS, write_allen_nwb
+from real_layouts_allen import ALLEN_EPOCHS, write_allen_nwb
 
 from neurossl.data.session import read_session, write_session
 from neurossl.data.sources.allen import epoch_block_windows, read_allen_session

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from fake_dandi import FakeArchive
-from real_layouts import write_allen_nwb, write_ibl_nwb
+from real_layouts_allen import write_allen_nwb
+from real_layouts_ibl import write_ibl_nwb
 
 from neurossl.data.session import read_session, write_session
 from neurossl.data.sources import dandi

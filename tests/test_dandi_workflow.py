@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 from fake_dandi import FakeArchive
-from real_layouts import write_ibl_nwb
+from real_layouts_ibl import write_ibl_nwb
 
 from workflow_helpers import run_snakemake
 

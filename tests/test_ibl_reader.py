@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from real_layouts import IBL_DROPPED_TRIALS, IBL_REGIONS, ibl_trials, write_ibl_nwb
+from real_layouts_ibl import IBL_DROPPED_TRIALS, IBL_REGIONS, ibl_trials, write_ibl_nwb
 
 from neurossl.data.nwb_fields import NWBFormatError
 from neurossl.data.sources.ibl import IBLOptions, canonical_trials, mtm_trial_mask, read_ibl_session

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import h5py
 import pytest
-from real_layouts import write_allen_nwb, write_ibl_nwb
+from real_layouts_allen import write_allen_nwb
+from real_layouts_ibl import write_ibl_nwb
 
 from neurossl.data.sources.local import (
     LocalSourceError,
