@@ -337,12 +337,6 @@ def test_missing_modalities_and_subject_fail_clearly(tmp_path: Path):
     minimal_nwb(calcium_only, units=False, ophys="fluorescence")
     with pytest.raises(NWBFormatError, match=re.escape("calcium_only.nwb: field 'units'")):
         read(calcium_only, ("spikes",))
-    anonymous = tmp_path / "anonymous.nwb"
-    minimal_nwb(anonymous, subject=False)
-    with pytest.raises(
-        NWBFormatError, match=re.escape("anonymous.nwb: field 'general/subject/subject_id'")
-    ):
-        read(anonymous, ("spikes",))
 
 
 # --- provenance and the cheap checks ------------------------------------------------------
@@ -417,3 +411,142 @@ def test_validate_rejects_non_finite_activity(sessions: dict):
     broken.activity[-1, -1] = np.inf
     with pytest.raises(SessionError, match="'activity' contains NaN or inf"):
         broken.validate()
+
+
+# --- labs' files as they are: fallbacks, each logged once with file and field ------------
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, field: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"field '{field}'" in r.getMessage()]
+
+
+def test_missing_subject_id_falls_back_to_folder_then_session_id(tmp_path, caplog):
+    folder = tmp_path / "sub-M7"
+    folder.mkdir()
+    in_folder = folder / "recording.nwb"
+    minimal_nwb(in_folder, subject=False)
+    assert read(in_folder, ("spikes",))["spikes"].meta["subject"] == "M7"
+    (line,) = warnings_about(caplog, "general/subject/subject_id")
+    assert str(in_folder) in line and "'M7'" in line
+    caplog.clear()
+    plain = tmp_path / "plain.nwb"
+    minimal_nwb(plain, subject=False)
+    assert read(plain, ("spikes",))["spikes"].meta["subject"] == SESSION
+    assert "the session name" in warnings_about(caplog, "general/subject/subject_id")[0]
+
+
+def spiking_nwb(path: Path, build) -> Path:
+    """A spiking file whose units, electrodes and trials ``build(nwbfile)`` adds."""
+    nwbfile = NWBFile(
+        session_description="lab export",
+        identifier=path.stem,
+        session_start_time=datetime(2024, 1, 1, tzinfo=UTC),
+        session_id="ses-42",
+    )
+    build(nwbfile)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def probe(nwbfile: NWBFile, locations: tuple[str, ...] = ("CA1", "DG", "LP")):
+    device = nwbfile.create_device(name="probe")
+    group = nwbfile.create_electrode_group("shank0", "shank", "VISp", device)
+    for location in locations:
+        nwbfile.add_electrode(group=group, location=location)
+    return group
+
+
+def test_nan_trial_stops_become_the_next_start(tmp_path, caplog):
+    def build(nwbfile: NWBFile) -> None:
+        nwbfile.add_trial_column("stim_on_time", "onset")
+        for start, stop in ((1.0, 2.0), (3.0, np.nan), (5.0, 6.5), (8.0, np.nan)):
+            nwbfile.add_trial(start_time=start, stop_time=stop, stim_on_time=start + 0.25)
+        nwbfile.add_unit(spike_times=[0.5, 2.0, 9.0])
+
+    path = spiking_nwb(tmp_path / "nan_stops.nwb", build)
+    trials = read(path, ("spikes",))["spikes"].trials
+    # Middle: the next start; last: align 8.25 + median align-to-stop span of (0.75, 1.25).
+    np.testing.assert_allclose(trials["stop"], [2.0, 5.0, 6.5, 8.25 + 1.0])
+    (line,) = warnings_about(caplog, "trials/stop_time")
+    assert "nan_stops.nwb" in line and "2 of 4 NaN" in line
+
+
+def test_units_without_electrodes_take_the_group_location(tmp_path, caplog):
+    def build(nwbfile: NWBFile) -> None:
+        group = probe(nwbfile)
+        nwbfile.add_unit(spike_times=[0.5, 1.5], electrode_group=group)
+        nwbfile.add_unit(spike_times=[1.0], electrode_group=group)
+
+    path = spiking_nwb(tmp_path / "groups.nwb", build)
+    neurons = read(path, ("spikes",))["spikes"].neurons
+    assert neurons["region"].tolist() == ["VISp", "VISp"]
+    (line,) = warnings_about(caplog, "units/electrode_group")
+    assert "groups.nwb" in line
+
+
+def test_electrodes_as_a_plain_table_region_and_the_peak_channel(tmp_path):
+    def one_electrode_each(nwbfile: NWBFile) -> None:
+        probe(nwbfile)
+        nwbfile.add_unit(spike_times=[0.5, 1.5], electrodes=[2])
+        nwbfile.add_unit(spike_times=[1.0], electrodes=[0])
+
+    path = spiking_nwb(tmp_path / "plain_region.nwb", one_electrode_each)
+    with h5py.File(path, "a") as f:  # as MatNWB writes it: a region with no ragged index
+        del f["units/electrodes_index"]
+        f["units"].attrs["colnames"] = [
+            c for c in f["units"].attrs["colnames"] if c != "electrodes_index"
+        ]
+    assert read(path, ("spikes",))["spikes"].neurons["region"].tolist() == ["LP", "CA1"]
+
+    def peak(nwbfile: NWBFile) -> None:
+        probe(nwbfile)
+        nwbfile.add_unit_column("max_electrode", "peak channel row")
+        nwbfile.add_unit(spike_times=[0.5], electrodes=[0, 1, 2], max_electrode=1)
+        nwbfile.add_unit(spike_times=[1.0], electrodes=[0, 1, 2], max_electrode=2)
+
+    path = spiking_nwb(tmp_path / "peak.nwb", peak)
+    assert read(path, ("spikes",))["spikes"].neurons["region"].tolist() == ["DG", "LP"]
+
+
+def test_byte_string_labels_are_decoded(tmp_path):
+    def build(nwbfile: NWBFile) -> None:
+        probe(nwbfile, (b"CA1".decode(),) * 3)
+        nwbfile.add_trial_column("side", "stimulus side")
+        for k, side in enumerate((b"left", b"right")):
+            nwbfile.add_trial(start_time=1.0 + 2 * k, stop_time=2.0 + 2 * k, side=side)
+        nwbfile.add_unit(spike_times=[0.5, 3.5], electrodes=[0])
+
+    path = spiking_nwb(tmp_path / "bytes.nwb", build)
+    with h5py.File(path, "a") as f:  # as a MATLAB writer stores them: fixed-length bytes
+        del f["intervals/trials/side"]
+        f["intervals/trials"].create_dataset("side", data=np.array([b"left", b"right"]))
+        f["intervals/trials/side"].attrs.update(
+            {"neurodata_type": "VectorData", "namespace": "hdmf-common", "description": "side"}
+        )
+    result = read(path, ("spikes",))["spikes"]
+    assert result.trials["side"].tolist() == ["left", "right"]
+    assert all(type(v) is str for v in result.trials["side"])
+
+
+def test_nwb1_files_are_named_as_unsupported(tmp_path):
+    path = tmp_path / "old.nwb"
+    with h5py.File(path, "w") as f:  # the root of an NWB 1.0.x file
+        f.create_dataset("nwb_version", data=b"NWB-1.0.6")
+        f.create_dataset("identifier", data=b"old")
+        f.create_group("acquisition/timeseries")
+    with pytest.raises(NWBFormatError, match=r"old\.nwb: field 'nwb_version'.*NWB 1\.x is not"):
+        read(path, ("spikes",))
+
+
+def test_spikes_before_the_session_start_are_dropped_with_a_warning(tmp_path, caplog):
+    def build(nwbfile: NWBFile) -> None:
+        nwbfile.add_unit(spike_times=[-50.0, -49.5, 0.5, 1.01, 3.3])
+        nwbfile.add_unit(spike_times=[-10.0, 2.0, 6.9])
+
+    path = spiking_nwb(tmp_path / "negative.nwb", build)
+    result = read(path, ("spikes",))["spikes"]
+    assert result.t0 == 0.0 and result.n_bins == 346  # 6.9 s lies in bin 345
+    assert result.activity.sum(axis=0).tolist() == [3, 2]
+    (line,) = warnings_about(caplog, "units/spike_times")
+    assert "negative.nwb" in line and "3 spike(s) before t = 0 s" in line

@@ -7,6 +7,19 @@ data, ground truth are attached to each. Behaviour and latents are sampled at bi
 centres: the value that best represents a bin. Nothing is returned unless every
 requested modality was read and validated, so a caller that writes only after this
 returns never leaves partial output.
+
+Deviations that are read under an assumption, each logged once with file and field:
+
+- no ``general/subject/subject_id``: the subject is the ``sub-<id>`` folder or file-name
+  entity of the file (BIDS/DANDI naming), else the file's ``session_id``, else the
+  session name. Held-out-animal splits then treat such sessions as separate animals.
+- spike times before the session start (negative times): the grid starts at the session
+  start (t = 0), or at the first trial's start where the file's trials begin earlier
+  (their clock then runs before 0), and the spikes before that are dropped. A few stray
+  early spikes would otherwise put minutes of empty bins in front of the recording.
+
+NWB 1.x files (HDF5 with ``nwb_version`` "NWB-1.x") are refused by name: pynwb reads only
+NWB 2, and a guess at their layout would be silently wrong.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 from hdmf.build.errors import ConstructError
@@ -27,10 +41,10 @@ import neurossl
 from neurossl.data.binning import bin_index, bin_spike_times, expected_counts
 from neurossl.data.hashing import sha256_file
 from neurossl.data.nwb_behavior import Signal, read_behavior
-from neurossl.data.nwb_fields import NWBFormatError, regular_grid, sample_times
+from neurossl.data.nwb_fields import NWBFormatError, regular_grid, sample_times, warn_assumed
 from neurossl.data.nwb_ophys import read_traces
 from neurossl.data.nwb_trials import read_trials
-from neurossl.data.nwb_units import read_units
+from neurossl.data.nwb_units import SpikeTrains, read_units
 from neurossl.data.resample import interpolate
 from neurossl.data.session import Session
 from neurossl.names import MODALITIES
@@ -40,6 +54,8 @@ __all__ = ["NWBFormatError", "nwb_to_sessions"]
 #: Processing module and series names of synthetic ground truth (see sources/synthetic.py).
 TRUTH_MODULE = "ground_truth"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+#: BIDS/DANDI subject entity in a folder or file name (``sub-CSHL049``).
+_SUBJECT_ENTITY = re.compile(r"(?:^|_)sub-([A-Za-z0-9+-]+)")
 
 
 def nwb_to_sessions(
@@ -74,10 +90,10 @@ def nwb_to_sessions(
         # the GIL).
         with ThreadPoolExecutor(max_workers=1) as pool:
             checksum = pool.submit(sha256_file, path)
-            sessions, subject, behavior = _read(path, modalities, spike_bin_size)
+            sessions, subject, behavior = _read(path, session, modalities, spike_bin_size)
             source_sha256 = checksum.result()
     elif _SHA256_HEX.fullmatch(source_sha256):
-        sessions, subject, behavior = _read(path, modalities, spike_bin_size)
+        sessions, subject, behavior = _read(path, session, modalities, spike_bin_size)
     else:
         raise ValueError(
             f"source_sha256 must be 64 lowercase hex digits (a SHA-256), got {source_sha256!r}"
@@ -98,12 +114,12 @@ def nwb_to_sessions(
 
 
 def _read(
-    path: Path, modalities: Sequence[str], spike_bin_size: float
+    path: Path, session: str, modalities: Sequence[str], spike_bin_size: float
 ) -> tuple[dict[str, Session], str, list[Signal]]:
     with _open(path) as nwbfile:
         if nwbfile.units is None and not _has_ophys(nwbfile):
             raise NWBFormatError(path, "units|processing/ophys", "neither Units nor ophys data")
-        subject = _subject(nwbfile, path)
+        subject = _subject(nwbfile, path, session)
         trials = read_trials(nwbfile, path)
         behavior = read_behavior(nwbfile, path)
         truth = nwbfile.processing.get(TRUTH_MODULE)
@@ -116,6 +132,7 @@ def _read(
 
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[NWBFile]:
+    _refuse_nwb1(path)
     try:
         io = NWBHDF5IO(str(path), "r")
     except Exception as err:  # h5py/hdmf raise several types for a damaged file
@@ -127,6 +144,28 @@ def _open(path: Path) -> Iterator[NWBFile]:
             field, reason = _read_error(err)
             raise NWBFormatError(path, field, f"cannot be read as NWB: {reason}") from err
         yield nwbfile
+
+
+def _refuse_nwb1(path: Path) -> None:
+    """Name NWB 1.x as unsupported instead of letting pynwb fail on a missing namespace."""
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("nwb_version")
+            if version is None and isinstance(f.get("nwb_version"), h5py.Dataset):
+                version = f["nwb_version"][()]  # NWB 1.x stores it as a root dataset
+    except OSError:
+        return  # not HDF5: the pynwb open below reports it
+    if isinstance(version, bytes):
+        version = version.decode(errors="replace")
+    text = str(version or "").strip()
+    if text.upper().startswith("NWB-1") or text.startswith("1."):
+        raise NWBFormatError(
+            path,
+            "nwb_version",
+            f"{text!r}: NWB 1.x is not supported (pynwb reads NWB 2 only). Convert the "
+            "file to NWB 2 first, e.g. by re-exporting the original data with pynwb or "
+            "neuroconv, then point the workflow at the converted file",
+        )
 
 
 def _read_error(err: Exception) -> tuple[str, str]:
@@ -144,12 +183,23 @@ def _has_ophys(nwbfile: NWBFile) -> bool:
     )
 
 
-def _subject(nwbfile: NWBFile, path: Path) -> str:
-    # Held-out-animal splits group sessions by subject: guessing one would be silent leakage.
+def _subject(nwbfile: NWBFile, path: Path, session: str) -> str:
     subject = nwbfile.subject
-    if subject is None or not subject.subject_id:
-        raise NWBFormatError(path, "general/subject/subject_id", "missing")
-    return str(subject.subject_id)
+    if subject is not None and subject.subject_id:
+        value = subject.subject_id
+        return value.decode() if isinstance(value, bytes) else str(value)
+    # Held-out-animal splits group sessions by subject, so the fallback is the most
+    # specific name the file's own naming gives (a session id never merges two animals).
+    for name in (path.parent.name, path.name):
+        match = _SUBJECT_ENTITY.search(name)
+        if match:
+            found, origin = match.group(1), f"the subject entity of {name!r}"
+            break
+    else:
+        found = str(nwbfile.session_id or "") or session
+        origin = "the file's session_id" if nwbfile.session_id else "the session name"
+    warn_assumed(path, "general/subject/subject_id", f"missing; took {found!r} ({origin})")
+    return found
 
 
 def _spikes(
@@ -165,6 +215,15 @@ def _spikes(
     nonempty = trains.ends > starts
     first = trains.times[starts[nonempty]].min()
     last = trains.times[trains.ends[nonempty] - 1].max()
+    cut = min(0.0, float(trials["start"].min())) if len(trials) else 0.0
+    if first < cut:
+        trains = _drop_before(trains, cut, path)
+        if trains.times.size == 0:
+            raise NWBFormatError(path, "units/spike_times", "no spike after the session start")
+        starts = np.r_[0, trains.ends[:-1]]
+        nonempty = trains.ends > starts
+        first = cut
+        last = trains.times[trains.ends[nonempty] - 1].max()
     if len(trials):
         first, last = min(first, trials["start"].min()), max(last, trials["stop"].max())
     t0 = float(np.floor(first / bin_size) * bin_size)
@@ -186,6 +245,25 @@ def _spikes(
         result.truth["rates"] = expected_counts(rates, rate_t0, step, t0, bin_size, n_bins)
     _attach_truth(result, truth, trains.predictable, path)
     return result
+
+
+def _drop_before(trains: SpikeTrains, cut: float, path: Path) -> SpikeTrains:
+    """The trains without spikes before ``cut`` (each unit's train stays sorted)."""
+    keep = trains.times >= cut
+    kept = np.r_[0, np.cumsum(keep)]
+    dropped = int(keep.size - keep.sum())
+    warn_assumed(
+        path,
+        "units/spike_times",
+        f"{dropped} spike(s) before t = {cut:g} s (the session start or first trial); "
+        f"dropped, the grid starts there",
+    )
+    return SpikeTrains(
+        times=trains.times[keep],
+        ends=kept[trains.ends],
+        neurons=trains.neurons,
+        predictable=trains.predictable,
+    )
 
 
 def _calcium(

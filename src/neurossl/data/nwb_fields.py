@@ -7,10 +7,13 @@ on, instead of a KeyError deep in pynwb or a silently wrong Session.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
+
+_LOG = logging.getLogger("neurossl.data")
 
 
 class NWBFormatError(ValueError):
@@ -20,6 +23,15 @@ class NWBFormatError(ValueError):
         super().__init__(f"{path}: field '{field}': {problem}")
         self.path = str(path)
         self.field = field
+
+
+def warn_assumed(path: str | Path, field: str, assumption: str) -> None:
+    """One warning line for a harmless deviation that was read under an assumption.
+
+    Real files are read where the intent is unambiguous; the user sees in the rule's log
+    which file and field deviated and what the reader took instead.
+    """
+    _LOG.warning("%s: field '%s': %s", path, field, assumption)
 
 
 def texts(values: object) -> np.ndarray:

@@ -3,20 +3,22 @@
 Spike times are read from the pynwb-exposed dataset in one call and then checked in
 cache-sized pieces, so the checks add little to the read. Where a unit's region,
 depth or cell type lives varies between labs, so each is looked up in the Units table
-first and in its electrodes second.
+first, then at the unit's electrode (its peak channel where the file names one), then
+at its electrode group's ``location``; the last two log one warning naming the file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from hdmf.common import DynamicTableRegion, VectorIndex
 from pynwb import NWBFile
 
-from neurossl.data.nwb_fields import NWBFormatError, texts
+from neurossl.data.nwb_fields import NWBFormatError, texts, warn_assumed
 from neurossl.data.session import all_finite
 
 if TYPE_CHECKING:
@@ -24,8 +26,9 @@ if TYPE_CHECKING:
 
 #: Units/electrodes columns holding a brain region, in order of preference.
 REGION_COLUMNS = ("location", "brain_area", "region", "ecephys_structure_acronym")
-#: Units/electrodes columns holding a depth or position along the probe (um).
-DEPTH_COLUMNS = ("depth", "rel_y")
+#: Units/electrodes columns holding a depth or position along the probe (um); IBL's
+#: converter writes ``distance_from_probe_tip_um`` (ibl_to_nwb _ibl_sorting_interface.py).
+DEPTH_COLUMNS = ("distance_from_probe_tip_um", "depth", "rel_y")
 #: Spike times checked per piece (1 MB of float64, well inside L2).
 _CHECK_PIECE = 1 << 17
 
@@ -46,14 +49,18 @@ def read_units(nwbfile: NWBFile, path: Path) -> SpikeTrains:
     ends = np.asarray(index.data[:], dtype=np.int64)
     ids = np.asarray(units.id.data[:])
     times = _read_spike_times(index.target.data, ends, ids, path)
-    electrode_row = _first_electrode(units, ends.size)
-    electrodes = units["electrodes"].target.table if electrode_row is not None else None
+    linked = _electrode_rows(units, nwbfile, path)
+    cre = (
+        texts(units["cre_line"].data[:])
+        if "cre_line" in units.colnames
+        else np.full(ids.size, "unknown", dtype=object)
+    )
     neurons = pd.DataFrame(
         {
             "id": texts(ids),
-            "region": _lookup(units, electrodes, electrode_row, REGION_COLUMNS, "unknown"),
-            "depth": _lookup(units, electrodes, electrode_row, DEPTH_COLUMNS, np.nan),
-            "cre_line": _lookup(units, None, None, ("cre_line",), "unknown"),
+            "region": _regions(units, linked, path),
+            "depth": _depths(units, linked),
+            "cre_line": cre,
         }
     )
     neurons["depth"] = neurons["depth"].astype(np.float64)
@@ -111,41 +118,104 @@ def _read_spike_times(
     return times
 
 
-def _first_electrode(units: object, n_units: int) -> np.ndarray | None:
-    """Row in the electrodes table of each unit's first electrode (-1 if it has none)."""
+def _electrode_rows(units: Any, nwbfile: NWBFile, path: Path) -> tuple[Any, np.ndarray] | None:
+    """(electrodes table, row of each unit's electrode there; -1 for none), or None.
+
+    The peak channel is the electrode that describes a unit: ``max_electrode`` (IBL's
+    converter writes it as an index into the electrodes table) when present. Otherwise the
+    first electrode listed in ``electrodes``, which may be ragged (a VectorIndex over a
+    DynamicTableRegion, the NWB schema's form) or one region row per unit.
+    """
+    n_units = len(units.id)
+    if "max_electrode" in units.colnames:
+        column = units["max_electrode"]
+        table = column.table if isinstance(column, DynamicTableRegion) else nwbfile.electrodes
+        if table is None:
+            raise NWBFormatError(path, "units/max_electrode", "set but the file has no electrodes")
+        rows = np.asarray(column.data[:], dtype=np.int64).reshape(-1)
+        _check_rows(rows, len(table), path, "units/max_electrode")
+        return table, rows
     if "electrodes" not in units.colnames:
         return None
-    index = units["electrodes"]
-    rows = np.asarray(index.target.data[:], dtype=np.int64)
-    ends = np.asarray(index.data[:], dtype=np.int64)
-    starts = np.r_[0, ends[:-1]]
-    first = np.full(n_units, -1, dtype=np.int64)
-    has = ends > starts
-    first[has] = rows[starts[has]]
-    return first
+    column = units["electrodes"]
+    if isinstance(column, VectorIndex):
+        region = column.target
+        targets = np.asarray(region.data[:], dtype=np.int64)
+        ends = np.asarray(column.data[:], dtype=np.int64)
+        starts = np.r_[0, ends[:-1]]
+        rows = np.full(n_units, -1, dtype=np.int64)
+        has = ends > starts
+        rows[has] = targets[starts[has]]
+    elif isinstance(column, DynamicTableRegion):
+        region = column
+        rows = np.asarray(column.data[:], dtype=np.int64).reshape(-1)
+    else:
+        raise NWBFormatError(
+            path, "units/electrodes", f"is a {type(column).__name__}, expected a table region"
+        )
+    _check_rows(rows, len(region.table), path, "units/electrodes")
+    return region.table, rows
 
 
-def _lookup(
-    units: object,
-    electrodes: object | None,
-    electrode_row: np.ndarray | None,
-    columns: tuple[str, ...],
-    missing: object,
-) -> np.ndarray:
+def _check_rows(rows: np.ndarray, n_rows: int, path: Path, field: str) -> None:
+    if rows.size and (rows.max() >= n_rows or rows.min() < -1):
+        raise NWBFormatError(path, field, f"points outside the electrodes table ({n_rows} rows)")
+
+
+def _regions(units: Any, linked: tuple[Any, np.ndarray] | None, path: Path) -> np.ndarray:
+    """Each unit's region: a Units column, else its electrode's, else its group's location."""
     n = len(units.id)
-    is_text = isinstance(missing, str)
-    for column in columns:
+    for column in REGION_COLUMNS:
         if column in units.colnames:
-            values = units[column].data[:]
-            return texts(values) if is_text else np.asarray(values, dtype=np.float64)
-    if electrodes is None:
-        return np.full(n, missing, dtype=object if is_text else np.float64)
-    for column in columns:
-        if column in electrodes.colnames:
-            values = electrodes[column].data[:]
-            values = texts(values) if is_text else np.asarray(values, dtype=np.float64)
-            out = np.full(n, missing, dtype=values.dtype)
-            has = electrode_row >= 0
-            out[has] = values[electrode_row[has]]
-            return out
-    return np.full(n, missing, dtype=object if is_text else np.float64)
+            return texts(units[column].data[:])
+    if linked is not None:
+        return _electrode_regions(*linked, path, "electrodes")
+    if "electrode_group" in units.colnames:
+        column = units["electrode_group"]
+        if isinstance(column, DynamicTableRegion):
+            # Some writers link the group as a region of the electrodes table.
+            rows = np.asarray(column.data[:], dtype=np.int64).reshape(-1)
+            _check_rows(rows, len(column.table), path, "units/electrode_group")
+            return _electrode_regions(column.table, rows, path, "units/electrode_group")
+        warn_assumed(
+            path, "units/electrode_group", "no electrodes column; region from the group's location"
+        )
+        return _group_locations(column.data[:])
+    warn_assumed(path, "units", "no region column, electrodes or electrode_group; region unknown")
+    return np.full(n, "unknown", dtype=object)
+
+
+def _electrode_regions(table: Any, rows: np.ndarray, path: Path, via: str) -> np.ndarray:
+    for column in REGION_COLUMNS:
+        if column in table.colnames:
+            return _pick(texts(table[column].data[:]), rows, "unknown")
+    if "group" in table.colnames:
+        warn_assumed(path, f"{via}/location", "missing; region from each electrode's group")
+        return _pick(_group_locations(table["group"].data[:]), rows, "unknown")
+    warn_assumed(path, f"{via}/location", "missing and no group; region unknown")
+    return np.full(rows.size, "unknown", dtype=object)
+
+
+def _group_locations(groups: Any) -> np.ndarray:
+    """The ``location`` of each ElectrodeGroup (a text if the file stored names only)."""
+    return texts([getattr(g, "location", g) or "" for g in groups])
+
+
+def _pick(values: np.ndarray, rows: np.ndarray, missing: object) -> np.ndarray:
+    out = np.full(rows.size, missing, dtype=values.dtype)
+    has = rows >= 0
+    out[has] = values[rows[has]]
+    return out
+
+
+def _depths(units: Any, linked: tuple[Any, np.ndarray] | None) -> np.ndarray:
+    for column in DEPTH_COLUMNS:
+        if column in units.colnames:
+            return np.asarray(units[column].data[:], dtype=np.float64).reshape(-1)
+    if linked is not None:
+        table, rows = linked
+        for column in DEPTH_COLUMNS:
+            if column in table.colnames:
+                values = np.asarray(table[column].data[:], dtype=np.float64).reshape(-1)
+                return _pick(values, rows, np.nan)
+    return np.full(len(units.id), np.nan)
