@@ -37,7 +37,7 @@ def ibl_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("ibl")
     return {
         IBL_PATH.format(eid=eid): write_ibl_nwb(
-            folder / f"{k}.nwb", "processed", "CSHL049", k
+            folder / f"{k}.nwb", "CSHL049", k, eid=eid
         ).read_bytes()
         for k, eid in enumerate(EIDS)
     }

@@ -17,7 +17,7 @@ from neurossl.data.sources.local import (
 
 
 def test_lists_sessions_from_nwb_folder(tmp_path: Path) -> None:
-    write_ibl_nwb(tmp_path / "sub-A_ses-day1_ecephys.nwb", "processed", "A", seed=0)
+    write_ibl_nwb(tmp_path / "sub-A_ses-day1_ecephys.nwb", "A", seed=0)
     write_allen_nwb(tmp_path / "plane0.nwb", "B", seed=0)
     (tmp_path / "notes.txt").write_text("not data")
     spec = {"path": str(tmp_path)}
@@ -48,7 +48,7 @@ def test_file_without_units_or_ophys_is_named(tmp_path: Path) -> None:
 
 def test_duplicate_session_ids_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    write_ibl_nwb(tmp_path / "a" / "sub-A_ses-1.nwb", "processed", "A", seed=0)
-    write_ibl_nwb(tmp_path / "sub-B_ses-1.nwb", "processed", "B", seed=0)
+    write_ibl_nwb(tmp_path / "a" / "sub-A_ses-1.nwb", "A", seed=0)
+    write_ibl_nwb(tmp_path / "sub-B_ses-1.nwb", "B", seed=0)
     with pytest.raises(LocalSourceError, match="both map to session '1'"):
         local_session_ids({"path": str(tmp_path), "pattern": "**/*.nwb"})

@@ -59,7 +59,10 @@ def read_trials(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
     align = columns.pop(align_key).astype(np.float64) if align_key else start.copy()
     if not np.isfinite(stop).all():
         stop = _fill_stops(start, stop, align, path)
-    return pd.DataFrame({"start": start, "stop": stop, "align": align, **columns})
+    out = pd.DataFrame({"start": start, "stop": stop, "align": align, **columns})
+    # Which column was the onset, for layout readers that require a specific one.
+    out.attrs["align_column"] = align_key or "start_time"
+    return out
 
 
 def _fill_stops(start: np.ndarray, stop: np.ndarray, align: np.ndarray, path: Path) -> np.ndarray:

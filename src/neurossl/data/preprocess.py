@@ -58,6 +58,7 @@ def read_modality(
             session=session,
             spike_bin_size=spike_bin_size,
             options=IBLOptions.from_dict(options),
+            source_sha256=source_sha256,
         )
     if reader == "allen":
         from neurossl.data.sources.allen import read_allen_session
