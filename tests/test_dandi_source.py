@@ -181,8 +181,28 @@ def test_explicit_asset_list_and_limit(archive: FakeArchive) -> None:
     assert len(dandi.list_assets(_spec(archive, limit=1)).assets) == 1
     chosen = dandi.list_assets(_spec(archive, sessions=[EIDS[1]]))
     assert dandi.manifest_sessions(chosen) == [EIDS[1]]
-    with pytest.raises(dandi.DandiSourceError, match=r"\['absent'\] have no asset"):
-        dandi.list_assets(_spec(archive, sessions=["absent"]))
+    with pytest.raises(dandi.DandiSourceError, match=r"none of the configured.*\['absent'\]"):
+        dandi.list_assets(_spec(archive, sessions=["absent"], missing_sessions="skip"))
+
+
+def test_missing_sessions_stop_the_listing_or_are_skipped_by_name(
+    archive: FakeArchive, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wanted = [EIDS[1], "absent-eid", EIDS[0]]
+    with pytest.raises(
+        dandi.DandiSourceError,
+        match=r"1 of 3 configured .*\['absent-eid'\].*missing_sessions: skip",
+    ):
+        dandi.list_assets(_spec(archive, sessions=wanted))
+    manifest = dandi.list_assets(_spec(archive, sessions=wanted, missing_sessions="skip"))
+    assert dandi.manifest_sessions(manifest) == [EIDS[1], EIDS[0]]
+    assert manifest.missing_sessions == ("absent-eid",)
+    (line,) = [r.getMessage() for r in caplog.records if "absent-eid" in r.getMessage()]
+    assert "1 of 3" in line and "going on without them" in line
+    dandi.write_manifest(manifest, tmp_path / "manifest.json")
+    assert dandi.read_manifest(tmp_path / "manifest.json") == manifest
+    with pytest.raises(ValueError, match="missing_sessions must be one of"):
+        _spec(archive, missing_sessions="ignore")
 
 
 def test_network_failure_says_to_retry() -> None:

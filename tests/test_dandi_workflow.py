@@ -1,8 +1,11 @@
-"""The DANDI source through the real workflow: checkpoint fan-out, downloads, Sessions.
+"""config/ibl_repeated_site.yaml through the real workflow, on a local DANDI archive.
 
-A local archive on 127.0.0.1 answers the dandi client; snakemake lists the dandiset in
-the `dandi_manifest` checkpoint, then fans out one download and one preprocess job per
-asset and runs the rest of the DAG on the downloaded recordings.
+A local archive on 127.0.0.1 answers the dandi client with files in the desc-processed
+layout (tests/real_layouts_ibl.py) for a few of the configured eids; the overlay changes
+only the API address and the budgets (tiny sizes, one seed, two methods). Snakemake lists
+the dandiset in the `dandi_manifest` checkpoint, names the configured sessions the
+archive lacks and goes on without them (``missing_sessions: skip``), fans out one download
+and one preprocess job per asset, and runs the DAG to the report; a rerun does nothing.
 """
 
 from __future__ import annotations
@@ -12,78 +15,82 @@ import json
 import pytest
 import yaml
 from fake_dandi import FakeArchive
-from real_layouts_ibl import write_ibl_nwb
+from real_layouts_ibl import ASSET_PATH, write_ibl_nwb
 
-from workflow_helpers import run_snakemake
+from neurossl.data.session import read_session
+from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-VERSION = "0.240101.0000"
-EIDS = (
-    "5dcee0eb-b34d-4652-acc3-d10afc6eae68",
-    "c7bf2d49-4937-4597-b307-9f39cb1c7b16",
-    "03d9a098-07bf-4765-88b7-85f8d8f620cc",
-)
-PATH = "sub-{subject}/sub-{subject}_ses-{eid}_desc-processed_behavior+ecephys.nwb"
+CONFIG = REPO / "config" / "ibl_repeated_site.yaml"
+DATASET = "ibl_repeated_site"
 
 
-def _config(tmp_path, api_url: str):
-    config = {
+def _overlay(tmp_path, api_url: str):
+    overlay = {
         "device": "cpu",
         "seeds": [0],
         "sizes": ["tiny"],
-        "methods": ["linear"],
+        "methods": ["mtm", "linear"],
         "compute": {"gpus": 0},
-        "datasets": {
-            "ibl_fake": {
-                "source": "dandi",
-                "modalities": ["spikes"],
-                "dandi": {
-                    "dandiset": "000409",
-                    "version": VERSION,
-                    "glob": "sub-*/*desc-processed*.nwb",
-                    "api_url": api_url,
-                    "retries": 2,
-                },
-                "ibl": {"min_reaction_time": 0.08, "max_reaction_time": 2.0},
-                "split": {"windows": "trials", "heldout_sessions": [EIDS[2]]},
-                "tasks": {"spikes": ["co_smoothing"]},
+        "hparams": {
+            "mtm": {
+                "finetune_batch_size": 8,
+                "pretrain_steps": 10,
+                "stitch_steps": 5,
+                "max_steps": 10,
+                "decode_steps": 5,
             }
         },
+        "datasets": {DATASET: {"dandi": {"api_url": api_url, "retries": 1}}},
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay))
     return path
 
 
-def test_checkpoint_fans_out_downloads_and_sessions_and_rerun_fetches_nothing(tmp_path):
+def test_the_ibl_config_runs_to_the_report_and_a_rerun_does_nothing(tmp_path):
+    spec = yaml.safe_load(CONFIG.read_text())["datasets"][DATASET]
+    configured = spec["dandi"]["sessions"]
+    heldout = spec["split"]["heldout_sessions"]
+    served = [*heldout, next(e for e in configured if e not in heldout)]
     files = tmp_path / "nwb"
     files.mkdir()
-    with FakeArchive(dandiset="000409", version=VERSION) as archive:
-        for k, eid in enumerate(EIDS):
-            subject = f"M{k}"
-            nwb = write_ibl_nwb(files / f"{k}.nwb", "processed", subject, k)
-            archive.add(PATH.format(subject=subject, eid=eid), nwb.read_bytes())
-        archive.add("sub-M0/sub-M0_ses-x_desc-raw_ecephys.nwb", b"raw, never listed")
+    with FakeArchive(dandiset="000409", version="draft") as archive:
+        for k, eid in enumerate(served):
+            subject = f"NYU-{k}"
+            # d57df551's left video failed QC upstream: the converter wrote no left camera.
+            cameras = ("Right",) if eid.startswith("d57df551") else ("Left", "Right")
+            nwb = write_ibl_nwb(files / f"{k}.nwb", subject, k, eid=eid, cameras=cameras)
+            archive.add(ASSET_PATH.format(subject=subject, eid=eid), nwb.read_bytes())
+        archive.add("sub-NYU-0/sub-NYU-0_ses-x_desc-raw_ecephys.nwb", b"raw, never listed")
         workdir = tmp_path / "work"
         workdir.mkdir()
-        config = _config(tmp_path, archive.api_url)
-        run_snakemake(workdir, configfile=config)
+        configs = [CONFIG, _overlay(tmp_path, archive.api_url)]
+        run_snakemake(workdir, configfile=configs)
 
-        results = workdir / "results" / "ibl_fake"
+        results = workdir / "results" / DATASET
         manifest = json.loads((results / "manifest.json").read_text())
-        assert manifest["version"] == VERSION
+        assert [a["session"] for a in manifest["assets"]] == [e for e in configured if e in served]
+        assert manifest["missing_sessions"] == [e for e in configured if e not in served]
+        log = (results / "logs" / "download" / "manifest.log").read_text()
+        assert f"{len(configured) - len(served)} of {len(configured)} configured" in log
+        assert all(e in log for e in manifest["missing_sessions"])
         assert sorted(p.name for p in (results / "sessions").glob("*.h5")) == sorted(
-            f"{eid}.spikes.h5" for eid in EIDS
+            f"{eid}.spikes.h5" for eid in served
         )
-        raw = workdir / "resources" / "raw" / "ibl_fake" / "dandi"
-        assert len(list(raw.rglob("*.nwb"))) == 3 and not list(raw.rglob("*.part"))
+        right = read_session(results / "sessions" / f"{heldout[1]}.spikes.h5")
+        assert right.meta["whisker_motion_energy_source"].endswith("RightCameraMotionEnergy")
+        assert right.behavior_names == ["wheel_speed", "whisker_motion_energy"]
+        assert set(right.neurons["region"]) <= {"CA1", "CA3", "DG", "LP", "VISa", "unknown"}
         splits = json.loads((results / "splits.json").read_text())
-        assert splits["sessions"]["heldout"] == [EIDS[2]]
-        assert (results / "eval" / "linear" / "spikes" / "na" / "seed0" / "metrics.json").exists()
+        assert splits["sessions"]["heldout"] == sorted(heldout)
         assert (results / "report" / "index.html").exists()
+        metrics = (results / "report" / "metrics.csv").read_text()
+        for task in spec["tasks"]["spikes"]:
+            assert f",{task}," in metrics, task
 
         fetched = sum(archive.blob_requests.values())
-        again = run_snakemake(workdir, configfile=config)
+        again = run_snakemake(workdir, "-n", configfile=configs)
         assert "Nothing to be done" in again.stdout + again.stderr
         assert sum(archive.blob_requests.values()) == fetched

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -42,6 +43,9 @@ _CHUNK = 1 << 16
 _DANDISET_ID = re.compile(r"^[0-9]{6}$")
 _VERSION = re.compile(r"^(draft|[0-9]+\.[0-9]{6}\.[0-9]{4})$")
 _SESSION_CHARS = re.compile(r"[^A-Za-z0-9_+-]+")
+#: What listing does with configured sessions the archive lacks: stop, or go on without.
+MISSING_SESSIONS = ("fail", "skip")
+_LOG = logging.getLogger(__name__)
 
 
 class DandiSourceError(RuntimeError):
@@ -61,14 +65,27 @@ class DandiSpec:
     glob: str | None = None
     assets: tuple[str, ...] = ()
     limit: int | None = None
-    #: Keep only these session ids (e.g. IBL eids), all of which must be found.
+    #: Keep only these session ids (e.g. IBL eids).
     sessions: tuple[str, ...] = ()
     api_url: str = DEFAULT_API_URL
     retries: int = 5
+    #: "fail": a configured session the archive lacks stops the listing, naming it;
+    #: "skip": it is named in the log and the manifest, and the rest go on.
+    missing_sessions: str = "fail"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "dandi") -> DandiSpec:
-        known = {"dandiset", "version", "glob", "assets", "limit", "sessions", "api_url", "retries"}
+        known = {
+            "dandiset",
+            "version",
+            "glob",
+            "assets",
+            "limit",
+            "sessions",
+            "api_url",
+            "retries",
+            "missing_sessions",
+        }
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -92,6 +109,11 @@ class DandiSpec:
         retries = int(values.get("retries", 5))
         if retries < 0:
             raise ValueError(f"{where}.retries must be >= 0, got {retries}")
+        missing = str(values.get("missing_sessions", "fail"))
+        if missing not in MISSING_SESSIONS:
+            raise ValueError(
+                f"{where}.missing_sessions must be one of {MISSING_SESSIONS}, got {missing!r}"
+            )
         return cls(
             dandiset=dandiset,
             version=version,
@@ -101,6 +123,7 @@ class DandiSpec:
             sessions=tuple(str(x) for x in values.get("sessions") or ()),
             api_url=str(values.get("api_url", DEFAULT_API_URL)).rstrip("/"),
             retries=retries,
+            missing_sessions=missing,
         )
 
 
@@ -120,6 +143,8 @@ class Manifest:
     version: str
     api_url: str
     assets: tuple[AssetEntry, ...] = field(default_factory=tuple)
+    #: Configured sessions the archive version did not have (``missing_sessions: skip``).
+    missing_sessions: tuple[str, ...] = ()
 
     def by_session(self) -> dict[str, AssetEntry]:
         return {entry.session: entry for entry in self.assets}
@@ -177,6 +202,7 @@ def write_manifest(manifest: Manifest, path: str | Path) -> None:
         "version": manifest.version,
         "api_url": manifest.api_url,
         "assets": [asdict(entry) for entry in manifest.assets],
+        "missing_sessions": list(manifest.missing_sessions),
     }
     write_json(path, payload)
 
@@ -186,7 +212,13 @@ def read_manifest(path: str | Path) -> Manifest:
     try:
         payload = json.loads(path.read_text())
         assets = tuple(AssetEntry(**entry) for entry in payload["assets"])
-        manifest = Manifest(payload["dandiset"], payload["version"], payload["api_url"], assets)
+        manifest = Manifest(
+            payload["dandiset"],
+            payload["version"],
+            payload["api_url"],
+            assets,
+            tuple(payload.get("missing_sessions", ())),
+        )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DandiSourceError(f"{path}: not a readable DANDI manifest ({err})") from err
     for entry in manifest.assets:
@@ -219,7 +251,7 @@ def list_assets(spec: DandiSpec) -> Manifest:
                     f"dandiset {spec.dandiset} version {spec.version!r} not found at "
                     f"{spec.api_url}: {err}. Check 'dandiset' and 'version' in the config."
                 ) from err
-            remote = _select(dandiset, spec)
+            remote, missing = _select(dandiset, spec)
             entries = [_entry(asset) for asset in remote]
     except requests.RequestException as err:
         raise DandiSourceError(
@@ -242,10 +274,13 @@ def list_assets(spec: DandiSpec) -> Manifest:
                 f"{entry.session!r}; narrow the glob (e.g. only desc-processed files)"
             )
         sessions[entry.session] = entry.path
-    return Manifest(spec.dandiset, dandiset.version_id, spec.api_url, tuple(entries))
+    return Manifest(
+        spec.dandiset, dandiset.version_id, spec.api_url, tuple(entries), tuple(missing)
+    )
 
 
-def _select(dandiset: Any, spec: DandiSpec) -> list[Any]:
+def _select(dandiset: Any, spec: DandiSpec) -> tuple[list[Any], list[str]]:
+    """The assets to fetch, and the configured sessions the version lacks."""
     from dandi.exceptions import NotFoundError
 
     if spec.glob is not None:
@@ -265,18 +300,35 @@ def _select(dandiset: Any, spec: DandiSpec) -> list[Any]:
                 raise DandiSourceError(
                     f"asset {path!r} not in dandiset {spec.dandiset} version {dandiset.version_id}"
                 ) from err
+    missing: list[str] = []
     if spec.sessions:
         by_session: dict[str, list[Any]] = {}
         for asset in assets:
             by_session.setdefault(asset_session_id(asset.path), []).append(asset)
         missing = [s for s in spec.sessions if s not in by_session]
-        if missing:
+        where = (
+            f"no asset matching {spec.glob or spec.assets} in dandiset {spec.dandiset} "
+            f"version {dandiset.version_id}"
+        )
+        if missing and spec.missing_sessions == "fail":
             raise DandiSourceError(
-                f"session(s) {missing} have no asset matching {spec.glob or spec.assets} in "
-                f"dandiset {spec.dandiset} version {dandiset.version_id}"
+                f"{len(missing)} of {len(spec.sessions)} configured session(s) have {where}: "
+                f"{missing}. Remove them from 'sessions', or set 'missing_sessions: skip' "
+                "to go on with the others"
             )
-        assets = [a for s in spec.sessions for a in by_session[s]]
-    return assets[: spec.limit] if spec.limit else assets
+        if len(missing) == len(spec.sessions):
+            raise DandiSourceError(f"none of the configured sessions has {where}: {missing}")
+        if missing:
+            _LOG.warning(
+                "%d of %d configured session(s) have %s; going on without them "
+                "(missing_sessions: skip): %s",
+                len(missing),
+                len(spec.sessions),
+                where,
+                ", ".join(missing),
+            )
+        assets = [a for s in spec.sessions if s in by_session for a in by_session[s]]
+    return (assets[: spec.limit] if spec.limit else assets), missing
 
 
 def _entry(asset: Any) -> AssetEntry:
