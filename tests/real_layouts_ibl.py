@@ -141,9 +141,7 @@ def write_ibl_nwb(
     # utils/electrodes.py add_probe_electrodes_with_localization: device and group
     # "Probe00" (location "Unresolved"), per-channel rel_x/rel_y, probe_name, and the
     # full CCF name in ``location``.
-    device = nwbfile.create_device(
-        name="Probe00", description="Neuropixels 1.0", manufacturer="IMEC"
-    )
+    device = nwbfile.create_device(name="Probe00", description="Neuropixels 1.0")
     group = nwbfile.create_electrode_group(
         "Probe00", "Electrode group for probe00", "Unresolved", device
     )

@@ -550,3 +550,14 @@ def test_spikes_before_the_session_start_are_dropped_with_a_warning(tmp_path, ca
     assert result.activity.sum(axis=0).tolist() == [3, 2]
     (line,) = warnings_about(caplog, "units/spike_times")
     assert "negative.nwb" in line and "3 spike(s) before t = 0 s" in line
+
+
+def test_full_allen_names_become_acronyms_and_other_labels_stay(tmp_path):
+    def build(nwbfile: NWBFile) -> None:
+        probe(nwbfile, ("Field CA1", "dorsal hippocampus", "LP"))
+        for row in range(3):
+            nwbfile.add_unit(spike_times=[0.5 + row], electrodes=[row])
+
+    path = spiking_nwb(tmp_path / "names.nwb", build)
+    regions = read(path, ("spikes",))["spikes"].neurons["region"].tolist()
+    assert regions == ["CA1", "dorsal hippocampus", "LP"]

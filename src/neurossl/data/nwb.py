@@ -45,6 +45,7 @@ from neurossl.data.nwb_fields import NWBFormatError, regular_grid, sample_times,
 from neurossl.data.nwb_ophys import read_traces
 from neurossl.data.nwb_trials import read_trials
 from neurossl.data.nwb_units import SpikeTrains, read_units
+from neurossl.data.regions import full_names_to_acronyms, has_full_names
 from neurossl.data.resample import interpolate
 from neurossl.data.session import Session
 from neurossl.names import MODALITIES
@@ -299,6 +300,8 @@ def _session(
     neurons = neurons.copy()
     blank = neurons["region"].str.strip() == ""
     neurons.loc[blank, "region"] = "unknown"
+    if has_full_names(neurons["region"].to_numpy()):  # e.g. "Field CA1": the contract has acronyms
+        neurons["region"] = full_names_to_acronyms(neurons["region"].to_numpy())
     return Session(
         activity=activity,
         modality=modality,

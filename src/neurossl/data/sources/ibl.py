@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from pynwb import NWBHDF5IO
 
 from neurossl.data.nwb import nwb_to_sessions
 from neurossl.data.nwb_fields import NWBFormatError, sample_times, texts, warn_assumed
+from neurossl.data.regions import MAPPINGS, allen_acronyms
 from neurossl.data.resample import interpolate
 from neurossl.data.session import Session
 
@@ -69,11 +69,6 @@ WHEEL_SERIES = ("wheel", "WheelVelocitySmoothed")
 MOTION_ENERGY_MODULE = "motion_energy"
 CAMERAS = ("LeftCameraMotionEnergy", "RightCameraMotionEnergy")
 
-#: Region levels: iblatlas mapping names (Beryl is IBL's level for regional analyses).
-REGION_MAPPINGS = ("Beryl", "Cosmos", "Allen")
-#: ``location`` values that name no brain region (utils/electrodes.py writes them).
-NOT_REGIONS = frozenset({"", "root", "void", "out-of-atlas", "unresolved", "unknown"})
-
 
 @dataclass(frozen=True)
 class IBLOptions:
@@ -95,10 +90,9 @@ class IBLOptions:
                 f"{where}: need 0 <= min_reaction_time < max_reaction_time, got "
                 f"{options.min_reaction_time}, {options.max_reaction_time}"
             )
-        if options.region_mapping not in REGION_MAPPINGS:
+        if options.region_mapping not in MAPPINGS:
             raise ValueError(
-                f"{where}.region_mapping must be one of {REGION_MAPPINGS}, "
-                f"got {options.region_mapping!r}"
+                f"{where}.region_mapping must be one of {MAPPINGS}, got {options.region_mapping!r}"
             )
         return options
 
@@ -127,8 +121,8 @@ def read_ibl_session(
     if not keep.any():
         raise NWBFormatError(path, "trials", "no trial passes the MtM filters")
     result.trials = trials[keep].reset_index(drop=True)
-    result.neurons["region"] = region_acronyms(
-        result.neurons["region"].to_numpy(), options.region_mapping, path
+    result.neurons["region"] = allen_acronyms(
+        result.neurons["region"].to_numpy(), options.region_mapping, path, "electrodes/location"
     )
     behavior, camera = read_ibl_behavior(path, options.require_behavior)
     if camera:
@@ -204,46 +198,6 @@ def mtm_trial_mask(trials: pd.DataFrame, options: IBLOptions) -> np.ndarray:
             & np.isfinite(choice)
             & (choice != 0)
         )
-
-
-@cache
-def _atlas() -> tuple[Any, dict[str, str], frozenset[str]]:
-    from iblatlas.regions import BrainRegions
-
-    regions = BrainRegions()
-    right = regions.id > 0  # the tree once, not its left-hemisphere copy
-    names = {
-        str(n).lower(): str(a)
-        for n, a in zip(regions.name[right], regions.acronym[right], strict=True)
-    }
-    return regions, names, frozenset(str(a) for a in regions.acronym[right])
-
-
-def region_acronyms(locations: np.ndarray, mapping: str, path: Path) -> np.ndarray:
-    """Full Allen CCF names (or acronyms) -> acronyms at ``mapping``'s level; else unknown."""
-    regions, by_name, acronyms = _atlas()
-    out = np.full(locations.size, "unknown", dtype=object)
-    strange: set[str] = set()
-    for k, location in enumerate(locations):
-        text = str(location).strip()
-        if text.lower() in NOT_REGIONS:
-            continue
-        acronym = by_name.get(text.lower()) or (text if text in acronyms else None)
-        if acronym is None:
-            strange.add(text)
-            continue
-        out[k] = acronym
-    if strange:
-        warn_assumed(
-            path,
-            "electrodes/location",
-            f"{sorted(strange)[:5]} are not Allen CCF names or acronyms; region unknown",
-        )
-    known = out != "unknown"
-    if mapping != "Allen" and known.any():
-        mapped = regions.acronym2acronym(out[known].astype(str), mapping=mapping)
-        out[known] = [a if a.lower() not in NOT_REGIONS else "unknown" for a in mapped]
-    return out
 
 
 def read_ibl_behavior(
