@@ -499,6 +499,11 @@ def test_electrodes_as_a_plain_table_region_and_the_peak_channel(tmp_path):
         ]
     assert read(path, ("spikes",))["spikes"].neurons["region"].tolist() == ["LP", "CA1"]
 
+    with h5py.File(path, "a") as f:  # the same region, filed as the unit's electrode_group
+        f["units"].move("electrodes", "electrode_group")
+        f["units"].attrs["colnames"] = ["spike_times", "electrode_group"]
+    assert read(path, ("spikes",))["spikes"].neurons["region"].tolist() == ["LP", "CA1"]
+
     def peak(nwbfile: NWBFile) -> None:
         probe(nwbfile)
         nwbfile.add_unit_column("max_electrode", "peak channel row")
