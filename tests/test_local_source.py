@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import h5py
@@ -52,3 +54,28 @@ def test_duplicate_session_ids_are_refused(tmp_path: Path) -> None:
     write_ibl_nwb(tmp_path / "sub-B_ses-1.nwb", "B", seed=0)
     with pytest.raises(LocalSourceError, match="both map to session '1'"):
         local_session_ids({"path": str(tmp_path), "pattern": "**/*.nwb"})
+
+
+def test_planning_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workflow lists once and looks up every session: each file is opened once."""
+    for k in range(6):
+        write_ibl_nwb(tmp_path / f"sub-A_ses-{k}.nwb", "processed", "A", seed=k)
+    opened: list[str] = []
+    real_file = h5py.File
+
+    def counting_file(path: object, *args: object, **kwargs: object) -> h5py.File:
+        opened.append(Path(str(path)).name)
+        return real_file(path, *args, **kwargs)
+
+    monkeypatch.setattr("neurossl.data.sources.local.h5py.File", counting_file)
+    spec = {"path": str(tmp_path)}
+    sessions = local_session_ids(spec)
+    paths = [local_session_path(spec, s) for s in sessions]
+    assert local_session_ids(spec) == sessions
+    assert sorted(opened) == sorted(Path(p).name for p in paths)
+    # A file added to the folder is seen by the next listing (and only it is new work).
+    write_ibl_nwb(tmp_path / "sub-A_ses-new.nwb", "processed", "A", seed=9)
+    os.utime(tmp_path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+    opened.clear()
+    assert "new" in local_session_ids(spec)
+    assert len(opened) == len(sessions) + 1

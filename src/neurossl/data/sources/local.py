@@ -4,12 +4,18 @@ Sessions are named like DANDI assets (the ``ses-`` entity of a BIDS-like file na
 else the file stem), so a folder copied from the archive keeps its session ids. The
 folder is checked when the workflow lists sessions, so a wrong path or a file without
 Units or ophys data stops the run before any job starts, with the file named.
+
+The workflow asks for the listing once to plan and once per session to find its file;
+the listing is kept for the life of the process (keyed on the folder's modification
+time, so files added or removed are seen), so planning opens every file once: linear in
+files, where listing anew per lookup made planning quadratic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import h5py
@@ -24,7 +30,11 @@ class LocalSourceError(ValueError):
     """A local folder or file that cannot serve as a dataset; the message names it."""
 
 
-def local_sessions(spec: Mapping[str, Any]) -> dict[str, Path]:
+_ListingKey = tuple[str, str, int]
+_LISTINGS: dict[_ListingKey, Mapping[str, Path]] = {}
+
+
+def local_sessions(spec: Mapping[str, Any]) -> Mapping[str, Path]:
     """{session id: NWB path} of the folder in ``spec`` (keys ``path``, ``pattern``)."""
     if "path" not in spec:
         raise LocalSourceError("local: key 'path' (the folder of NWB files) is required")
@@ -32,6 +42,13 @@ def local_sessions(spec: Mapping[str, Any]) -> dict[str, Path]:
     pattern = str(spec.get("pattern", DEFAULT_PATTERN))
     if not folder.is_dir():
         raise LocalSourceError(f"local.path {folder}: no such folder")
+    key = (str(folder.resolve()), pattern, folder.stat().st_mtime_ns)
+    if key not in _LISTINGS:
+        _LISTINGS[key] = MappingProxyType(_list_folder(folder, pattern))
+    return _LISTINGS[key]
+
+
+def _list_folder(folder: Path, pattern: str) -> dict[str, Path]:
     files = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not files:
         raise LocalSourceError(f"local.path {folder}: no file matches pattern {pattern!r}")
