@@ -79,3 +79,10 @@ def test_planning_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.Monke
     opened.clear()
     assert "new" in local_session_ids(spec)
     assert len(opened) == len(sessions) + 1
+
+
+def test_nwb1_file_is_refused_at_listing(tmp_path: Path) -> None:
+    corpus = Path(__file__).parent / "data" / "nwb_corpus"
+    (tmp_path / "old.nwb").write_bytes((corpus / "allen_nwb1_496908818s.nwb").read_bytes())
+    with pytest.raises(LocalSourceError, match=r"old\.nwb: NWB 1\.x file .*'NWB-1\.0\.5'.*NWB 2"):
+        local_session_ids({"path": str(tmp_path)})
