@@ -138,3 +138,38 @@ def test_console_script_entry_point(synthetic_nwb: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "spikes: Session of 16 neurons" in done.stdout
     assert "calcium: Session of 8 neurons" in done.stdout
+
+
+def test_layout_reader_of_a_configured_dataset_is_run_too(
+    synthetic_nwb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {
+        "datasets": {
+            "visual": {
+                "source": "local",
+                "modalities": ["calcium"],
+                "allen": {},
+                "tasks": {"calcium": ["forecasting"]},
+            }
+        }
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    _, [report] = run_json(capsys, str(synthetic_nwb), "--config", str(path))
+    allen = report["modalities"]["visual/calcium"]
+    assert allen["reader"] == "allen"
+    assert report["modalities"]["calcium"]["reader"] == "nwb"
+    if allen["error"] is not None:  # a synthetic file is not in the Allen layout
+        assert synthetic_nwb.name in allen["error"]
+        assert report["unserved"]["visual"]["calcium"][0][0] == "forecasting"
+
+
+def test_a_file_that_is_not_hdf5_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.nwb"
+    bad.write_bytes(b"not an HDF5 file")
+    code, [report] = run_json(capsys, str(bad))
+    assert code == 1
+    assert report["nwb_version"] == "unreadable"
+    assert all("bad.nwb" in m["error"] for m in report["modalities"].values())

@@ -1,12 +1,14 @@
 """What neurossl would take from an NWB file, before a config is written.
 
-For each modality the file is read by the same generic reader the workflow uses for
-``source: local`` (:func:`neurossl.data.nwb.nwb_to_sessions`), with every warning it
-emits captured, and the resulting Session is summarised: neurons and regions, grid,
-trials and their columns, behaviour channels, the calcium series taken, and which tasks
-of the vocabulary it can serve, with the labels each would get. A modality the file cannot
-give shows the reader's error. With a config, the configured tasks the file cannot serve
-are listed per dataset. Nothing is written.
+For each modality the file is read by the generic reader the workflow uses for
+``source: local``, and, for each dataset of a given config that names a layout reader
+(``ibl:`` / ``allen:`` blocks), by that reader with the dataset's options: the same
+:func:`neurossl.data.preprocess.read_modality` the preprocess jobs call. Every warning a
+reader emits is captured, and each resulting Session is summarised: neurons and regions,
+grid, trials and their columns, behaviour channels, the calcium series taken, and which
+tasks of the vocabulary it can serve, with the labels each would get. A Session a reader
+cannot give shows that reader's error. With a config, the configured tasks the file
+cannot serve are listed per dataset. Nothing is written.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from neurossl.data.nwb import nwb_to_sessions
+from neurossl.data.preprocess import read_modality, reader_of
 from neurossl.data.session import Session
 from neurossl.data.sources.dandi import asset_session_id
 from neurossl.data.sources.local import nwb1_message, nwb1_version
@@ -47,6 +49,7 @@ class TaskCheck:
 @dataclass
 class ModalityReport:
     modality: str
+    reader: str = "nwb"
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +66,7 @@ class FileReport:
     path: str
     session: str
     nwb_version: str
+    #: Generic reader under the modality's name; a layout reader under "<dataset>/<modality>".
     modalities: dict[str, ModalityReport]
     calcium_candidates: list[dict[str, Any]]
     #: {dataset: {modality: [(task, why)]}} for configured tasks the file cannot serve.
@@ -84,7 +88,16 @@ def inspect_file(
     session = asset_session_id(path.name)
     version, candidates = _probe(path)
     bin_size = spike_bin_size if spike_bin_size is not None else _bin_size(config)
-    reports = {m: _inspect_modality(path, session, m, bin_size) for m in MODALITIES}
+    reports = {m: _inspect_modality(path, session, m, "nwb", bin_size, {}) for m in MODALITIES}
+    for dataset, spec in (config or {}).get("datasets", {}).items():
+        reader = reader_of(spec)
+        if reader == "nwb":
+            continue
+        size = spec.get("preprocess", {}).get("spike_bin_size", bin_size)
+        for modality in spec.get("modalities", []):
+            reports[f"{dataset}/{modality}"] = _inspect_modality(
+                path, session, modality, reader, size, spec.get(reader) or {}
+            )
     if candidates:
         reports["calcium"].summary["series"] = _chosen_series(path, reports["calcium"], candidates)
     report = FileReport(str(path), session, version, reports, candidates)
@@ -125,17 +138,26 @@ def _captured() -> Iterator[list[str]]:
     messages[:] = unique
 
 
-def _inspect_modality(path: Path, session: str, modality: str, bin_size: float) -> ModalityReport:
-    report = ModalityReport(modality)
+def _inspect_modality(
+    path: Path,
+    session: str,
+    modality: str,
+    reader: str,
+    bin_size: float,
+    options: Mapping[str, Any],
+) -> ModalityReport:
+    report = ModalityReport(modality, reader)
     with _captured() as messages:
         try:
-            result = nwb_to_sessions(
+            result = read_modality(
                 path,
                 dataset="inspect",
                 session=session,
-                modalities=[modality],
+                modality=modality,
+                reader=reader,
                 spike_bin_size=bin_size,
-            )[modality]
+                options=options,
+            )
         except Exception as err:  # every reader failure is reported, not raised
             report.error = f"{type(err).__name__}: {err}"
             result = None
@@ -245,7 +267,9 @@ def unserved_tasks(
     for dataset, spec in config.get("datasets", {}).items():
         for modality in spec.get("modalities", []):
             wanted = spec.get("tasks", {}).get(modality, [])
-            result = report.modalities.get(modality)
+            result = report.modalities.get(f"{dataset}/{modality}") or report.modalities.get(
+                modality
+            )
             if result is None or not result.ok:
                 why = result.error if result is not None else f"unknown modality {modality!r}"
                 missing = [(t, f"no {modality} Session: {why}") for t in wanted]
@@ -253,7 +277,7 @@ def unserved_tasks(
                 checks = {c.task: c for c in result.tasks}
                 missing = []
                 for task in wanted:
-                    check = checks.get(task) or _recheck(report, modality, task)
+                    check = checks.get(task) or _recheck(result, task)
                     if not check.ok:
                         missing.append((task, check.why))
             if missing:
@@ -261,13 +285,13 @@ def unserved_tasks(
     return out
 
 
-def _recheck(report: FileReport, modality: str, task: str) -> TaskCheck:
+def _recheck(result: ModalityReport, task: str) -> TaskCheck:
     """A configured task not among the candidates: the Session lacks what it names."""
     if task.startswith(BEHAVIOR_PREFIX):
-        names = report.modalities[modality].summary["behavior"]
+        names = result.summary["behavior"]
         return TaskCheck(task, False, f"no behaviour variable; has {names}")
     if task == "choice" or task.startswith(STIMULUS_PREFIX):
-        columns = report.modalities[modality].summary["trial_columns"]
+        columns = result.summary["trial_columns"]
         return TaskCheck(task, False, f"no trial column for it; trial columns {columns}")
     return TaskCheck(task, False, "not a task of the vocabulary")
 
@@ -343,8 +367,8 @@ def render(report: FileReport, config_name: str | None = None) -> str:
     lines = [f"== {report.path}", f"   session id {report.session!r}, NWB {report.nwb_version}"]
     if report.nwb_version.removeprefix("NWB-").startswith("1."):
         lines.append(f"   {nwb1_message(report.nwb_version)}")
-    for modality, result in report.modalities.items():
-        lines += _render_modality(modality, result)
+    for key, result in report.modalities.items():
+        lines += _render_modality(key, result)
     if report.calcium_candidates:
         lines.append("calcium series in the file:")
         for c in report.calcium_candidates:
@@ -366,13 +390,14 @@ def render(report: FileReport, config_name: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _render_modality(modality: str, result: ModalityReport) -> list[str]:
+def _render_modality(key: str, result: ModalityReport) -> list[str]:
+    title = key if result.reader == "nwb" else f"{key} ({result.reader} reader)"
     if not result.ok:
-        lines = [f"{modality}: no Session: {result.error}"]
+        lines = [f"{title}: no Session: {result.error}"]
     else:
         s = result.summary
         lines = [
-            f"{modality}: Session of {s['n_neurons']} neurons x {s['n_bins']} bins of "
+            f"{title}: Session of {s['n_neurons']} neurons x {s['n_bins']} bins of "
             f"{s['bin_size']:.4g} s from t0 = {s['t0']:.4g} s ({s['duration']:.1f} s), "
             f"subject {s['subject']!r}",
             "  regions: " + ", ".join(f"{r} ({n})" for r, n in s["regions"].items()),
