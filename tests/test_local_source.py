@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from neurossl.data.sources.local import (
     local_session_ids,
     local_session_path,
 )
+
+CORPUS = Path(__file__).parent / "data" / "nwb_corpus"
+#: A small real file (Svoboda lab, 276 kB) whose copies make a folder of sessions.
+REAL_FILE = CORPUS / "sub-anm369963_ses-20170228.nwb"
 
 
 def test_lists_sessions_from_nwb_folder(tmp_path: Path) -> None:
@@ -59,7 +64,7 @@ def test_duplicate_session_ids_are_refused(tmp_path: Path) -> None:
 def test_planning_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The workflow lists once and looks up every session: each file is opened once."""
     for k in range(6):
-        write_ibl_nwb(tmp_path / f"sub-A_ses-{k}.nwb", "processed", "A", seed=k)
+        shutil.copyfile(REAL_FILE, tmp_path / f"sub-A_ses-{k}.nwb")
     opened: list[str] = []
     real_file = h5py.File
 
@@ -74,7 +79,7 @@ def test_planning_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.Monke
     assert local_session_ids(spec) == sessions
     assert sorted(opened) == sorted(Path(p).name for p in paths)
     # A file added to the folder is seen by the next listing (and only it is new work).
-    write_ibl_nwb(tmp_path / "sub-A_ses-new.nwb", "processed", "A", seed=9)
+    shutil.copyfile(REAL_FILE, tmp_path / "sub-A_ses-new.nwb")
     os.utime(tmp_path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
     opened.clear()
     assert "new" in local_session_ids(spec)
@@ -82,7 +87,6 @@ def test_planning_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_nwb1_file_is_refused_at_listing(tmp_path: Path) -> None:
-    corpus = Path(__file__).parent / "data" / "nwb_corpus"
-    (tmp_path / "old.nwb").write_bytes((corpus / "allen_nwb1_496908818s.nwb").read_bytes())
+    shutil.copyfile(CORPUS / "allen_nwb1_496908818s.nwb", tmp_path / "old.nwb")
     with pytest.raises(LocalSourceError, match=r"old\.nwb: NWB 1\.x file .*'NWB-1\.0\.5'.*NWB 2"):
         local_session_ids({"path": str(tmp_path)})

@@ -347,9 +347,9 @@ def _chosen_series(path: Path, report: ModalityReport, candidates: list[dict[str
     if not report.ok:
         return "none (the calcium Session was refused)"
     provenance = report.summary.get("provenance", {})
-    named = {k: v for k, v in provenance.items() if "series" in k or "dff" in k.lower()}
-    if named:
-        return "; ".join(f"{k}: {v}" for k, v in named.items())
+    named = [str(v) for k, v in provenance.items() if k.startswith("calcium") and v]
+    if named:  # the reader recorded what it took and how
+        return "; ".join(named)
     activity = report.session.activity
     with h5py.File(path, "r") as f:
         for candidate in candidates:
