@@ -90,3 +90,11 @@ def test_nwb1_file_is_refused_at_listing(tmp_path: Path) -> None:
     shutil.copyfile(CORPUS / "allen_nwb1_496908818s.nwb", tmp_path / "old.nwb")
     with pytest.raises(LocalSourceError, match=r"old\.nwb: NWB 1\.x file .*'NWB-1\.0\.5'.*NWB 2"):
         local_session_ids({"path": str(tmp_path)})
+
+
+def test_ophys_containers_are_found_by_type_not_name(tmp_path: Path) -> None:
+    path = tmp_path / "renamed.nwb"
+    shutil.copyfile(CORPUS / "suite2p_export_2022_08_08.nwb", path)
+    with h5py.File(path, "r+") as f:  # suite2p's three containers, none named Fluorescence
+        f.move("processing/ophys/Fluorescence", "processing/ophys/Raw")
+    assert local_session_ids({"path": str(tmp_path)}) == ["renamed"]

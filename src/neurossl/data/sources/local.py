@@ -86,13 +86,20 @@ def check_nwb_content(path: Path) -> None:
                 return
             processing = f.get("processing")
             for module in processing.values() if processing is not None else ():
-                if any(name in module for name in _OPHYS_CONTAINERS):
+                # by type, as the reader finds them: labs name containers freely
+                if any(_neurodata_type(obj) in _OPHYS_CONTAINERS for obj in module.values()):
                     return
     except OSError as err:
         raise LocalSourceError(f"{path}: not a readable NWB/HDF5 file ({err})") from err
     raise LocalSourceError(
-        f"{path}: neither 'units/spike_times' nor 'processing/*/DfOverF|Fluorescence' found"
+        f"{path}: neither 'units/spike_times' nor a DfOverF or Fluorescence container in "
+        "'processing/*' found"
     )
+
+
+def _neurodata_type(obj: h5py.HLObject) -> str:
+    value = obj.attrs.get("neurodata_type", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def nwb1_version(f: h5py.File) -> str | None:
