@@ -36,7 +36,6 @@ FILES = (ALM, PHY, SUITE2P, MINIAN, INSCOPIX, MATLAB_CNMFE, NWB1)
 
 NEEDS_SPIKES = "needs spikes reader fix: "
 NEEDS_CALCIUM = "needs calcium reader fix: "
-SUBJECT_FALLBACK = "missing/empty subject_id falls back to the session id"
 
 
 def xfail(reason: str) -> pytest.MarkDecorator:
@@ -124,9 +123,8 @@ def test_every_file_gives_a_session_or_an_error_naming_it(name: str, modality: s
 
 
 @xfail(
-    NEEDS_SPIKES + "every trials/stop_time of this file is NaN (next start or align+window), "
-    "and its unit's spike times step back 21 times (per-trial concatenation, no duplicates): "
-    "sorted with one warning rather than refused"
+    NEEDS_SPIKES + "the unit's spike times step back 21 times (per-trial concatenation, no "
+    "duplicates): sorted with one warning rather than refused"
 )
 def test_alm_spiking_with_trials(caplog: pytest.LogCaptureFixture) -> None:
     with h5py.File(CORPUS / ALM, "r") as f:
@@ -151,13 +149,11 @@ def test_alm_spiking_with_trials(caplog: pytest.LogCaptureFixture) -> None:
     assert any(ALM in m and "stop_time" in m for m in messages), messages
 
 
-@xfail(NEEDS_SPIKES + "reads trials first and stops on their NaN stops before 'no ophys'")
 def test_alm_refuses_calcium_naming_what_is_missing(tmp_path: Path) -> None:
     message = assert_refused(ALM, "calcium", tmp_path)
     assert "DfOverF" in message or "Fluorescence" in message or "ophys" in message
 
 
-@xfail(NEEDS_SPIKES + SUBJECT_FALLBACK)
 def test_phy_units_without_electrodes(caplog: pytest.LogCaptureFixture) -> None:
     with h5py.File(CORPUS / PHY, "r") as f:
         n_spikes = f["units/spike_times"].shape[0]
@@ -174,7 +170,6 @@ def test_phy_units_without_electrodes(caplog: pytest.LogCaptureFixture) -> None:
     assert any(PHY in m and "subject" in m for m in messages), messages
 
 
-@xfail(NEEDS_SPIKES + SUBJECT_FALLBACK + ", then 'no Units table' is the error")
 def test_calcium_only_file_refuses_spikes(tmp_path: Path) -> None:
     assert_refused(MINIAN, "spikes", tmp_path, "units")
 
@@ -182,10 +177,7 @@ def test_calcium_only_file_refuses_spikes(tmp_path: Path) -> None:
 # --- calcium --------------------------------------------------------------------------
 
 
-@xfail(
-    NEEDS_CALCIUM + "suite2p's (ROIs x frames) transposed, raw F -> dF/F with its Neuropil "
-    "series; " + NEEDS_SPIKES + SUBJECT_FALLBACK
-)
+@xfail(NEEDS_CALCIUM + "suite2p's (ROIs x frames) transposed, raw F -> dF/F with its Neuropil")
 def test_suite2p_export(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """A Session, or (71 of this export's 219 ROIs have F = 0 in every frame, so no dF/F
     baseline exists for them) a refusal naming the file and the series it failed on."""
@@ -218,7 +210,7 @@ def test_suite2p_export(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Non
         pytest.param(MATLAB_CNMFE, 3000, id="matlab_cnmfe"),
     ],
 )
-@xfail(NEEDS_CALCIUM + "raw traces -> dF/F; " + NEEDS_SPIKES + SUBJECT_FALLBACK)
+@xfail(NEEDS_CALCIUM + "raw traces -> dF/F (today taken as dF/F as they are)")
 def test_one_photon_pipelines(
     name: str, n_frames: int, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -247,7 +239,7 @@ def test_one_photon_pipelines(
     assert any(name in m for m in messages), messages
 
 
-@xfail(NEEDS_CALCIUM + "CNMF-E traces with negative values; " + NEEDS_SPIKES + SUBJECT_FALLBACK)
+@xfail(NEEDS_CALCIUM + "raw CNMF-E traces -> dF/F (today taken as dF/F as they are)")
 def test_inscopix_cnmfe_session_or_clear_refusal(tmp_path: Path) -> None:
     """Traces go negative, so a percentile baseline may not exist: either outcome is fine."""
     try:
@@ -256,7 +248,10 @@ def test_inscopix_cnmfe_session_or_clear_refusal(tmp_path: Path) -> None:
         message = assert_refused(INSCOPIX, "calcium", tmp_path, "RoiResponseSeries")
         assert str(err) == message
     else:
-        assert session.activity.shape == (3000, 10)
+        with h5py.File(CORPUS / INSCOPIX, "r") as f:
+            raw = f["processing/ophys/Fluorescence/RoiResponseSeries/data"][:]
+        assert session.activity.shape == raw.shape == (3000, 10)
+        assert not np.allclose(session.activity, raw)  # never raw traces taken for dF/F
         assert session.bin_size == pytest.approx(1 / 30, rel=1e-3)
         assert np.isfinite(session.activity).all()
 
@@ -265,6 +260,5 @@ def test_inscopix_cnmfe_session_or_clear_refusal(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("modality", ["spikes", "calcium"])
-@xfail(NEEDS_SPIKES + "NWB 1.x named as unsupported with what to do")
 def test_nwb1_is_refused_as_nwb1(modality: str, tmp_path: Path) -> None:
     assert_refused(NWB1, modality, tmp_path, "NWB 1")
