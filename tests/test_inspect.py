@@ -118,8 +118,8 @@ def test_corpus_files_are_reported_never_raised(capsys: pytest.CaptureFixture[st
 def test_text_output_names_nwb1_and_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(CORPUS / "allen_nwb1_496908818s.nwb")]) == 1
     text = capsys.readouterr().out
-    assert "NWB 1.x file (nwb_version 'NWB-1.0.5') is not supported" in text
-    assert "convert the recording to NWB 2" in text
+    assert "'NWB-1.0.5': NWB 1.x is not supported" in text
+    assert "Convert the file to NWB 2" in text
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,6 @@ import numpy as np
 from neurossl.data.preprocess import read_modality, reader_of
 from neurossl.data.session import Session
 from neurossl.data.sources.dandi import asset_session_id
-from neurossl.data.sources.local import nwb1_message, nwb1_version
 from neurossl.names import BEHAVIOR_PREFIX, FIXED_TASKS, MODALITIES, STIMULUS_PREFIX
 
 #: Trial columns that are the window's timing, not labels.
@@ -303,10 +302,10 @@ def _probe(path: Path) -> tuple[str, list[dict[str, Any]]]:
     """(NWB version, ophys response series) read with h5py, so a file pynwb refuses is shown."""
     try:
         with h5py.File(path, "r") as f:
-            old = nwb1_version(f)
-            if old is not None:
-                return old, []
-            version = f.attrs.get("nwb_version", "unknown")
+            # shown only; the reader decides what it accepts (NWB 1.x kept a root dataset)
+            version = f.attrs.get("nwb_version")
+            if version is None and isinstance(f.get("nwb_version"), h5py.Dataset):
+                version = f["nwb_version"][()]
             version = version.decode() if isinstance(version, bytes) else str(version)
             return version, _response_series(f)
     except OSError:
@@ -365,8 +364,6 @@ def _chosen_series(path: Path, report: ModalityReport, candidates: list[dict[str
 
 def render(report: FileReport, config_name: str | None = None) -> str:
     lines = [f"== {report.path}", f"   session id {report.session!r}, NWB {report.nwb_version}"]
-    if report.nwb_version.removeprefix("NWB-").startswith("1."):
-        lines.append(f"   {nwb1_message(report.nwb_version)}")
     for key, result in report.modalities.items():
         lines += _render_modality(key, result)
     if report.calcium_candidates:

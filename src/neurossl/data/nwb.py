@@ -50,7 +50,7 @@ from neurossl.data.resample import interpolate
 from neurossl.data.session import Session
 from neurossl.names import MODALITIES
 
-__all__ = ["NWBFormatError", "nwb_to_sessions"]
+__all__ = ["NWBFormatError", "nwb_to_sessions", "refuse_nwb1"]
 
 #: Processing module and series names of synthetic ground truth (see sources/synthetic.py).
 TRUTH_MODULE = "ground_truth"
@@ -133,7 +133,7 @@ def _read(
 
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[NWBFile]:
-    _refuse_nwb1(path)
+    refuse_nwb1(path)
     try:
         io = NWBHDF5IO(str(path), "r")
     except Exception as err:  # h5py/hdmf raise several types for a damaged file
@@ -147,7 +147,7 @@ def _open(path: Path) -> Iterator[NWBFile]:
         yield nwbfile
 
 
-def _refuse_nwb1(path: Path) -> None:
+def refuse_nwb1(path: Path) -> None:
     """Name NWB 1.x as unsupported instead of letting pynwb fail on a missing namespace."""
     try:
         with h5py.File(path, "r") as f:

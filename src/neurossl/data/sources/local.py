@@ -77,11 +77,15 @@ def local_session_path(spec: Mapping[str, Any], session: str) -> str:
 
 def check_nwb_content(path: Path) -> None:
     """Fail unless the file is HDF5 with a Units table or an ophys response series."""
+    # pynwb (imported with the reader) costs a second; only a local source pays it here.
+    from neurossl.data.nwb import NWBFormatError, refuse_nwb1
+
+    try:
+        refuse_nwb1(path)  # the reader's own check, so planning says what a job would
+    except NWBFormatError as err:
+        raise LocalSourceError(str(err)) from err
     try:
         with h5py.File(path, "r") as f:
-            version = nwb1_version(f)
-            if version is not None:
-                raise LocalSourceError(f"{path}: {nwb1_message(version)}")
             if "units" in f and "spike_times" in f["units"]:
                 return
             processing = f.get("processing")
@@ -100,28 +104,3 @@ def check_nwb_content(path: Path) -> None:
 def _neurodata_type(obj: h5py.HLObject) -> str:
     value = obj.attrs.get("neurodata_type", "")
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def nwb1_version(f: h5py.File) -> str | None:
-    """The file's NWB version when it is NWB 1.x, else None.
-
-    NWB 1.x kept its version in a root *dataset* ``nwb_version`` ("NWB-1.0.5"); NWB 2
-    writes a root *attribute* ("2.5.0"). pynwb cannot read 1.x files at all.
-    """
-    if "nwb_version" in f and isinstance(f["nwb_version"], h5py.Dataset):
-        value = f["nwb_version"][()]
-        return value.decode() if isinstance(value, bytes) else str(value)
-    version = f.attrs.get("nwb_version")
-    if isinstance(version, bytes):
-        version = version.decode()
-    if isinstance(version, str) and version.removeprefix("NWB-").startswith("1."):
-        return version
-    return None
-
-
-def nwb1_message(version: str) -> str:
-    return (
-        f"NWB 1.x file (nwb_version {version!r}) is not supported: neurossl reads NWB 2 "
-        "through pynwb, which cannot open NWB 1.x; convert the recording to NWB 2 (write it "
-        "again with pynwb or NeuroConv from the original data) and point local.path at that"
-    )
