@@ -19,10 +19,18 @@ import yaml
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="neurossl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="neurossl",
+        description="neurossl command-line tools (the workflow runs with snakemake)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser(
-        "inspect", help="what neurossl would read from NWB files, and which tasks they serve"
+        "inspect",
+        help="what neurossl would read from NWB files, and which tasks they serve",
+        description="For each NWB file: the Session each reader would give (neurons, regions, "
+        "trials, labels, behaviour, calcium series), its warnings, and the tasks it can serve.",
+        epilog="Exit status: 0 when every file gives a Session of at least one modality (and "
+        "serves every configured task), 1 otherwise, 2 for a missing file or config.",
     )
     inspect.add_argument("files", nargs="+", type=Path, metavar="FILE")
     inspect.add_argument(
