@@ -172,3 +172,24 @@ def test_a_file_that_is_not_hdf5_is_reported(
     assert code == 1
     assert report["nwb_version"] == "unreadable"
     assert all("bad.nwb" in m["error"] for m in report["modalities"].values())
+
+
+def test_generic_reader_options_of_a_dataset_are_used(
+    synthetic_nwb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {
+        "datasets": {
+            "plain": {"source": "local", "modalities": ["calcium"], "tasks": {}},
+            "picked": {
+                "source": "local",
+                "modalities": ["calcium"],
+                "nwb": {"calcium_series": "RoiResponseSeries"},
+                "tasks": {},
+            },
+        }
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    _, [report] = run_json(capsys, str(synthetic_nwb), "--config", str(path))
+    assert "plain/calcium" not in report["modalities"]  # the generic report serves it
+    assert report["modalities"]["picked/calcium"]["reader"] == "nwb"

@@ -2,7 +2,8 @@
 
 For each modality the file is read by the generic reader the workflow uses for
 ``source: local``, and, for each dataset of a given config that names a layout reader
-(``ibl:`` / ``allen:`` blocks), by that reader with the dataset's options: the same
+(``ibl:`` / ``allen:`` blocks) or gives the generic reader options (``nwb:``, e.g. which
+calcium series to take), by that reader with the dataset's options: the same
 :func:`neurossl.data.preprocess.read_modality` the preprocess jobs call. Every warning a
 reader emits is captured, and each resulting Session is summarised: neurons and regions,
 grid, trials and their columns, behaviour channels, the calcium series taken, and which
@@ -90,12 +91,13 @@ def inspect_file(
     reports = {m: _inspect_modality(path, session, m, "nwb", bin_size, {}) for m in MODALITIES}
     for dataset, spec in (config or {}).get("datasets", {}).items():
         reader = reader_of(spec)
-        if reader == "nwb":
-            continue
+        options = spec.get(reader) or {}
+        if reader == "nwb" and not options:
+            continue  # the generic report above is what this dataset reads
         size = spec.get("preprocess", {}).get("spike_bin_size", bin_size)
         for modality in spec.get("modalities", []):
             reports[f"{dataset}/{modality}"] = _inspect_modality(
-                path, session, modality, reader, size, spec.get(reader) or {}
+                path, session, modality, reader, size, options
             )
     if candidates:
         reports["calcium"].summary["series"] = _chosen_series(path, reports["calcium"], candidates)
