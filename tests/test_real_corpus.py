@@ -122,10 +122,6 @@ def test_every_file_gives_a_session_or_an_error_naming_it(name: str, modality: s
 # --- spiking --------------------------------------------------------------------------
 
 
-@xfail(
-    NEEDS_SPIKES + "the unit's spike times step back 21 times (per-trial concatenation, no "
-    "duplicates): sorted with one warning rather than refused"
-)
 def test_alm_spiking_with_trials(caplog: pytest.LogCaptureFixture) -> None:
     with h5py.File(CORPUS / ALM, "r") as f:
         spikes = f["units/spike_times"][:]

@@ -103,6 +103,7 @@ def _read_spike_times(
     else:
         times[:] = data
     steps_back = np.empty(_CHECK_PIECE, dtype=bool)
+    unsorted: set[int] = set()
     for first in range(0, n_spikes, _CHECK_PIECE):
         stop = min(n_spikes, first + _CHECK_PIECE)
         if not all_finite(times[first:stop]):
@@ -113,8 +114,22 @@ def _read_spike_times(
         back = np.less(times[low:stop], times[low - 1 : stop - 1], out=steps_back[: stop - low])
         back[ends[np.searchsorted(ends, low) : np.searchsorted(ends, stop)] - low] = False
         if back.any():
-            unit = int(np.searchsorted(ends, low + int(np.argmax(back)), side="right"))
-            raise NWBFormatError(path, field, f"not sorted within unit id {ids[unit]}")
+            positions = low + np.flatnonzero(back)
+            unsorted.update(np.searchsorted(ends, positions, side="right").tolist())
+    if unsorted:
+        # Exporters that concatenate per-trial spike lists (e.g. DANDI 000006's ALM files)
+        # leave each unit's times out of order; the set of spikes is intact, so sorting
+        # recovers the train exactly.
+        starts = np.concatenate(([0], ends[:-1]))
+        for unit in sorted(unsorted):
+            times[starts[unit] : ends[unit]].sort()
+        first_ids = ", ".join(str(ids[u]) for u in sorted(unsorted)[:3])
+        warn_assumed(
+            path,
+            field,
+            f"times not sorted within {len(unsorted)} unit(s) (ids {first_ids}...); "
+            "sorted them, assuming per-trial concatenation",
+        )
     return times
 
 
