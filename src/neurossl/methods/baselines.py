@@ -56,13 +56,13 @@ from neurossl.baselines.session_data import (
     select_neurons,
     session_info,
 )
+from neurossl.device import resolve_device
 from neurossl.eval.queries import Query, spiking_queries
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS
 from neurossl.names import METHOD_MODALITY, SIMPLE_BASELINES
-from neurossl.train.runtime import resolve_device
 
 FORMAT_VERSION = 1
 NEURON_QUERY_TASKS = ("co_smoothing", "inter_region", "intra_region")

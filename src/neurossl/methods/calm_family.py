@@ -99,6 +99,7 @@ import torch
 
 from neurossl.atomic import atomic_path, write_json
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
+from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, r2
 from neurossl.eval.queries import forecast_windows
@@ -130,7 +131,7 @@ from neurossl.objectives.calm import (
     probe_heads,
 )
 from neurossl.train.engine import TrainConfig, train
-from neurossl.train.runtime import resolve_device, seed_everything
+from neurossl.train.runtime import seed_everything
 
 METHOD_NAMES = ("calm", "scratch_dual_axis")
 DEFAULTS: dict[str, Any] = {
@@ -536,12 +537,14 @@ class CalmMethod:
             test = _to(_batches(windows), device)
             if not test:
                 continue
-            if "forecasting" in tasks:
-                _evaluate_forecasting(inputs, hp, adapted, test, session, evaluation)
-            if heads:
-                train_b = _to(_batches(WindowDataset(inputs.session_paths, inputs.splits,
-                                                     "train", [session])), device)  # fmt: skip
-                _evaluate_decoding(inputs, adapted, tuned, train_b, test, session, evaluation)
+            with autocast(device):
+                if "forecasting" in tasks:
+                    _evaluate_forecasting(inputs, hp, adapted, test, session, evaluation)
+                if heads:
+                    train_b = _to(_batches(WindowDataset(inputs.session_paths, inputs.splits,
+                                                         "train", [session])), device)  # fmt: skip
+                    _evaluate_decoding(inputs, adapted, tuned, train_b, test, session,
+                                       evaluation)  # fmt: skip
         return evaluation
 
 

@@ -78,6 +78,7 @@ from torch import nn
 from neurossl.atomic import atomic_path
 from neurossl.data.loader import DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
+from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
 from neurossl.eval.rows import make_rows
@@ -105,7 +106,7 @@ from neurossl.objectives.mtm import (
     single_session,
 )
 from neurossl.train.engine import TrainConfig, train
-from neurossl.train.runtime import resolve_device, seed_everything
+from neurossl.train.runtime import seed_everything
 
 FAMILY = ("mtm", "ndt", "scratch_ndt")
 MODALITY = "spikes"
@@ -355,7 +356,7 @@ class NDTFamily:
             loader = make_loader(windows, reader.batch_size, False, 0, True)
             for batch in loader:
                 batch = {k: v.to(reader.device) for k, v in batch.items()}
-                with _autocast(reader.device):
+                with autocast(reader.device):
                     out = decoder(batch, tasks)
                 for head in heads:
                     preds[head.name].append(head.decode(out[head.name]))
@@ -484,7 +485,7 @@ class _SessionReader:
         with torch.no_grad():
             for start in range(0, x.shape[0], self.batch_size):
                 chunk = torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
-                with _autocast(self.device):
+                with autocast(self.device):
                     if latent:
                         y = self.model.encode(chunk, self.session, prompt, causal)
                     else:
@@ -498,12 +499,6 @@ class _SessionReader:
     def latents(self, split: str, prompt: int | None, causal: bool) -> np.ndarray:
         """Per-bin representation [W, T, d] of unmasked windows."""
         return self._run(self.activity(split), prompt, causal, latent=True)
-
-
-def _autocast(device: str):
-    if device.startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 def _neuron_counts(data: WindowDataset) -> dict[str, int]:

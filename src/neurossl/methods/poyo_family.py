@@ -105,7 +105,6 @@ row, the fitted task heads and ``n_parameters`` (backbone, as
 
 from __future__ import annotations
 
-import contextlib
 import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -119,6 +118,7 @@ from torch import Tensor, nn
 from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
+from neurossl.device import autocast, resolve_device
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
@@ -133,7 +133,7 @@ from neurossl.models.perceiver import (
 from neurossl.names import is_decoding_task
 from neurossl.objectives.poyo_ssl import DIETS, diet_neuron_ids, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
-from neurossl.train.runtime import resolve_device, seed_everything
+from neurossl.train.runtime import seed_everything
 
 MODALITY = "calcium"
 _DIET_OF = {"poyo_ssl": "predictable", "poyo_ssl_mixed": "all", "poyo_ssl_reverse": "unpredictable"}
@@ -644,13 +644,8 @@ def _predict(
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
     preds: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
     targets: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.startswith("cuda")
-        else contextlib.nullcontext()
-    )
     names = tuple(h.name for h in heads)
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast(device):
         for batch in make_loader(dataset, hp.batch_size, False, 0, by_session=True):
             batch = maps.apply({k: v.to(device) for k, v in batch.items()})
             out = model(batch, names)

@@ -19,7 +19,6 @@ model only through ``model(...)``.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import math
@@ -34,6 +33,7 @@ from tqdm import tqdm
 
 from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, WindowLoader
+from neurossl.device import autocast
 from neurossl.train import checkpoint
 from neurossl.train.adamw import AdamW, LambdaSchedule
 from neurossl.train.distributed import DistInfo, all_agree, barrier, init_distributed
@@ -176,7 +176,7 @@ def _run(
         started = time.perf_counter()
         batch = _to_device(next(batches), device)
         model.train()
-        with _autocast(device):
+        with autocast(device):
             loss, metrics = loss_fn(wrapped, batch)
         if not loss.requires_grad:
             raise ValueError(
@@ -231,7 +231,7 @@ def _validate(
         torch.manual_seed(seed + 1)
         for batch in loader:
             n = int(batch["activity"].shape[0])
-            with _autocast(device):
+            with autocast(device):
                 loss, _ = loss_fn(model, _to_device(batch, device))
             total += float(loss) * n
             count += n
@@ -299,12 +299,6 @@ def _freeze_others(model: nn.Module, names: set[str]) -> list[nn.Parameter]:
 
 def _to_device(batch: Batch, device: str) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _autocast(device: str) -> contextlib.AbstractContextManager:
-    if device.startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class _StepLog:

@@ -1,4 +1,4 @@
-"""Device choice and seeding: the two things every entry point does before training."""
+"""Seeding and RNG state, what every entry point does before training (device: neurossl.device)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,6 @@ import random
 
 import numpy as np
 import torch
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; explicit names are checked.
-
-    Failing here (not deep inside the first forward pass) tells a user on a GPU-less
-    node that the rule asked for CUDA.
-    """
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return name
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-        return name
-    raise ValueError(f"unknown device {name!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def seed_everything(seed: int) -> None:
