@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import multiprocessing as mp
 import platform
@@ -33,8 +32,9 @@ import time
 import numpy as np
 import torch
 
+from neurossl.device import autocast
 from neurossl.models.dual_axis import DualAxisConfig, DualAxisTransformer, preset
-from neurossl.train.adamw import AdamW
+from neurossl.train.optim import adamw
 
 VOCAB = 256
 
@@ -45,15 +45,10 @@ def _step_fn(model: DualAxisTransformer, batch: int, t: int, n: int, device: str
     unit = torch.randint(0, model.config.n_units, (batch, n), generator=g).to(device)
     session = torch.zeros(batch, dtype=torch.long, device=device)
     mask = torch.ones(batch, n, dtype=torch.bool, device=device)
-    optimizer = AdamW(model.parameters(), lr=1e-4)  # what training jobs use
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.startswith("cuda")
-        else contextlib.nullcontext()
-    )
+    optimizer = adamw(model.parameters(), 1e-4)  # what training jobs use
 
     def step() -> None:
-        with autocast:
+        with autocast(device):
             _, logits = model(codes, unit, session, mask)
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, VOCAB).float(), codes[:, 1:].reshape(-1)

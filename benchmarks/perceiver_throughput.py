@@ -13,16 +13,16 @@ under bf16 autocast with ``scaled_dot_product_attention``, as the engine trains.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import platform
 import time
 
 import torch
 
+from neurossl.device import autocast
 from neurossl.models.perceiver import Perceiver, count_parameters, make_config
 from neurossl.objectives.poyo_ssl import reconstruction_loss_fn
-from neurossl.train.adamw import AdamW
+from neurossl.train.optim import adamw
 
 
 def make_batch(batch_size: int, n_bins: int, n_neurons: int, device: str) -> dict:
@@ -40,17 +40,12 @@ def make_batch(batch_size: int, n_bins: int, n_neurons: int, device: str) -> dic
 def measure(size: str, args: argparse.Namespace) -> dict:
     device = args.device
     model = Perceiver(make_config(size), n_units=args.neurons, n_sessions=1).to(device)
-    optimizer = AdamW(model.parameters(), lr=1e-4)  # what training jobs use
+    optimizer = adamw(model.parameters(), 1e-4)  # what training jobs use
     loss_fn = reconstruction_loss_fn()
     batch = make_batch(args.batch_size, args.bins, args.neurons, device)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.startswith("cuda")
-        else contextlib.nullcontext()
-    )
 
     def step() -> None:
-        with autocast:
+        with autocast(device):
             loss, _ = loss_fn(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

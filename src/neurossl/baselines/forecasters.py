@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds
-from neurossl.train.adamw import AdamW, CosineSchedule
+from neurossl.train.optim import adamw, cosine_to_zero
 
 #: Share of a trained forecaster's pairs held out for early stopping.
 VALID_FRACTION = 0.15
@@ -298,8 +298,8 @@ class TorchForecaster(Forecaster):
         n_valid = round(VALID_FRACTION * x.shape[0]) if x.shape[0] >= 10 else 0
         n_train = x.shape[0] - n_valid
         steps = int(self.hparams["steps"])
-        optimizer = AdamW(net.parameters(), lr=float(self.hparams["lr"]), weight_decay=WEIGHT_DECAY)
-        schedule = CosineSchedule(optimizer, max(1, steps))
+        optimizer = adamw(net.parameters(), float(self.hparams["lr"]), weight_decay=WEIGHT_DECAY)
+        schedule = cosine_to_zero(optimizer, max(1, steps))
         generator = torch.Generator().manual_seed(seed)
         batch = min(int(self.hparams["batch_size"]), n_train)
         best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()})

@@ -44,7 +44,7 @@ from neurossl.atomic import atomic_path
 from neurossl.eval.metrics import r2
 from neurossl.models.dual_axis import TimeBlock
 from neurossl.models.quantizers import QUANTIZERS, FSQuantizer, GumbelQuantizer
-from neurossl.train.adamw import AdamW
+from neurossl.train.optim import adamw
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def fit_tokenizer(
     torch.manual_seed(fit.seed)
     rng = np.random.default_rng(fit.seed)
     model = Tokenizer(config).to(device)
-    optimizer = AdamW(model.parameters(), lr=fit.lr, weight_decay=0.0)  # Adam
+    optimizer = adamw(model.parameters(), fit.lr, weight_decay=0.0)  # Adam
     decay = (fit.tau_end / fit.tau_start) ** (1 / max(1, fit.steps - 1))
     data = torch.from_numpy(per_neuron).to(device)
     model.train()

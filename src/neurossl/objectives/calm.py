@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from neurossl.models.dual_axis import DualAxisConfig, DualAxisTransformer
 from neurossl.models.tokenizer import Tokenizer
-from neurossl.train.adamw import AdamW
+from neurossl.train.optim import adamw
 
 FORECAST_MODES = ("direct", "greedy", "expected", "sample")
 #: Weight of the next-patch regression term next to the next-code cross-entropy.
@@ -293,7 +293,7 @@ def probe_heads(
     with torch.no_grad():
         states = [network(b)["hidden"].float() for b in batches]
     params = [p for p in network.heads.parameters()]
-    optimizer = AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = adamw(params, lr, weight_decay=weight_decay)
     history = []
     for _ in range(steps):
         total = torch.zeros((), device=states[0].device)

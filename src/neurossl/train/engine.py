@@ -35,9 +35,13 @@ from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, WindowLoader
 from neurossl.device import autocast
 from neurossl.train import checkpoint
-from neurossl.train.adamw import AdamW, LambdaSchedule
 from neurossl.train.distributed import DistInfo, all_agree, barrier, init_distributed
-from neurossl.train.optim import make_optimizer, make_scheduler, trainable_parameters
+from neurossl.train.optim import (
+    load_optimizer_state,
+    make_optimizer,
+    make_scheduler,
+    trainable_parameters,
+)
 from neurossl.train.runtime import rng_state, seed_everything, set_rng_state
 
 logger = logging.getLogger("neurossl")
@@ -111,7 +115,7 @@ def train(
         payload = checkpoint.load(resumed)
         _check_resumable(payload, config, resumed)
         model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        load_optimizer_state(optimizer, payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         set_rng_state(payload["rng"])
         state = _RunState(**payload["state"])
@@ -154,8 +158,8 @@ def _run(
     log: _StepLog,
     device: str,
     info: DistInfo,
-    optimizer: AdamW,
-    scheduler: LambdaSchedule,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: _RunState,
 ) -> None:
     wrapped: nn.Module = model
@@ -255,8 +259,8 @@ def _update_best(
 
 def _save_last(
     model: nn.Module,
-    optimizer: AdamW,
-    scheduler: LambdaSchedule,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: _RunState,
     config: TrainConfig,
     checkpoint_dir: Path,

@@ -1,18 +1,25 @@
-"""AdamW with decoupled weight decay on weights only, and warm-up + cosine decay.
+"""torch's AdamW and LR schedulers, set up the one way every training loop here uses them.
 
 Biases, norms and embeddings (including session/prompt tokens) get no weight decay:
 decaying them shrinks per-session parameters that see few updates towards zero, which
-hurts new-session adaptation. This is the usual transformer recipe.
+hurts new-session adaptation. This is the usual transformer recipe. On CUDA the fused
+AdamW kernel updates every parameter in one launch; on CPU torch's default kernel is
+deterministic for a fixed seed and thread count (tests/test_resume.py checks bit-identity).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR
 
-from neurossl.train.adamw import AdamW, LambdaSchedule
+#: torch's default betas; the engine's transformer recipe uses (0.9, 0.95).
+DEFAULT_BETAS = (0.9, 0.999)
+TRANSFORMER_BETAS = (0.9, 0.95)
 
 
 def trainable_parameters(
@@ -25,7 +32,26 @@ def trainable_parameters(
     return params
 
 
-def make_optimizer(params: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> AdamW:
+def adamw(
+    params: Iterable[Tensor] | Iterable[dict[str, Any]],
+    lr: float,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = DEFAULT_BETAS,
+) -> torch.optim.AdamW:
+    """``torch.optim.AdamW``, fused when every parameter lives on a CUDA device."""
+    items = list(params)
+    if not items:
+        raise ValueError("AdamW got an empty parameter list")
+    groups = items if isinstance(items[0], dict) else [{"params": items}]
+    tensors = [p for group in groups for p in group["params"]]
+    fused = all(p.is_cuda for p in tensors) or None
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)
+
+
+def make_optimizer(
+    params: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on weight matrices only (see the module's why)."""
     decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "token" not in n]
     ids = {id(p) for p in decay}
     no_decay = [p for _, p in params if id(p) not in ids]
@@ -33,7 +59,19 @@ def make_optimizer(params: list[tuple[str, nn.Parameter]], lr: float, weight_dec
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
+    return adamw([g for g in groups if g["params"]], lr, betas=TRANSFORMER_BETAS)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``load_state_dict`` that keeps this run's kernel choice (fused on CUDA or not).
+
+    torch restores every group setting from the file, ``fused`` included, so a checkpoint
+    written on a GPU would ask for the fused kernel on a CPU resume and vice versa.
+    """
+    kernels = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(kernel)
 
 
 def warmup_cosine(warmup_steps: int, max_steps: int, floor: float = 0.1) -> Callable[[int], float]:
@@ -49,5 +87,13 @@ def warmup_cosine(warmup_steps: int, max_steps: int, floor: float = 0.1) -> Call
     return factor
 
 
-def make_scheduler(optimizer: AdamW, warmup_steps: int, max_steps: int) -> LambdaSchedule:
-    return LambdaSchedule(optimizer, warmup_cosine(warmup_steps, max_steps))
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, max_steps: int) -> LambdaLR:
+    """Warm-up + cosine to 10 % of the peak, stepped once per optimizer step."""
+    return LambdaLR(optimizer, warmup_cosine(warmup_steps, max_steps))
+
+
+def cosine_to_zero(optimizer: torch.optim.Optimizer, steps: int) -> CosineAnnealingLR:
+    """Cosine decay of every group's lr to 0 over ``steps`` optimizer steps."""
+    if steps < 1:
+        raise ValueError(f"a cosine schedule needs steps >= 1, got {steps}")
+    return CosineAnnealingLR(optimizer, T_max=steps)
