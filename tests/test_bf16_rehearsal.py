@@ -6,7 +6,8 @@ autocast, which CPU tests never exercise in fp32; a dtype mismatch there (a bf16
 fed to numpy, a float32 buffer meeting a bf16 activation in an in-place op) would stop a
 user's first GPU job. Autocast applies the same casting rules on CPU as on CUDA, so these
 tests catch such mismatches on any machine. A forward hook checks that bf16 was really
-computed in every stage, so a rehearsal that silently ran in fp32 fails.
+computed in every stage, so a rehearsal that silently ran in fp32 fails. The same tests
+run on CUDA (``gpu`` marker, benchmarks/gpu_check.sh) where a GPU is visible.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ NDT_FAST = {
     "eval_every": 2,
     "checkpoint_every": 2,
 }
+#: The CPU rehearsal everywhere; the real thing where a GPU is visible.
+DEVICES = [pytest.param("cpu", id="cpu-bf16"), pytest.param("cuda", marks=pytest.mark.gpu)]
 SPIKING_TASKS = ("co_smoothing", "forecasting", "choice", "behavior_wheel_speed")
 CALCIUM_TASKS = ("forecasting", "stimulus_class", "choice", "behavior_running_speed")
 
@@ -98,30 +101,35 @@ def test_switch_turns_bf16_on_for_cuda_and_for_the_cpu_rehearsal(monkeypatch) ->
         assert (x @ x).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", ["mtm", "scratch_ndt"])
-def test_ndt_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str) -> None:
+def test_ndt_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str, device: str) -> None:
     paths, splits = make_dataset(tmp_path / "data", n_trials=20)
-    inputs = StageInputs("toy", method, "tiny", 0, paths, splits, SPIKING_TASKS, NDT_FAST)
+    inputs = StageInputs("toy", method, "tiny", 0, paths, splits, SPIKING_TASKS, NDT_FAST, device)
     rows = _stages(method, inputs, tmp_path, bf16)
     assert {"co_smoothing", "forecasting", "choice"} <= {r.task for r in rows}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", ["poyo_ssl", "scratch_perceiver"])
-def test_poyo_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str) -> None:
+def test_poyo_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str, device: str) -> None:
     paths, splits = build_calcium(tmp_path / "data")
     hp = POYO_FAST | {"unit_id_steps": 2}
-    inputs = StageInputs("tiny", method, "tiny", 0, paths, splits, CALCIUM_TASKS, hp, "cpu")
+    inputs = StageInputs("tiny", method, "tiny", 0, paths, splits, CALCIUM_TASKS, hp, device)
     rows = _stages(method, inputs, tmp_path, bf16)
     assert {"stimulus_class", "behavior_running_speed"} <= {r.task for r in rows}
 
 
-def test_calm_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, calm_dataset) -> None:  # noqa: F811
+@pytest.mark.parametrize("device", DEVICES)
+def test_calm_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, calm_dataset, device) -> None:  # noqa: F811
     paths, splits = calm_dataset
     tok_hp = TOKENIZER_HP | {"steps": 5, "vocab_sweep": [16], "alternative_quantizer": "none"}
-    tok_inputs = StageInputs("tiny", "calm", "tiny", 0, paths, splits, CALCIUM_TASKS, tok_hp, "cpu")
+    tok_inputs = StageInputs(
+        "tiny", "calm", "tiny", 0, paths, splits, CALCIUM_TASKS, tok_hp, device
+    )
     train_tokenizer(tok_inputs, tmp_path / "tok.pt", tmp_path / "tok.json")
     bf16.take()
     hp = METHOD_HP | {"tokenizer_path": str(tmp_path / "tok.pt"), "pretrain_steps": 3}
-    inputs = StageInputs("tiny", "calm", "tiny", 0, paths, splits, CALCIUM_TASKS, hp, "cpu")
+    inputs = StageInputs("tiny", "calm", "tiny", 0, paths, splits, CALCIUM_TASKS, hp, device)
     rows = _stages("calm", inputs, tmp_path, bf16)
     assert {"forecasting", "stimulus_class"} <= {r.task for r in rows}

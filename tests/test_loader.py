@@ -20,16 +20,22 @@ REGIONS = ("CA1", "LP", "VISp")
 
 
 def make_dataset(
-    root: Path, n_sessions: int = 4, n_neurons: int = 18, n_trials: int = 30, seed: int = 0
+    root: Path,
+    n_sessions: int = 4,
+    n_neurons: int = 18,
+    n_trials: int = 30,
+    seed: int = 0,
+    trial_bins: int = TRIAL_BINS,
 ) -> tuple[dict[str, Path], Splits]:
     """Tiny spiking sessions (latent-driven Poisson counts, 3 regions, trials, behaviour).
 
     Sessions differ in neuron count so padding and per-session stitchers are exercised;
-    the first half pretrains, the rest are held out.
+    the first half pretrains, the rest are held out. ``trial_bins`` sets the window length
+    (benchmarks use MtM's 100 bins).
     """
     rng = np.random.default_rng(seed)
     paths, windows, neurons = {}, {}, {}
-    gap = TRIAL_BINS + 5
+    gap = trial_bins + 5
     for s in range(n_sessions):
         session = f"sub-{s:02d}_ses-01"
         n = n_neurons + 2 * s
@@ -37,9 +43,9 @@ def make_dataset(
         label = rng.integers(0, 2, n_trials)
         latent = np.zeros((t, 2))
         for k in range(n_trials):
-            phase = np.linspace(0, np.pi, TRIAL_BINS)
-            latent[k * gap : k * gap + TRIAL_BINS, 0] = np.sin(phase) * (2 * label[k] - 1)
-            latent[k * gap : k * gap + TRIAL_BINS, 1] = np.cos(phase)
+            phase = np.linspace(0, np.pi, trial_bins)
+            latent[k * gap : k * gap + trial_bins, 0] = np.sin(phase) * (2 * label[k] - 1)
+            latent[k * gap : k * gap + trial_bins, 1] = np.cos(phase)
         weights = rng.normal(0, 0.8, (2, n))
         rates = np.exp(np.log(0.3) + latent @ weights)
         activity = rng.poisson(rates).astype(np.float32)
@@ -56,7 +62,7 @@ def make_dataset(
         trials = pd.DataFrame(
             {
                 "start": starts,
-                "stop": starts + TRIAL_BINS * BIN,
+                "stop": starts + trial_bins * BIN,
                 "align": starts,
                 "choice": 2 * label - 1,
                 "stimulus_class": label,
@@ -81,7 +87,7 @@ def make_dataset(
         split[order[: n_trials // 10]] = "valid"
         split[order[n_trials // 10 : n_trials // 10 + n_trials // 5]] = "test"
         windows[session] = Windows(
-            starts, starts + TRIAL_BINS * BIN, split, np.arange(n_trials, dtype=np.int64)
+            starts, starts + trial_bins * BIN, split, np.arange(n_trials, dtype=np.int64)
         )
         held_out = [f"u{i}" for i in range(0, n, 4)]
         neurons[session] = {
