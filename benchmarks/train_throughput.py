@@ -49,7 +49,7 @@ def _sync(device: str) -> None:
 
 def measure(device: str, compiled: bool, args: argparse.Namespace, root: Path) -> dict:
     torch.manual_seed(0)
-    n_trials = max(4 * args.batch_size, 40)
+    n_trials = 10 * args.batch_size  # about 7 full training batches per epoch
     paths, splits = make_dataset(
         root, n_sessions=1, n_neurons=args.neurons, n_trials=n_trials, trial_bins=args.bins
     )
@@ -87,6 +87,7 @@ def measure(device: str, compiled: bool, args: argparse.Namespace, root: Path) -
         step(next_batch())
     _sync(device)
     wait = total = 0.0
+    samples = 0
     for _ in range(args.steps):
         t0 = time.perf_counter()
         batch = next_batch()
@@ -96,17 +97,18 @@ def measure(device: str, compiled: bool, args: argparse.Namespace, root: Path) -
         _sync(device)
         t2 = time.perf_counter()
         wait, total = wait + (t1 - t0), total + (t2 - t0)
+        samples += int(batch["activity"].shape[0])
     seconds = total / args.steps
-    b, t, n = batch["activity"].shape
+    _, t, n = batch["activity"].shape
     return {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "precision": "bf16 autocast" if device.startswith("cuda") else "fp32",
         "compiled": compiled,
         "preset": args.preset,
-        "shape": f"{b} x {t} x {n}",
+        "shape": f"{args.batch_size} x {t} x {n}",
         "params": sum(p.numel() for p in model.parameters()),
         "seconds_per_step": seconds,
-        "samples_per_s": b / seconds,
+        "samples_per_s": samples / total,
         "tflop_per_s": flops / seconds / 1e12,
         "mfu": flops / seconds / args.peak_flops if device.startswith("cuda") else None,
         "gflop_per_step": flops / 1e9,

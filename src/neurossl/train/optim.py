@@ -38,14 +38,16 @@ def adamw(
     weight_decay: float = 0.01,
     betas: tuple[float, float] = DEFAULT_BETAS,
 ) -> torch.optim.AdamW:
-    """``torch.optim.AdamW``, fused when every parameter lives on a CUDA device."""
+    """``torch.optim.AdamW``: fused when every parameter lives on a CUDA device, else the
+    multi-tensor kernel (torch's CPU default is a per-parameter loop, slower for the many
+    small tensors of these models)."""
     items = list(params)
     if not items:
         raise ValueError("AdamW got an empty parameter list")
     groups = items if isinstance(items[0], dict) else [{"params": items}]
     tensors = [p for group in groups for p in group["params"]]
-    fused = all(p.is_cuda for p in tensors) or None
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)
+    kernel = {"fused": True} if all(p.is_cuda for p in tensors) else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, **kernel)
 
 
 def make_optimizer(
