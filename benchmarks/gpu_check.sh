@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One script that checks a GPU machine end to end, in under 8 minutes on one H100:
+#   (time limits per step: 200 + 90 + 30 + 150 s, so at most 8 minutes)
 #   1. the GPU-marked tests (bf16 training steps of every family on CUDA, fused SDPA
 #      kernels at the real shapes, torch.compile of every backbone, resume on the GPU,
 #      fused AdamW),
@@ -41,11 +42,11 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, keep its output, remember a fai
     tail -n 5 "$LOG/$name.txt"
 }
 
-step tests 240 "$PY" -m pytest -m gpu -q -p no:cacheprovider \
+step tests 200 "$PY" -m pytest -m gpu -q -p no:cacheprovider \
     tests/test_gpu.py tests/test_bf16_rehearsal.py tests/test_optim.py
-step throughput 120 "$PY" benchmarks/train_throughput.py --devices cuda --steps 10 --warmup 3
-step perceiver 45 "$PY" benchmarks/perceiver_throughput.py --device cuda --neurons 300 --steps 5
-step workflow 180 "$PY" benchmarks/gpu_workflow.py --device cuda
+step throughput 90 "$PY" benchmarks/train_throughput.py --devices cuda --steps 10 --warmup 3
+step perceiver 30 "$PY" benchmarks/perceiver_throughput.py --device cuda --neurons 300 --steps 5
+step workflow 150 "$PY" benchmarks/gpu_workflow.py --device cuda
 
 {
     echo

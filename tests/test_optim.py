@@ -4,6 +4,7 @@ which parameters decay, the fused kernel's choice, and exact resumption from sav
 from __future__ import annotations
 
 import io
+import itertools
 import math
 
 import pytest
@@ -57,7 +58,7 @@ def test_warmup_then_cosine_to_a_tenth_of_the_peak():
     assert factor(14) == pytest.approx(0.55)  # half-way down the cosine
     assert factor(24) == pytest.approx(0.1) and factor(99) == pytest.approx(0.1)
     decaying = [factor(s) for s in range(4, 25)]
-    assert all(a >= b for a, b in zip(decaying, decaying[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(decaying))
 
 
 def test_scheduler_sets_the_peak_times_the_factor_on_every_group():
@@ -140,6 +141,9 @@ def test_loading_state_of_other_parameter_groups_is_a_clear_error():
     other = make_optimizer(list(model.named_parameters()), 1e-3, 0.1)
     with pytest.raises(ValueError, match="parameter groups"):
         load_optimizer_state(other, saved)
+    former = {"state": {}, "param_groups": [{"lr": 1e-3, "n_params": 4}]}
+    with pytest.raises(ValueError, match="delete the checkpoint directory"):
+        load_optimizer_state(other, former)
 
 
 @pytest.mark.gpu

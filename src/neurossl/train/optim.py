@@ -70,6 +70,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     torch restores every group setting from the file, ``fused`` included, so a checkpoint
     written on a GPU would ask for the fused kernel on a CPU resume and vice versa.
     """
+    if any("n_params" in g for g in saved.get("param_groups", [])):
+        raise ValueError(
+            "optimizer state written by neurossl's former hand-written AdamW, which "
+            "torch.optim cannot resume; delete the checkpoint directory to start over"
+        )
     kernels = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
     optimizer.load_state_dict(saved)
     for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
