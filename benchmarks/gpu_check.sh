@@ -5,7 +5,7 @@
 #      kernels at the real shapes, torch.compile of every backbone, resume on the GPU,
 #      fused AdamW),
 #   2. the throughput benchmark at MtM's reference shapes (bf16 eager and compiled, MFU,
-#      data wait) and the Perceiver / dual-axis throughput at their published sizes,
+#      data wait) and the Perceiver throughput at its published sizes,
 #   3. a tiny end-to-end workflow with device: cuda,
 # and appends its figures, with the card's name, to benchmarks/RESULTS.md
 # (GPU_CHECK_RESULTS overrides the file). Without CUDA it says so and skips all three.
