@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -15,12 +16,15 @@ def seed_everything(seed: int) -> None:
     test checks bit-identity), while ``use_deterministic_algorithms`` imports TorchDynamo
     and Inductor: 2.2 s of every training job's start-up on CPU, for nothing. On CUDA it
     is asked for with ``warn_only`` so an op without a deterministic kernel warns
-    instead of crashing a long run.
+    instead of crashing a long run; cuBLAS is deterministic only with a fixed workspace
+    (``CUBLAS_WORKSPACE_CONFIG``, read when its first handle is made), so that is set
+    unless the user chose one.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
