@@ -4,10 +4,11 @@ evaluates a few steps under CPU bf16 autocast (``NEUROSSL_CPU_BF16=1``).
 Why: on a GPU the engine, the evaluation passes and the benchmarks run under bf16
 autocast, which CPU tests never exercise in fp32; a dtype mismatch there (a bf16 output
 fed to numpy, a float32 buffer meeting a bf16 activation in an in-place op) would stop a
-user's first GPU job. Autocast applies the same casting rules on CPU as on CUDA, so these
-tests catch such mismatches on any machine. A forward hook checks that bf16 was really
-computed in every stage, so a rehearsal that silently ran in fp32 fails. The same tests
-run on CUDA (``gpu`` marker, benchmarks/gpu_check.sh) where a GPU is visible.
+user's first GPU job. CPU autocast casts the same matmul-type ops to bf16 as CUDA's
+(its op lists are similar, not identical), so these tests catch such mismatches on any
+machine. A forward hook checks that bf16 was really computed in every stage, so a
+rehearsal that silently ran in fp32 fails. The same tests run on CUDA (``gpu`` marker,
+benchmarks/gpu_check.sh) where a GPU is visible: there they are the final word.
 """
 
 from __future__ import annotations
