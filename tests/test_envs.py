@@ -24,6 +24,8 @@ def test_conda_env_matches_pyproject_dependencies():
     wanted = dict(_split(s) for s in project["dependencies"])
     env = yaml.safe_load((REPO / "envs" / "neurossl.yaml").read_text())
     listed = dict(_split(s) for s in env["dependencies"] if isinstance(s, str))
+    pip_only = [s for d in env["dependencies"] if isinstance(d, dict) for s in d.get("pip", [])]
+    listed |= dict(_split(s) for s in pip_only if not s.startswith(("-", ".")))
     for name, spec in wanted.items():
         conda_name = CONDA_NAMES.get(name, name)
         assert conda_name in listed, (
