@@ -76,14 +76,14 @@ def test_drifting_grating_labels_and_blanks_from_is_blank_sweep(file_a: Path) ->
     np.testing.assert_array_equal(dg["stop"], times + 2.0)
     blank = rows[:, 2] > 0
     np.testing.assert_array_equal(dg["is_blank_sweep"] > 0, blank)
-    assert (dg.loc[blank, "drifting_gratings_orientation"] == -1).all()
-    assert (dg.loc[blank, "drifting_gratings_temporal_frequency"] == -1).all()
+    assert (dg.loc[blank, "stimulus_drifting_gratings_orientation"] == -1).all()
+    assert (dg.loc[blank, "stimulus_drifting_gratings_temporal_frequency"] == -1).all()
     np.testing.assert_array_equal(
-        dg.loc[~blank, "drifting_gratings_orientation"],
+        dg.loc[~blank, "stimulus_drifting_gratings_orientation"],
         [DG_ORIENTATIONS.index(o) for o in rows[~blank, 1]],
     )
     np.testing.assert_array_equal(
-        dg.loc[~blank, "drifting_gratings_temporal_frequency"],
+        dg.loc[~blank, "stimulus_drifting_gratings_temporal_frequency"],
         [DG_TEMPORAL_FREQUENCIES.index(t) for t in rows[~blank, 0]],
     )
     np.testing.assert_array_equal(dg.loc[~blank, "orientation_in_degrees"], rows[~blank, 1])
@@ -96,8 +96,8 @@ def test_static_gratings_blanks_from_nan_and_the_three_row_table(file_b: Path, c
     sg = trials[trials["stimulus"] == "static_gratings"]
     assert len(sg) == 3 and any("only 3 row(s)" in r.getMessage() for r in caplog.records)
     # Row 1 is the blank (NaN parameters); the file's is_blank_sweep there says otherwise.
-    assert sg["static_gratings_orientation"].tolist() == [0.0, -1.0, 2.0]
-    assert sg["static_gratings_spatial_frequency"].tolist() == [0.0, -1.0, 2.0]
+    assert sg["stimulus_static_gratings_orientation"].tolist() == [0.0, -1.0, 2.0]
+    assert sg["stimulus_static_gratings_spatial_frequency"].tolist() == [0.0, -1.0, 2.0]
 
 
 def test_natural_scene_blanks_stored_as_zero_are_left_unlabelled(file_b: Path, caplog) -> None:
@@ -107,8 +107,8 @@ def test_natural_scene_blanks_stored_as_zero_are_left_unlabelled(file_b: Path, c
     original = scene_sequence(len(ns))  # -1 = blank, as the Allen table had it
     assert len(ns) == 240
     real = original > 0
-    np.testing.assert_array_equal(ns.loc[real, "natural_scenes_frame"], original[real])
-    assert ns.loc[original <= 0, "natural_scenes_frame"].isna().all()
+    np.testing.assert_array_equal(ns.loc[real, "stimulus_natural_scenes_frame"], original[real])
+    assert ns.loc[original <= 0, "stimulus_natural_scenes_frame"].isna().all()
     assert sum("blanks (-1) were stored as 0" in r.getMessage() for r in caplog.records) == 1
 
 

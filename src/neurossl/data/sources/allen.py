@@ -7,9 +7,10 @@ know:
 
 - one trial row per presentation of drifting gratings, static gratings and natural
   scenes, with raw parameters and class labels named as the tasks that decode them
-  (``drifting_gratings_orientation`` = 8 classes, ``drifting_gratings_temporal_frequency``
-  = 5 classes, ``static_gratings_orientation``, ``static_gratings_spatial_frequency``,
-  ``natural_scenes_frame``); blank sweeps get class -1;
+  (``stimulus_drifting_gratings_orientation`` = 8 classes,
+  ``stimulus_drifting_gratings_temporal_frequency`` = 5 classes,
+  ``stimulus_static_gratings_orientation``, ``stimulus_static_gratings_spatial_frequency``,
+  ``stimulus_natural_scenes_frame``); blank sweeps get class -1;
 - natural movie frame indices as behaviour channels (``natural_movie_one_frame`` ...),
   NaN outside the movie;
 - the stimulus epoch of every row (``epoch``, ``epoch_start``, ``epoch_stop``), from the
@@ -72,11 +73,11 @@ BLANK = "is_blank_sweep"
 DEPTH_TABLE = Path(__file__).with_name("allen_imaging_depth.csv")
 OPTIONS = ("require_stimuli", "calcium_series")
 LABEL_COLUMNS = (
-    "drifting_gratings_orientation",
-    "drifting_gratings_temporal_frequency",
-    "static_gratings_orientation",
-    "static_gratings_spatial_frequency",
-    "natural_scenes_frame",
+    "stimulus_drifting_gratings_orientation",
+    "stimulus_drifting_gratings_temporal_frequency",
+    "stimulus_static_gratings_orientation",
+    "stimulus_static_gratings_spatial_frequency",
+    "stimulus_natural_scenes_frame",
 )
 
 
@@ -138,10 +139,10 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
         )
         # The converter copies the Allen table's own blank_sweep flag here.
         blank = _flag(table, path, "drifting_gratings", frame)
-        frame["drifting_gratings_orientation"] = _classes(
+        frame["stimulus_drifting_gratings_orientation"] = _classes(
             frame[ORIENTATION], DG_ORIENTATIONS, blank, path, f"drifting_gratings/{ORIENTATION}"
         )
-        frame["drifting_gratings_temporal_frequency"] = _classes(
+        frame["stimulus_drifting_gratings_temporal_frequency"] = _classes(
             frame[TEMPORAL_FREQUENCY],
             DG_TEMPORAL_FREQUENCIES,
             blank,
@@ -165,10 +166,10 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
                 path,
                 len(frame),
             )
-        frame["static_gratings_orientation"] = _classes(
+        frame["stimulus_static_gratings_orientation"] = _classes(
             frame[ORIENTATION], SG_ORIENTATIONS, blank, path, f"static_gratings/{ORIENTATION}"
         )
-        frame["static_gratings_spatial_frequency"] = _classes(
+        frame["stimulus_static_gratings_spatial_frequency"] = _classes(
             frame[SPATIAL_FREQUENCY],
             SG_SPATIAL_FREQUENCIES,
             blank,
@@ -188,7 +189,7 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
                     "start": times,
                     "stop": stop,
                     "frame": frames,
-                    "natural_scenes_frame": labels,
+                    "stimulus_natural_scenes_frame": labels,
                 }
             )
         )
