@@ -32,6 +32,9 @@ from pynwb.ophys import (
 
 START = datetime(2016, 2, 4, 10, 0, tzinfo=UTC)
 ALLEN_FRAME_RATE = 30.0
+#: Imaging frames do not start on stimulus onsets: _epochs.py puts epoch bounds on the
+#: nearest imaging frame, so an epoch can start a few ms after its first presentation.
+IMAGING_OFFSET = 0.011
 #: A container listed in src/neurossl/data/sources/allen_imaging_depth.csv (175 um).
 CONTAINER_ID = 511510736
 CONTAINER_DEPTH = 175.0
@@ -131,7 +134,7 @@ def write_allen_nwb(
     nwbfile.add_imaging_plane(plane)
     _processed_ophys(nwbfile, plane, rng, duration, events)
     _running_speed(nwbfile, rng, duration)
-    frames = np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
+    frames = IMAGING_OFFSET + np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
     if stim == "A":
         _drifting_gratings(nwbfile, epochs)
     else:
@@ -178,7 +181,7 @@ def _processed_ophys(
             id=517400000 + k, pixel_mask=[(k, k, 1.0), (k, k + 1, 0.5)], global_roi_id=517400000 + k
         )
     ophys.add(ImageSegmentation(name="ImageSegmentation", plane_segmentations=segmentation))
-    timestamps = np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
+    timestamps = IMAGING_OFFSET + np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
     timestamps += rng.normal(0.0, 1e-4, timestamps.size)  # acquisition jitter
     region = segmentation.create_roi_table_region(
         region=list(range(n_rois)), description="The ROIs this series refers to."
@@ -248,7 +251,7 @@ def _processed_ophys(
 
 def _running_speed(nwbfile: NWBFile, rng: np.random.Generator, duration: float) -> None:
     """_running_speed.py: behavior/BehavioralTimeSeries/running_speed (cm/s, timestamps)."""
-    times = np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
+    times = IMAGING_OFFSET + np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
     series = TimeSeries(
         name="running_speed",
         description="Velocity of the subject over time.",

@@ -139,6 +139,12 @@ def test_epoch_blocks_never_straddle_splits(epochs_table: bool, tmp_path: Path) 
     bounds = trials[["epoch_start", "epoch_stop"]].drop_duplicates().to_numpy()
     for start, stop in zip(windows.start, windows.stop, strict=True):
         assert any(a <= start and stop <= b + 1e-9 for a, b in bounds)
+    # Whole 10 s blocks, counted from each epoch's start, go to one split.
+    epoch = np.array([np.flatnonzero(bounds[:, 0] <= s + 1e-9)[-1] for s in windows.start])
+    block = np.floor((windows.start - bounds[epoch, 0]) / 10.0 + 1e-9)
+    for key in set(zip(epoch, block, strict=True)):
+        inside = (epoch == key[0]) & (block == key[1])
+        assert len(set(windows.split[inside])) == 1
     if epochs_table:
         np.testing.assert_allclose(bounds, [(s, e) for _, s, e in ALLEN_EPOCHS], atol=0.04)
         assert set(windows.split[windows.start < 120]) == {"train", "valid", "test"}

@@ -64,6 +64,9 @@ SG_SPATIAL_FREQUENCIES = (0.02, 0.04, 0.08, 0.16, 0.32)
 MOVIES = ("natural_movie_one", "natural_movie_two", "natural_movie_three")
 #: A gap between presentations longer than this starts a new epoch (files without epochs).
 EPOCH_GAP = 5.0
+#: 000728's epoch bounds are imaging-frame times nearest the AllenSDK's epoch frames
+#: (``_epochs.py``), so an epoch may start up to a frame after its first presentation.
+EPOCH_SLACK = 0.1
 #: Column names the 000728 converter writes (see the module docstring).
 ORIENTATION = "orientation_in_degrees"
 SPATIAL_FREQUENCY = "spatial_frequency_in_cycles_per_degree"
@@ -285,7 +288,9 @@ def assign_epochs(rows: pd.DataFrame, epochs: pd.DataFrame | None) -> pd.DataFra
     index = np.full(len(rows), -1, dtype=np.int64)
     for k, (start, stop, name) in enumerate(zip(starts, stops, names, strict=True)):
         inside = (
-            (rows["start"] >= start - 1e-6) & (rows["start"] < stop) & (rows["stimulus"] == name)
+            (rows["start"] >= start - EPOCH_SLACK)
+            & (rows["start"] < stop)
+            & (rows["stimulus"] == name)
         )
         index[inside.to_numpy()] = k
     if (index < 0).any():
