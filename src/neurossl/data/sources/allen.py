@@ -113,7 +113,10 @@ def read_allen_session(
         raise NWBFormatError(
             path, "stimulus", "no drifting_gratings, static_gratings or natural_scenes table"
         )
-    result.trials = assign_epochs(rows, epochs)
+    try:
+        result.trials = assign_epochs(rows, epochs)
+    except ValueError as err:
+        raise NWBFormatError(path, "intervals/epochs", str(err)) from err
     centres = result.times + 0.5 * result.bin_size
     names = list(result.behavior_names)
     columns = [result.behavior[:, k] for k in range(len(names))]
