@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 from hdmf.common import DynamicTable, VectorData
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-from pynwb.behavior import BehavioralTimeSeries
+from pynwb.behavior import (
+    BehavioralTimeSeries,
+    CompassDirection,
+    EyeTracking,
+    PupilTracking,
+    SpatialSeries,
+)
 from pynwb.device import Device
 from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
@@ -250,17 +256,53 @@ def _processed_ophys(
 
 
 def _running_speed(nwbfile: NWBFile, rng: np.random.Generator, duration: float) -> None:
-    """_running_speed.py: behavior/BehavioralTimeSeries/running_speed (cm/s, timestamps)."""
+    """_running_speed.py: behavior/BehavioralTimeSeries/running_speed (cm/s, timestamps);
+    _pupil_tracking.py: PupilTracking/pupil_size (px, NaN on blinks); _eye_tracking.py:
+    EyeTracking/pupil_location and CompassDirection/pupil_location_spherical (x, y)."""
     times = IMAGING_OFFSET + np.arange(0.0, duration, 1.0 / ALLEN_FRAME_RATE)
-    series = TimeSeries(
-        name="running_speed",
-        description="Velocity of the subject over time.",
-        data=rng.random(times.size) * 10.0,
-        timestamps=times,
-        unit="cm/s",
-    )
     module = nwbfile.create_processing_module("behavior", "Processed behavioral data.")
-    module.add(BehavioralTimeSeries(time_series=series))
+    module.add(
+        BehavioralTimeSeries(
+            time_series=TimeSeries(
+                name="running_speed",
+                description="Velocity of the subject over time.",
+                data=rng.random(times.size) * 10.0,
+                timestamps=times,
+                unit="cm/s",
+            )
+        )
+    )
+    pupil = 20.0 + rng.random(times.size)
+    pupil[100:130] = np.nan  # a blink
+    module.add(
+        PupilTracking(
+            time_series=[
+                TimeSeries(
+                    name="pupil_size",
+                    description="Size of pupil dilation in units pixels.",
+                    data=pupil,
+                    timestamps=times,
+                    unit="px",
+                )
+            ]
+        )
+    )
+    for container, name, unit in (
+        (EyeTracking, "pupil_location", "m"),
+        (CompassDirection, "pupil_location_spherical", "degrees"),
+    ):
+        module.add(
+            container(
+                spatial_series=SpatialSeries(
+                    name=name,
+                    description="Pupil position.",
+                    data=rng.normal(0.0, 1.0, (times.size, 2)),
+                    timestamps=times,
+                    unit=unit,
+                    reference_frame="(0,0) is the center of the monitor.",
+                )
+            )
+        )
 
 
 def _drifting_gratings(nwbfile: NWBFile, epochs: tuple) -> None:

@@ -114,7 +114,18 @@ def test_natural_scene_blanks_stored_as_zero_are_left_unlabelled(file_b: Path, c
 
 def test_movie_frames_are_held_and_nan_outside(file_a: Path) -> None:
     session = read(file_a)
-    assert session.behavior_names == ["running_speed", "natural_movie_one_frame"]
+    *tracked, movie = session.behavior_names
+    assert movie == "natural_movie_one_frame"
+    assert sorted(tracked) == [
+        "pupil_location_0",
+        "pupil_location_1",
+        "pupil_location_spherical_0",
+        "pupil_location_spherical_1",
+        "pupil_size",
+        "running_speed",
+    ]
+    pupil = session.behavior[:, session.behavior_names.index("pupil_size")]
+    assert np.isnan(pupil[105:125]).all() and not np.isnan(pupil[:99]).any()  # the blink
     frames = session.behavior[:, session.behavior_names.index("natural_movie_one_frame")]
     centres = session.times + 0.5 * session.bin_size
     assert np.isnan(frames[centres < 120.0]).all() and np.isnan(frames[centres > 150.1]).all()
