@@ -208,3 +208,13 @@ def test_neuropil_or_events_alone_are_not_a_response(tmp_path):
     path = _write(tmp_path / "neuropil_only.nwb", _file(layout))
     with pytest.raises(NWBFormatError, match=r"no dF/F or raw fluorescence.*\(neuropil\)"):
         _read(path)
+
+
+def test_a_trace_without_a_positive_baseline_is_refused_with_its_roi(tmp_path):
+    denoised = _traces(8)  # CNMF-like C: baseline ~0, not raw fluorescence
+    denoised[:, 2] -= 5.0
+    layout = {"Fluorescence": (Fluorescence, {"C": {"data": denoised, "rate": RATE}})}
+    path = _write(tmp_path / "cnmf.nwb", _file(layout))
+    with pytest.raises(NWBFormatError, match=r"baseline <= 0 for ROI id\(s\) \[.*'2'") as info:
+        _read(path)
+    assert str(path) in str(info.value) and "Fluorescence/C" in str(info.value)

@@ -94,7 +94,12 @@ def read_traces(nwbfile: NWBFile, path: Path, series_name: str | None = None) ->
         except BaselineError as err:
             ids = texts(np.asarray(rois.id.data[:])[selected][err.columns])
             raise NWBFormatError(
-                path, field, f"cannot compute dF/F: baseline <= 0 for ROI id(s) {list(ids[:10])}"
+                path,
+                field,
+                f"cannot compute dF/F: baseline <= 0 for ROI id(s) {list(ids[:10])}; raw "
+                "fluorescence has a positive baseline, so this series is likely already "
+                "normalised or denoised (e.g. CNMF's C): store it as dF/F or name another "
+                "series with calcium_series",
             ) from err
         data = result.dff
         provenance = f"{result.method} (F: {field}"
