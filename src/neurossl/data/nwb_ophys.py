@@ -14,7 +14,6 @@ imaging plane's location and the subject's genotype (the Allen Brain Observatory
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,14 @@ from pynwb import NWBFile
 from pynwb.ophys import DfOverF, Fluorescence, RoiResponseSeries
 
 from neurossl.data.dff import BaselineError, dff_from_fluorescence
-from neurossl.data.nwb_fields import NWBFormatError, regular_grid, sample_times, texts
+from neurossl.data.nwb_fields import (
+    NWBFormatError,
+    regular_grid,
+    sample_times,
+    texts,
+    warn_assumed,
+)
 from neurossl.data.resample import interpolate
-
-log = logging.getLogger(__name__)
 
 REGION_COLUMNS = ("location", "area", "brain_area", "targeted_structure")
 DEPTH_COLUMNS = ("depth", "imaging_depth")
@@ -74,7 +77,9 @@ def read_traces(nwbfile: NWBFile, path: Path, series_name: str | None = None) ->
     provenance = f"dF/F as stored in {field}"
     if chosen.role == RAW:
         neuropil = _neuropil_for(chosen, candidates, path)
-        _warn(path, field, "the file has no dF/F series; computing dF/F from raw fluorescence")
+        warn_assumed(
+            path, field, "the file has no dF/F series; computing dF/F from raw fluorescence"
+        )
         neuropil_data = None
         if neuropil is not None:
             neuropil_data, neuropil_times = _oriented(
@@ -189,7 +194,9 @@ def choose_series(
             chosen = matches[0]
             container = chosen.field.split("/")[2]
             if role == DFF and not isinstance(chosen.series.parent, DfOverF):
-                _warn(path, chosen.field, f"taken as dF/F by its name (container {container!r})")
+                warn_assumed(
+                    path, chosen.field, f"taken as dF/F by its name (container {container!r})"
+                )
             return chosen
     raise NWBFormatError(
         path, candidates[0].field, f"no dF/F or raw fluorescence series among: {listing}"
@@ -200,7 +207,7 @@ def _neuropil_for(chosen: Candidate, candidates: list[Candidate], path: Path) ->
     """The neuropil series of the same ROIs, unless F is already neuropil-corrected."""
     text = f"{chosen.series.name} {chosen.series.description or ''}".lower()
     if _CORRECTED.search(text):
-        _warn(path, chosen.field, "already neuropil-corrected (by its name/description)")
+        warn_assumed(path, chosen.field, "already neuropil-corrected (by its name/description)")
         return None
     rois = list(chosen.series.rois.data[:])
     same = [
@@ -229,7 +236,9 @@ def _oriented(
         )
     if data.shape[1] != n_rois:
         # suite2p's export writes (ROIs x frames); the ROI count says which axis is which.
-        _warn(path, f"{field}/data", f"shape {data.shape} read as (ROIs x frames), transposed")
+        warn_assumed(
+            path, f"{field}/data", f"shape {data.shape} read as (ROIs x frames), transposed"
+        )
         data = np.ascontiguousarray(data.T)
         times = _times_of(series, data.shape[0], path, field)
     else:
@@ -273,16 +282,12 @@ def _on_grid(
         return t0, period, data
     # Dropped frames: put the traces back on a regular clock spanning the recording.
     grid = t0 + np.arange(int(np.floor((times[-1] - t0) / period)) + 1) * period
-    _warn(
+    warn_assumed(
         path,
         f"{field}/timestamps",
         f"irregular; resampled linearly onto a {1 / period:.3f} Hz grid ({grid.size} frames)",
     )
     return t0, period, interpolate(times, data, grid).astype(np.float32)
-
-
-def _warn(path: Path, field: str, what: str) -> None:
-    log.warning("%s: field '%s': %s", path, field, what)
 
 
 def _column(

@@ -36,7 +36,6 @@ keyed by the container id the converter writes into ``notes`` (``_general_metada
 from __future__ import annotations
 
 import csv
-import logging
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -49,12 +48,10 @@ from pynwb import NWBHDF5IO, NWBFile
 from pynwb.epoch import TimeIntervals
 
 from neurossl.data.nwb import nwb_to_sessions
-from neurossl.data.nwb_fields import NWBFormatError, sample_times, texts
+from neurossl.data.nwb_fields import NWBFormatError, sample_times, texts, warn_assumed
 from neurossl.data.session import Session
 from neurossl.data.splits import Windows
 from neurossl.data.windows import check_fractions
-
-log = logging.getLogger(__name__)
 
 #: Class vocabularies of the Visual Coding protocol (de Vries et al. 2020).
 DG_ORIENTATIONS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
@@ -166,11 +163,11 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
         # NaN parameters on a blank sweep, is per row.
         blank = frame[[ORIENTATION, SPATIAL_FREQUENCY, "phase"]].isna().all(axis=1).to_numpy()
         if len(frame) <= 3:
-            log.warning(
-                "%s: field 'stimulus/static_gratings': only %d row(s) (000728's converter "
-                "wrote at most 3); static-grating labels cover only those",
+            warn_assumed(
                 path,
-                len(frame),
+                "stimulus/static_gratings",
+                f"only {len(frame)} row(s) (000728's converter wrote at most 3); "
+                "static-grating labels cover only those",
             )
         frame["stimulus_static_gratings_orientation"] = _classes(
             frame[ORIENTATION], SG_ORIENTATIONS, blank, path, f"static_gratings/{ORIENTATION}"
@@ -228,13 +225,12 @@ def scene_labels(frames: np.ndarray, n_templates: int | None, path: Path) -> np.
         counts = np.unique(scenes, return_counts=True)[1]
         zeros = int((labels == 0).sum())
         if zeros > counts.max():
-            log.warning(
-                "%s: field 'stimulus/natural_scenes_stimulus/data': index 0 shown %d times, "
-                "more than any other scene (at most %d): blanks (-1) were stored as 0; "
-                "those presentations are left unlabelled",
+            warn_assumed(
                 path,
-                zeros,
-                int(counts.max()),
+                "stimulus/natural_scenes_stimulus/data",
+                f"index 0 shown {zeros} times, more than any other scene (at most "
+                f"{int(counts.max())}): blanks (-1) were stored as 0; those presentations "
+                "are left unlabelled",
             )
             labels[labels == 0] = np.nan
     return labels
@@ -251,13 +247,12 @@ def imaging_depth(nwbfile: NWBFile, path: Path) -> tuple[float, str]:
     container = re.search(r"Container ID:\s*(\d+)", nwbfile.notes or "")
     depth = _depth_table().get(int(container.group(1))) if container else None
     if depth is None:
-        log.warning(
-            "%s: field 'general/notes': no imaging depth for session %s (container %s is not "
-            "in %s); depth is NaN",
+        warn_assumed(
             path,
-            nwbfile.session_id,
-            container.group(1) if container else "not named",
-            DEPTH_TABLE.name,
+            "general/notes",
+            f"no imaging depth for session {nwbfile.session_id} (container "
+            f"{container.group(1) if container else 'not named'} is not in "
+            f"{DEPTH_TABLE.name}); depth is NaN",
         )
         return float("nan"), "unknown"
     return depth, f"{DEPTH_TABLE.name}, container {container.group(1)}"
@@ -416,11 +411,8 @@ def _flag(table: TimeIntervals, path: Path, name: str, frame: pd.DataFrame) -> n
     """Blank sweeps from ``is_blank_sweep``; without it, from NaN parameters (one warning)."""
     parameters = frame.drop(columns=["stimulus", "start", "stop"])
     if BLANK not in table.colnames:
-        log.warning(
-            "%s: field 'stimulus/%s/%s': missing; rows with NaN parameters taken as blank",
-            path,
-            name,
-            BLANK,
+        warn_assumed(
+            path, f"stimulus/{name}/{BLANK}", "missing; rows with NaN parameters taken as blank"
         )
         return parameters.isna().all(axis=1).to_numpy()
     blank = np.asarray(table[BLANK].data[:]).astype(bool)
