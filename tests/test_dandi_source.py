@@ -267,4 +267,4 @@ def test_allen_layout_through_the_archive(tmp_path: Path) -> None:
         assert manifest.version == "draft"
         local = _fetch(manifest.assets[0], tmp_path / "raw", fake)
     session = read_allen_session(local, dataset="allen", session="509959266-StimA", options={})
-    assert session.modality == "calcium" and session.n_neurons == 6
+    assert session.modality == "calcium" and session.n_neurons == 8

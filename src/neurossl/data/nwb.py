@@ -67,6 +67,7 @@ def nwb_to_sessions(
     modalities: Sequence[str],
     spike_bin_size: float,
     source_sha256: str | None = None,
+    calcium_series: str | None = None,
 ) -> dict[str, Session]:
     """Read the requested modalities of one NWB file into validated Sessions.
 
@@ -77,6 +78,7 @@ def nwb_to_sessions(
     the whole rest of preprocessing a spike file. Without it the file is hashed here,
     beside the reading. Either way ``meta["source_sha256"]`` is the SHA-256 of the whole
     file (what ``sha256sum`` prints), so provenance can be checked with standard tools.
+    ``calcium_series`` picks the ophys series by name or path (see ``nwb_ophys``).
     """
     path = Path(nwb_path)
     unknown = [m for m in modalities if m not in MODALITIES]
@@ -91,10 +93,14 @@ def nwb_to_sessions(
         # the GIL).
         with ThreadPoolExecutor(max_workers=1) as pool:
             checksum = pool.submit(sha256_file, path)
-            sessions, subject, behavior = _read(path, session, modalities, spike_bin_size)
+            sessions, subject, behavior = _read(
+                path, session, modalities, spike_bin_size, calcium_series
+            )
             source_sha256 = checksum.result()
     elif _SHA256_HEX.fullmatch(source_sha256):
-        sessions, subject, behavior = _read(path, session, modalities, spike_bin_size)
+        sessions, subject, behavior = _read(
+            path, session, modalities, spike_bin_size, calcium_series
+        )
     else:
         raise ValueError(
             f"source_sha256 must be 64 lowercase hex digits (a SHA-256), got {source_sha256!r}"
@@ -108,14 +114,18 @@ def nwb_to_sessions(
         "software_version": getattr(neurossl, "__version__", "0.1.0"),
     }
     for result in sessions.values():
-        result.meta = dict(meta)
+        result.meta = {**result.meta, **meta}
         _attach_behavior(result, behavior)
         result.validate(where=str(path))
     return sessions
 
 
 def _read(
-    path: Path, session: str, modalities: Sequence[str], spike_bin_size: float
+    path: Path,
+    session: str,
+    modalities: Sequence[str],
+    spike_bin_size: float,
+    calcium_series: str | None,
 ) -> tuple[dict[str, Session], str, list[Signal]]:
     with _open(path) as nwbfile:
         if nwbfile.units is None and not _has_ophys(nwbfile):
@@ -126,8 +136,10 @@ def _read(
         truth = nwbfile.processing.get(TRUTH_MODULE)
         sessions = {}
         for modality in modalities:
-            reader = _spikes if modality == "spikes" else _calcium
-            sessions[modality] = reader(nwbfile, path, spike_bin_size, trials, truth)
+            if modality == "spikes":
+                sessions[modality] = _spikes(nwbfile, path, spike_bin_size, trials, truth)
+            else:
+                sessions[modality] = _calcium(nwbfile, path, calcium_series, trials, truth)
     return sessions, subject, behavior
 
 
@@ -268,13 +280,13 @@ def _drop_before(trains: SpikeTrains, cut: float, path: Path) -> SpikeTrains:
 
 
 def _calcium(
-    nwbfile: NWBFile, path: Path, bin_size: float, trials: pd.DataFrame, truth: object
+    nwbfile: NWBFile, path: Path, series: str | None, trials: pd.DataFrame, truth: object
 ) -> Session:
-    del bin_size  # calcium keeps its frame grid
-    traces = read_traces(nwbfile, path)
+    traces = read_traces(nwbfile, path, series)  # calcium keeps its frame grid
     result = _session(
         traces.data, "calcium", traces.frame_period, traces.t0, traces.neurons, trials
     )
+    result.meta = {"calcium_series": traces.field, "calcium_provenance": traces.provenance}
     if truth is not None and "true_calcium" in truth.data_interfaces:
         series = truth["true_calcium"]
         field = f"processing/{TRUTH_MODULE}/true_calcium"

@@ -18,7 +18,10 @@ READER_MODALITY = {"ibl": "spikes", "allen": "calcium"}
 
 
 def reader_of(dataset_spec: Mapping[str, Any]) -> str:
-    """The reader a dataset needs: a layout block (``ibl:`` / ``allen:``) selects it."""
+    """The reader a dataset needs: a layout block (``ibl:`` / ``allen:``) selects it.
+
+    The generic reader takes its options from the dataset's ``nwb:`` block.
+    """
     layouts = [name for name in ("ibl", "allen") if name in dataset_spec]
     if len(layouts) > 1:
         raise ValueError(f"a dataset can use one layout reader, got blocks {layouts}")
@@ -66,6 +69,9 @@ def read_modality(
         return read_allen_session(nwb_path, dataset=dataset, session=session, options=options)
     from neurossl.data.nwb import nwb_to_sessions
 
+    unknown = sorted(set(options) - {"calcium_series"})
+    if unknown:
+        raise ValueError(f"nwb: unknown key(s) {unknown}; expected ['calcium_series']")
     sessions = nwb_to_sessions(
         nwb_path,
         dataset=dataset,
@@ -73,6 +79,7 @@ def read_modality(
         modalities=[modality],
         spike_bin_size=spike_bin_size,
         source_sha256=source_sha256,
+        calcium_series=options.get("calcium_series"),
     )
     return sessions[modality]
 

@@ -7,9 +7,10 @@ know:
 
 - one trial row per presentation of drifting gratings, static gratings and natural
   scenes, with raw parameters and class labels named as the tasks that decode them
-  (``drifting_gratings_orientation`` = 8 classes, ``drifting_gratings_temporal_frequency``
-  = 5 classes, ``static_gratings_orientation``, ``static_gratings_spatial_frequency``,
-  ``natural_scenes_frame``); blank sweeps get class -1;
+  (``stimulus_drifting_gratings_orientation`` = 8 classes,
+  ``stimulus_drifting_gratings_temporal_frequency`` = 5 classes,
+  ``stimulus_static_gratings_orientation``, ``stimulus_static_gratings_spatial_frequency``,
+  ``stimulus_natural_scenes_frame``); blank sweeps get class -1;
 - natural movie frame indices as behaviour channels (``natural_movie_one_frame`` ...),
   NaN outside the movie;
 - the stimulus epoch of every row (``epoch``, ``epoch_start``, ``epoch_stop``), from the
@@ -18,17 +19,26 @@ know:
   contiguous blocks and assigns whole blocks to train/valid/test so no window straddles
   two splits or two stimuli.
 
-Layout facts (000728 converter: stimulus tables ``drifting_gratings`` / ``static_gratings``
-as TimeIntervals and ``natural_scenes_stimulus`` / ``natural_movie_*_stimulus`` as
-IndexSeries under ``/stimulus``; ``epochs`` with ``stimulus_type``) come from the AIND
-conversion code and the DANDI example notebook; the tables are also looked up under
-``/intervals`` and ``/acquisition`` because older conversions put them there.
+Layout facts, from the converter that wrote 000728 (catalystneuro/visual-coding-to-nwb-v2,
+``visual_coding_ophys/interfaces``): dF/F is the series named ``DfOverF`` in the ``DfOverF``
+container, beside ``DfOverFEvents`` (L0 events, never read) (``_processed_ophys.py``);
+``drifting_gratings`` and ``static_gratings`` are TimeIntervals under ``/stimulus`` with
+columns ``orientation_in_degrees``, ``spatial_frequency_in_cycles_per_degree``,
+``temporal_frequency_in_hz`` / ``phase`` and ``is_blank_sweep``
+(``_drifting_grating_stimulus.py``, ``_static_grating_stimulus.py``); natural scenes and
+movies are IndexSeries ``natural_scenes_stimulus`` / ``natural_movie_*_stimulus`` whose
+template indices were cast to uint32 (``_natural_scenes_stimulus.py``); ``epochs`` has
+``stimulus_type`` (``_epochs.py``); the imaging plane's description holds a literal
+``{depth}`` (``shared_methods/_shared_methods.py``), so depth comes from a shipped table
+keyed by the container id the converter writes into ``notes`` (``_general_metadata.py``).
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +48,7 @@ from pynwb import NWBHDF5IO, NWBFile
 from pynwb.epoch import TimeIntervals
 
 from neurossl.data.nwb import nwb_to_sessions
-from neurossl.data.nwb_fields import NWBFormatError, sample_times, texts
+from neurossl.data.nwb_fields import NWBFormatError, sample_times, texts, warn_assumed
 from neurossl.data.session import Session
 from neurossl.data.splits import Windows
 from neurossl.data.windows import check_fractions
@@ -51,12 +61,23 @@ SG_SPATIAL_FREQUENCIES = (0.02, 0.04, 0.08, 0.16, 0.32)
 MOVIES = ("natural_movie_one", "natural_movie_two", "natural_movie_three")
 #: A gap between presentations longer than this starts a new epoch (files without epochs).
 EPOCH_GAP = 5.0
+#: 000728's epoch bounds are imaging-frame times nearest the AllenSDK's epoch frames
+#: (``_epochs.py``), so an epoch may start up to a frame after its first presentation.
+EPOCH_SLACK = 0.1
+#: Column names the 000728 converter writes (see the module docstring).
+ORIENTATION = "orientation_in_degrees"
+SPATIAL_FREQUENCY = "spatial_frequency_in_cycles_per_degree"
+TEMPORAL_FREQUENCY = "temporal_frequency_in_hz"
+BLANK = "is_blank_sweep"
+#: Container id -> imaging depth (um); provenance in the file's header.
+DEPTH_TABLE = Path(__file__).with_name("allen_imaging_depth.csv")
+OPTIONS = ("require_stimuli", "calcium_series")
 LABEL_COLUMNS = (
-    "drifting_gratings_orientation",
-    "drifting_gratings_temporal_frequency",
-    "static_gratings_orientation",
-    "static_gratings_spatial_frequency",
-    "natural_scenes_frame",
+    "stimulus_drifting_gratings_orientation",
+    "stimulus_drifting_gratings_temporal_frequency",
+    "stimulus_static_gratings_orientation",
+    "stimulus_static_gratings_spatial_frequency",
+    "stimulus_natural_scenes_frame",
 )
 
 
@@ -64,26 +85,35 @@ def read_allen_session(
     nwb_path: str | Path, *, dataset: str, session: str, options: Mapping[str, Any]
 ) -> Session:
     """One 000728 file -> a validated calcium Session with stimulus rows and epochs."""
-    unknown = sorted(set(options) - {"require_stimuli"})
+    unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ValueError(f"allen: unknown key(s) {unknown}; expected ['require_stimuli']")
+        raise ValueError(f"allen: unknown key(s) {unknown}; expected {list(OPTIONS)}")
     path = Path(nwb_path)
     result = nwb_to_sessions(
-        path, dataset=dataset, session=session, modalities=["calcium"], spike_bin_size=1.0
+        path,
+        dataset=dataset,
+        session=session,
+        modalities=["calcium"],
+        spike_bin_size=1.0,
+        calcium_series=options.get("calcium_series", "DfOverF"),
     )["calcium"]
     with NWBHDF5IO(str(path), "r") as io:
         nwbfile = io.read()
         rows = stimulus_rows(nwbfile, path)
         movies = {m: _index_series(nwbfile, f"{m}_stimulus", path) for m in MOVIES}
         epochs = _epochs_table(nwbfile, path)
-        depth = _plane_depth(nwbfile)
-    if result.neurons["depth"].isna().all() and depth is not None:
+        depth, depth_source = imaging_depth(nwbfile, path)
+    if result.neurons["depth"].isna().all():
         result.neurons["depth"] = depth
+        result.meta["depth_source"] = depth_source
     if rows.empty and options.get("require_stimuli", True):
         raise NWBFormatError(
             path, "stimulus", "no drifting_gratings, static_gratings or natural_scenes table"
         )
-    result.trials = assign_epochs(rows, epochs)
+    try:
+        result.trials = assign_epochs(rows, epochs)
+    except ValueError as err:
+        raise NWBFormatError(path, "intervals/epochs", str(err)) from err
     centres = result.times + 0.5 * result.bin_size
     names = list(result.behavior_names)
     columns = [result.behavior[:, k] for k in range(len(names))]
@@ -103,40 +133,58 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
     parts = []
     table = _intervals(nwbfile, "drifting_gratings")
     if table is not None:
-        frame = _columns(table, path, "drifting_gratings", ("orientation", "temporal_frequency"))
-        blank = _blank(frame)
-        frame["drifting_gratings_orientation"] = _classes(
-            frame["orientation"], DG_ORIENTATIONS, blank, path, "drifting_gratings/orientation"
+        frame = _columns(
+            table,
+            path,
+            "drifting_gratings",
+            (ORIENTATION, TEMPORAL_FREQUENCY),
+            (SPATIAL_FREQUENCY,),
         )
-        frame["drifting_gratings_temporal_frequency"] = _classes(
-            frame["temporal_frequency"],
+        # The converter copies the Allen table's own blank_sweep flag here.
+        blank = _flag(table, path, "drifting_gratings", frame)
+        frame["stimulus_drifting_gratings_orientation"] = _classes(
+            frame[ORIENTATION], DG_ORIENTATIONS, blank, path, f"drifting_gratings/{ORIENTATION}"
+        )
+        frame["stimulus_drifting_gratings_temporal_frequency"] = _classes(
+            frame[TEMPORAL_FREQUENCY],
             DG_TEMPORAL_FREQUENCIES,
             blank,
             path,
-            "drifting_gratings/temporal_frequency",
+            f"drifting_gratings/{TEMPORAL_FREQUENCY}",
         )
         parts.append(frame)
     table = _intervals(nwbfile, "static_gratings")
     if table is not None:
         frame = _columns(
-            table, path, "static_gratings", ("orientation", "spatial_frequency", "phase")
+            table, path, "static_gratings", (ORIENTATION, SPATIAL_FREQUENCY, "phase"), ()
         )
-        blank = _blank(frame)
-        frame["static_gratings_orientation"] = _classes(
-            frame["orientation"], SG_ORIENTATIONS, blank, path, "static_gratings/orientation"
+        # The converter's is_blank_sweep here is not per row (it combines the NaN flags of
+        # rows 0-2, and zip() then stops after three rows); its documented convention,
+        # NaN parameters on a blank sweep, is per row.
+        blank = frame[[ORIENTATION, SPATIAL_FREQUENCY, "phase"]].isna().all(axis=1).to_numpy()
+        if len(frame) <= 3:
+            warn_assumed(
+                path,
+                "stimulus/static_gratings",
+                f"only {len(frame)} row(s) (000728's converter wrote at most 3); "
+                "static-grating labels cover only those",
+            )
+        frame["stimulus_static_gratings_orientation"] = _classes(
+            frame[ORIENTATION], SG_ORIENTATIONS, blank, path, f"static_gratings/{ORIENTATION}"
         )
-        frame["static_gratings_spatial_frequency"] = _classes(
-            frame["spatial_frequency"],
+        frame["stimulus_static_gratings_spatial_frequency"] = _classes(
+            frame[SPATIAL_FREQUENCY],
             SG_SPATIAL_FREQUENCIES,
             blank,
             path,
-            "static_gratings/spatial_frequency",
+            f"static_gratings/{SPATIAL_FREQUENCY}",
         )
         parts.append(frame)
     scenes = _index_series(nwbfile, "natural_scenes_stimulus", path)
     if scenes is not None:
         times, frames = scenes
         stop = np.r_[times[1:], times[-1] + np.median(np.diff(times)) if times.size > 1 else 0.25]
+        labels = scene_labels(frames, _template_count(nwbfile), path)
         parts.append(
             pd.DataFrame(
                 {
@@ -144,7 +192,7 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
                     "start": times,
                     "stop": stop,
                     "frame": frames,
-                    "natural_scenes_frame": np.where(frames < 0, -1, frames),
+                    "stimulus_natural_scenes_frame": labels,
                 }
             )
         )
@@ -157,6 +205,70 @@ def stimulus_rows(nwbfile: NWBFile, path: Path) -> pd.DataFrame:
         if column not in rows:
             rows[column] = np.nan
     return rows
+
+
+def scene_labels(frames: np.ndarray, n_templates: int | None, path: Path) -> np.ndarray:
+    """Natural-scene class per presentation: template index, -1 blank, NaN ambiguous.
+
+    The Allen table marks a blank (grey) presentation with -1; 000728's converter cast the
+    indices to uint32, so a blank reads as 0 (HDF5 clips -1 to 0) or, had it wrapped, as
+    a number past the last template. Past the last template is blank. A stored 0 is blank
+    or scene 0 and no field tells which: when 0 occurs more often than any real scene
+    (each scene is shown equally often), every 0 is ambiguous and gets NaN, so no
+    presentation is scored under a wrong class.
+    """
+    labels = np.asarray(frames, dtype=np.float64).copy()
+    if n_templates is not None:
+        labels[labels >= n_templates] = -1
+    scenes = labels[labels > 0]
+    if scenes.size:
+        counts = np.unique(scenes, return_counts=True)[1]
+        zeros = int((labels == 0).sum())
+        if zeros > counts.max():
+            warn_assumed(
+                path,
+                "stimulus/natural_scenes_stimulus/data",
+                f"index 0 shown {zeros} times, more than any other scene (at most "
+                f"{int(counts.max())}): blanks (-1) were stored as 0; those presentations "
+                "are left unlabelled",
+            )
+            labels[labels == 0] = np.nan
+    return labels
+
+
+def imaging_depth(nwbfile: NWBFile, path: Path) -> tuple[float, str]:
+    """(depth in um, where it came from): the plane's description, else the shipped table."""
+    for plane in nwbfile.imaging_planes.values():
+        match = re.search(
+            r"depth\D{0,20}?(\d+(?:\.\d+)?)\s*(?:um|µm|micron)", plane.description or ""
+        )
+        if match:
+            return float(match.group(1)), f"imaging_planes/{plane.name}/description"
+    container = re.search(r"Container ID:\s*(\d+)", nwbfile.notes or "")
+    depth = _depth_table().get(int(container.group(1))) if container else None
+    if depth is None:
+        warn_assumed(
+            path,
+            "general/notes",
+            f"no imaging depth for session {nwbfile.session_id} (container "
+            f"{container.group(1) if container else 'not named'} is not in "
+            f"{DEPTH_TABLE.name}); depth is NaN",
+        )
+        return float("nan"), "unknown"
+    return depth, f"{DEPTH_TABLE.name}, container {container.group(1)}"
+
+
+@cache
+def _depth_table() -> dict[int, float]:
+    with DEPTH_TABLE.open() as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        return {int(r["experiment_container_id"]): float(r["imaging_depth"]) for r in rows}
+
+
+def _template_count(nwbfile: NWBFile) -> int | None:
+    series = nwbfile.stimulus.get("natural_scenes_stimulus")
+    images = getattr(series, "indexed_images", None)
+    return len(images.images) if images is not None else None
 
 
 def assign_epochs(rows: pd.DataFrame, epochs: pd.DataFrame | None) -> pd.DataFrame:
@@ -174,7 +286,9 @@ def assign_epochs(rows: pd.DataFrame, epochs: pd.DataFrame | None) -> pd.DataFra
     index = np.full(len(rows), -1, dtype=np.int64)
     for k, (start, stop, name) in enumerate(zip(starts, stops, names, strict=True)):
         inside = (
-            (rows["start"] >= start - 1e-6) & (rows["start"] < stop) & (rows["stimulus"] == name)
+            (rows["start"] >= start - EPOCH_SLACK)
+            & (rows["start"] < stop)
+            & (rows["stimulus"] == name)
         )
         index[inside.to_numpy()] = k
     if (index < 0).any():
@@ -269,10 +383,18 @@ def _index_series(nwbfile: NWBFile, name: str, path: Path) -> tuple[np.ndarray, 
     return times, np.asarray(series.data[:], dtype=np.float64)
 
 
-def _columns(table: TimeIntervals, path: Path, name: str, wanted: tuple[str, ...]) -> pd.DataFrame:
+def _columns(
+    table: TimeIntervals,
+    path: Path,
+    name: str,
+    wanted: tuple[str, ...],
+    optional: tuple[str, ...],
+) -> pd.DataFrame:
     missing = [c for c in wanted if c not in table.colnames]
     if missing:
-        raise NWBFormatError(path, f"stimulus/{name}", f"lacks column(s) {missing}")
+        raise NWBFormatError(
+            path, f"stimulus/{name}", f"lacks column(s) {missing}; has {list(table.colnames)}"
+        )
     frame = pd.DataFrame(
         {
             "stimulus": name,
@@ -280,18 +402,21 @@ def _columns(table: TimeIntervals, path: Path, name: str, wanted: tuple[str, ...
             "stop": np.asarray(table["stop_time"].data[:], dtype=np.float64),
         }
     )
-    for column in wanted:
+    for column in wanted + tuple(c for c in optional if c in table.colnames):
         frame[column] = np.asarray(table[column].data[:], dtype=np.float64)
-    if "blank_sweep" in table.colnames:
-        frame["blank_sweep"] = np.asarray(table["blank_sweep"].data[:], dtype=np.float64)
     return frame
 
 
-def _blank(frame: pd.DataFrame) -> np.ndarray:
-    """Blank sweeps: flagged in ``blank_sweep`` or with NaN parameters (both conventions)."""
-    blank = frame.drop(columns=["stimulus", "start", "stop"]).isna().any(axis=1).to_numpy()
-    if "blank_sweep" in frame:
-        blank = blank | (frame["blank_sweep"].to_numpy() > 0)
+def _flag(table: TimeIntervals, path: Path, name: str, frame: pd.DataFrame) -> np.ndarray:
+    """Blank sweeps from ``is_blank_sweep``; without it, from NaN parameters (one warning)."""
+    parameters = frame.drop(columns=["stimulus", "start", "stop"])
+    if BLANK not in table.colnames:
+        warn_assumed(
+            path, f"stimulus/{name}/{BLANK}", "missing; rows with NaN parameters taken as blank"
+        )
+        return parameters.isna().all(axis=1).to_numpy()
+    blank = np.asarray(table[BLANK].data[:]).astype(bool)
+    frame[BLANK] = blank.astype(np.float64)
     return blank
 
 
@@ -324,21 +449,6 @@ def _epochs_table(nwbfile: NWBFile, path: Path) -> pd.DataFrame | None:
             "stop": np.asarray(epochs["stop_time"].data[:], dtype=np.float64),
         }
     )
-
-
-def _plane_depth(nwbfile: NWBFile) -> float | None:
-    """Imaging depth (um) from the imaging plane's description, e.g. '... depth 175 um'.
-
-    Where 000728 records the depth could not be verified offline; this covers the
-    description convention and leaves NaN (not a guess) otherwise.
-    """
-    for plane in nwbfile.imaging_planes.values():
-        match = re.search(
-            r"depth\D{0,20}?(\d+(?:\.\d+)?)\s*(?:um|µm|micron)", plane.description or ""
-        )
-        if match:
-            return float(match.group(1))
-    return None
 
 
 def _runs(rows: pd.DataFrame) -> pd.DataFrame:
