@@ -34,13 +34,6 @@ MATLAB_CNMFE = "pynapple_matlab_cnmfe_A6512-210915.nwb"  # CNMF-E (MATLAB)
 NWB1 = "allen_nwb1_496908818s.nwb"  # Allen Brain Observatory, NWB 1.0.5
 FILES = (ALM, PHY, SUITE2P, MINIAN, INSCOPIX, MATLAB_CNMFE, NWB1)
 
-NEEDS_SPIKES = "needs spikes reader fix: "
-NEEDS_CALCIUM = "needs calcium reader fix: "
-
-
-def xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, reason=reason)
-
 
 def read(name: str, modality: str, bin_size: float = 0.02) -> Session:
     path = CORPUS / name
@@ -173,7 +166,6 @@ def test_calcium_only_file_refuses_spikes(tmp_path: Path) -> None:
 # --- calcium --------------------------------------------------------------------------
 
 
-@xfail(NEEDS_CALCIUM + "suite2p's (ROIs x frames) transposed, raw F -> dF/F with its Neuropil")
 def test_suite2p_export(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """A Session, or (71 of this export's 219 ROIs have F = 0 in every frame, so no dF/F
     baseline exists for them) a refusal naming the file and the series it failed on."""
@@ -206,7 +198,6 @@ def test_suite2p_export(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Non
         pytest.param(MATLAB_CNMFE, 3000, id="matlab_cnmfe"),
     ],
 )
-@xfail(NEEDS_CALCIUM + "raw traces -> dF/F (today taken as dF/F as they are)")
 def test_one_photon_pipelines(
     name: str, n_frames: int, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -235,7 +226,6 @@ def test_one_photon_pipelines(
     assert any(name in m for m in messages), messages
 
 
-@xfail(NEEDS_CALCIUM + "raw CNMF-E traces -> dF/F (today taken as dF/F as they are)")
 def test_inscopix_cnmfe_session_or_clear_refusal(tmp_path: Path) -> None:
     """Traces go negative, so a percentile baseline may not exist: either outcome is fine."""
     try:
