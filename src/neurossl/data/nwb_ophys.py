@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,9 @@ def read_traces(nwbfile: NWBFile, path: Path, series_name: str | None = None) ->
                     neuropil.field,
                     f"neuropil shape {neuropil_data.shape} differs from {field} {data.shape}",
                 )
+        data, neuropil_data, selected = _drop_empty_rois(
+            data, neuropil_data, selected, rois, path, field
+        )
         try:
             result = dff_from_fluorescence(data, neuropil_data, period)
         except BaselineError as err:
@@ -124,6 +128,31 @@ def read_traces(nwbfile: NWBFile, path: Path, series_name: str | None = None) ->
         else None
     )
     return Traces(data, t0, period, neurons, predictable, field, provenance)
+
+
+def _drop_empty_rois(
+    data: np.ndarray,
+    neuropil: np.ndarray | None,
+    selected: np.ndarray,
+    rois: Any,
+    path: Path,
+    field: str,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Raw F without ROIs that are 0 in every frame (segmentation exports keep such
+    placeholders, e.g. suite2p's non-cells); they carry no signal and no baseline."""
+    empty = ~np.any(data != 0, axis=0)
+    if not empty.any():
+        return data, neuropil, selected
+    if empty.all():
+        raise NWBFormatError(path, field, "every ROI's raw fluorescence is 0 in every frame")
+    ids = texts(np.asarray(rois.id.data[:])[selected[empty]])
+    warn_assumed(
+        path,
+        field,
+        f"{int(empty.sum())} ROI(s) are 0 in every frame (ids {list(ids[:5])}...); dropped them",
+    )
+    keep = ~empty
+    return data[:, keep], None if neuropil is None else neuropil[:, keep], selected[keep]
 
 
 def find_candidates(nwbfile: NWBFile) -> list[Candidate]:
