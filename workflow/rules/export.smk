@@ -11,8 +11,8 @@ def bwb_inputs(wc):
 
 
 def bwb_targets(dataset):
-    """The BrainWideBench export of a dataset with spiking sessions (none for calcium)."""
-    if "spikes" not in DATASETS[dataset]["modalities"]:
+    """The BrainWideBench export of a dataset's spiking evaluations (none for calcium)."""
+    if not any("/spikes/" in p for p in eval_targets(dataset)):
         return []
     return [f"{RESULTS}/{dataset}/bwb/scores.csv"]
 
