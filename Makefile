@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps 'nlb-tools==0.0.4'
+	$(BIN)/python -m pip install --quiet --no-deps 'ibl-bwb-eval==0.1.0'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -24,6 +24,7 @@ with rule_logging(snakemake.log[0]) as log:
             "Activity distributions": Path(snakemake.input.distributions),
         },
         tokenizer_report=Path(tokenizer[0]) if tokenizer else None,
+        bwb_scores=Path(snakemake.input.bwb[0]) if snakemake.input.bwb else None,
     )
     collection = build_report(inputs, Path(snakemake.output.html).parent, workers=snakemake.threads)
     log.info("%d metric rows, %d missing entries", len(collection.metrics), len(collection.missing))

@@ -173,8 +173,8 @@ def test_calm_pretrain_finetune_evaluate(dataset, tokenizer_path: Path, tmp_path
     assert 0.0 <= rows[("stimulus_class", "bacc")] <= 1.0
     assert 0.0 <= rows[("choice", "bacc")] <= 1.0
     assert math.isfinite(rows[("behavior_running_speed", "r2")])
-    assert evaluation.arrays["forecasting/c-1/direct/pred"].shape == (4, 8, 7)
-    assert evaluation.arrays["forecasting/c-1/greedy/pred"].shape == (4, 8, 7)
+    assert evaluation.arrays["forecasting/c-1/pred"].shape == (4, 8, 7)  # the scored mode
+    assert evaluation.arrays["forecasting/c-1/greedy_pred"].shape == (4, 8, 7)
     assert evaluation.arrays["forecasting/c-1/target"].shape == (4, 8, 7)
     # The frozen-backbone probe is scored as metric rows of the same task.
     for task, metric in (("choice", "bacc"), ("stimulus_class", "acc"),

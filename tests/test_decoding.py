@@ -19,9 +19,33 @@ def test_discrete_decoder_is_accurate_and_deterministic():
     train_x, train_y = _classification(0, 120)
     test_x, test_y = _classification(1, 60)
     first = decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0)
-    assert set(first) == {"bacc", "acc"}
-    assert first["bacc"] > 0.6  # chance is 1/3
-    assert decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0) == first
+    assert set(first.values) == {"bacc", "acc"}
+    assert first.values["bacc"] > 0.6  # chance is 1/3
+    again = decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0)
+    assert again.values == first.values
+    np.testing.assert_array_equal(again.pred, first.pred)
+
+
+def test_discrete_decoder_returns_what_its_scores_came_from():
+    """Predicted labels, their probabilities (scikit-learn's, for the same fit) and targets."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+
+    for n_classes in (2, 3):
+        train_x, train_y = _classification(5, 120)
+        test_x, test_y = _classification(6, 60)
+        train_y, test_y = train_y % n_classes, test_y % n_classes
+        out = decoding.decode_discrete(train_x, train_y, test_x, test_y, seed=0)
+        assert out.proba.shape == (60, n_classes)
+        np.testing.assert_allclose(out.proba.sum(1), 1.0)
+        np.testing.assert_array_equal(out.classes[out.proba.argmax(1)], out.pred)
+        np.testing.assert_array_equal(out.target, test_y)
+        assert out.values["bacc"] == balanced_accuracy_score(test_y, out.pred)
+        model = decoding.fit_discrete(train_x, train_y, seed=0)
+        z = (test_x - model.x_mean) / model.x_scale
+        reference = LogisticRegression().fit(z, test_y)  # any fit: only the link is checked
+        reference.coef_, reference.intercept_ = model.coef, model.intercept
+        np.testing.assert_allclose(model.predict_proba(test_x), reference.predict_proba(z))
 
 
 def test_continuous_decoder_drops_nan_targets():
@@ -30,7 +54,8 @@ def test_continuous_decoder_drops_nan_targets():
     y = x @ np.array([1.0, -2.0, 0.0, 0.5]) + rng.normal(scale=0.3, size=300)
     y[::7] = np.nan
     out = decoding.decode_continuous(x[:200], y[:200], x[200:], y[200:], seed=0)
-    assert out["r2"] > 0.9
+    assert out.values["r2"] > 0.9
+    assert out.pred.shape == out.target.shape == (100,)
 
 
 def test_fitting_never_sees_test_data(monkeypatch):

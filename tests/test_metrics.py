@@ -72,20 +72,45 @@ def test_bits_per_spike_rejects_bad_input(poisson_data):
     assert np.isnan(metrics.bits_per_spike(rates, np.zeros_like(counts)))
 
 
-def test_poisson_d2_matches_direct_deviance(poisson_data):
+def _deviance(y: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per-column Poisson deviance, written out (0 log 0 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ylogy = np.where(y > 0, y * np.log(y / m), 0.0)
+    return 2 * np.sum(ylogy - (y - m), axis=0)
+
+
+def test_pooled_poisson_d2_matches_direct_deviance(poisson_data):
     rates, counts = poisson_data
     y, mu = counts.reshape(-1, 7), rates.reshape(-1, 7)
-    null = y.mean(axis=0, keepdims=True)
+    null = np.broadcast_to(y.mean(axis=0, keepdims=True), y.shape)
+    expected = 1 - _deviance(y, mu).sum() / _deviance(y, null).sum()
+    assert metrics.poisson_d2_pooled(rates, counts) == pytest.approx(expected, rel=1e-10)
+    assert metrics.poisson_d2_pooled(null, y) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(metrics.poisson_d2_pooled(rates, np.ones_like(counts)))
 
-    def deviance(m):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ylogy = np.where(y > 0, y * np.log(y / m), 0.0)
-        return 2 * np.sum(ylogy - (y - m))
 
-    expected = 1 - deviance(mu) / deviance(np.broadcast_to(null, y.shape))
-    assert metrics.poisson_d2(rates, counts) == pytest.approx(expected, rel=1e-10)
-    assert metrics.poisson_d2(np.broadcast_to(null, y.shape), y) == pytest.approx(0.0, abs=1e-12)
-    assert np.isnan(metrics.poisson_d2(rates, np.ones_like(counts)))
+def test_poisson_d2_is_ibl_bwb_evals_per_neuron_mean(poisson_data):
+    """The same number as ibl_bwb_eval's PoissonD2Score, silent neurons left out."""
+    torch = pytest.importorskip("torch")
+    from ibl_bwb_eval.metrics.poisson_d2 import PoissonD2Score
+
+    rates, counts = poisson_data
+    counts = counts.copy()
+    counts[:, :, 3] = 0.0  # a silent neuron: left out by both
+    y, mu = counts.reshape(-1, 7), rates.reshape(-1, 7)
+    scorer = PoissonD2Score()
+    scorer.update(torch.from_numpy(np.log(mu)).double(), torch.from_numpy(y).double())
+    expected = float(scorer.compute())
+    assert metrics.poisson_d2(rates, counts) == pytest.approx(expected, abs=1e-6)
+    null = np.broadcast_to(y.mean(axis=0, keepdims=True), y.shape)
+    keep = [j for j in range(7) if j != 3]
+    direct = np.mean(1 - _deviance(y, mu)[keep] / _deviance(y, null)[keep])
+    assert metrics.poisson_d2(rates, counts) == pytest.approx(direct, rel=1e-10)
+    # The conventions differ: pooling weighs high-rate neurons more.
+    assert metrics.poisson_d2(rates, counts) != pytest.approx(
+        metrics.poisson_d2_pooled(rates, counts), abs=1e-4
+    )
+    assert np.isnan(metrics.poisson_d2(rates, np.zeros_like(counts)))
 
 
 def test_r2_matches_sklearn_and_ignores_nan():
@@ -115,6 +140,31 @@ def test_pearson_mae_mse():
     assert metrics.mse(pred, target) == pytest.approx(((pred - target) ** 2).mean())
     target[0, 0] = np.nan
     assert metrics.mse(pred, target) == pytest.approx(np.nanmean((pred - target) ** 2))
+
+
+def test_constant_prediction_or_target_gives_nan_not_rounding_noise():
+    """A per-neuron constant (the ``mean`` baseline) has no correlation, whatever its size."""
+    rng = np.random.default_rng(4)
+    target = rng.normal(size=(300, 4))
+    for level in (0.1, 3.7, 1e6):
+        # Equal values whose float64 mean is off by an ulp: an exact-zero test passes them.
+        constant = np.full((300, 4), level) + np.float32(0) * target
+        assert np.isnan(metrics.pearson(constant, target))
+        assert np.isnan(metrics.r2(target, constant))
+        assert np.isnan(metrics.pearson(target, constant))
+        # float32 rounding of a constant is still a constant.
+        wobble = constant * (1 + np.finfo(np.float32).eps * rng.integers(-2, 3, size=(300, 4)))
+        assert np.isnan(metrics.pearson(wobble, target))
+        assert np.isnan(metrics.r2(target, wobble))
+    # A real spread, however small in absolute terms, is kept.
+    tiny = 1e-12 * target
+    assert metrics.pearson(tiny, target) == pytest.approx(1.0)
+    assert metrics.r2(tiny, tiny) == pytest.approx(1.0)
+    # One constant neuron is left out of the mean, the others kept.
+    mixed = target.copy()
+    mixed[:, 0] = 2.5
+    assert metrics.pearson(mixed, target) == pytest.approx(1.0)
+    assert metrics.r2(target, mixed) == pytest.approx(1.0)
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")

@@ -57,9 +57,10 @@ def test_pretrain_finetune_evaluate(data, tmp_path, method):
         assert row.method == method and row.seed == 0 and is_metric(row.metric)
         assert row.session in heldout
         by_task.setdefault(row.task, set()).add(row.metric)
-    assert by_task["co_smoothing"] == {"bps", "poisson_d2"}
-    assert by_task["forecasting"] == {"bps", "poisson_d2"}
-    assert by_task["inter_region"] == by_task["intra_region"] == {"bps", "poisson_d2"}
+    spiking = {"bps", "poisson_d2", "poisson_d2_pooled"}
+    assert by_task["co_smoothing"] == spiking
+    assert by_task["forecasting"] == spiking
+    assert by_task["inter_region"] == by_task["intra_region"] == spiking
     # Decoding is read twice: the fine-tuned head and the frozen-representation probe.
     if method == "mtm":
         assert by_task["choice"] == {"bacc", "acc", "frozen_bacc", "frozen_acc"}

@@ -109,7 +109,7 @@ def task_metrics(modality: str, task: str) -> list[str]:
     if task.startswith("stimulus_"):
         return ["bacc", "acc"]
     if modality == "spikes":
-        return ["bps", "poisson_d2"]
+        return ["bps", "poisson_d2", "poisson_d2_pooled"]
     steps = [f"{m}_h{k}" for m in ("mae", "mse", "r2") for k in range(1, HORIZON + 1)]
     return ["r2", "mse", "mae", *steps]
 

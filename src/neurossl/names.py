@@ -73,8 +73,21 @@ STIMULUS_PREFIX = "stimulus_"
 #: adaptation variant, and a metric name keeps the two from being averaged together.
 FROZEN_PREFIX = "frozen_"
 FROZEN_METRICS = ("frozen_bacc", "frozen_acc", "frozen_r2")
-#: pearson is CalM's forecasting score; the rest as in DESIGN.md.
-METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse", "pearson", *FROZEN_METRICS)
+#: pearson is CalM's forecasting score; poisson_d2 is IBL BrainWideBench's per-neuron mean
+#: of D^2 and poisson_d2_pooled the pooled ratio (neurossl.eval.metrics); the rest as in
+#: DESIGN.md.
+METRICS = (
+    "bps",
+    "poisson_d2",
+    "poisson_d2_pooled",
+    "r2",
+    "bacc",
+    "acc",
+    "mae",
+    "mse",
+    "pearson",
+    *FROZEN_METRICS,
+)
 HORIZON_METRICS = ("mae", "mse", "r2", "pearson")
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_]*$")

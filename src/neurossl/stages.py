@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.stage == "finetune":
         method.finetune(inputs, args.pretrained, outputs)
     else:
+        from neurossl.eval.records import window_arrays
         from neurossl.eval.rows import write_evaluation
 
         if args.stage == "fit_evaluate":
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> None:
         evaluation.rows = [
             replace(row, session=f"{row.session}.{args.modality}") for row in evaluation.rows
         ]
+        sessions = list(inputs.splits.heldout_sessions)
+        evaluation.arrays.update(window_arrays(inputs.splits, sessions, args.eval_split))
         write_evaluation(evaluation, args.metrics, args.predictions, args.eval_split)
     log.info("%s %s done", args.stage, args.method)
 

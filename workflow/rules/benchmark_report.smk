@@ -20,6 +20,7 @@ rule report:
         summary=f"{RESULTS}/{{dataset}}/report/summary/dataset_summary.json",
         regions=f"{RESULTS}/{{dataset}}/report/summary/regions.png",
         distributions=f"{RESULTS}/{{dataset}}/report/summary/activity_distributions.png",
+        bwb=lambda wc: bwb_targets(wc.dataset),
         # CalM's tokenizer report, when a tokenizer is trained for this dataset.
         tokenizer=lambda wc: (
             [f"{RESULTS}/{wc.dataset}/tokenizer/tokenizer_report.json"]

@@ -255,3 +255,19 @@ NETWORK_BASELINES = ("rnn", "poco")
 
 def baseline_priority(wildcards):
     return 5 if wildcards.method in NETWORK_BASELINES else 0
+
+
+def bwb_inputs(wc):
+    """Every spiking evaluation of the dataset (predictions.npz and its metrics.json)."""
+    runs = [p for p in eval_targets(wc.dataset) if "/spikes/" in p]
+    return {
+        "predictions": [p.replace("metrics.json", "predictions.npz") for p in runs],
+        "metrics": runs,
+    }
+
+
+def bwb_targets(dataset):
+    """The BrainWideBench export of a dataset's spiking evaluations (none for calcium)."""
+    if not any("/spikes/" in p for p in eval_targets(dataset)):
+        return []
+    return [f"{RESULTS}/{dataset}/bwb/scores.csv"]

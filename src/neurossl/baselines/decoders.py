@@ -73,16 +73,22 @@ def score_decoder(
     test: SplitArrays,
     state: dict[str, Any],
     hparams: dict[str, Any],
+    trials: np.ndarray,
 ) -> Scored:
+    """Scores and the arrays behind them (neurossl.eval.records); ``trials``: the trial
+    row of each test window."""
     x, y, keep = _design(task, info, test, hparams)
     decoder = LinearMap.from_state(state)
     if is_trial_task(task):
         pred = decoder.predict(x[keep])
         values = {"bacc": balanced_accuracy(y[keep], pred), "acc": accuracy(y[keep], pred)}
-        return values, {"pred": pred, "target": y[keep]}
+        arrays = {"pred": pred, "target": y[keep], "trial_ids": np.asarray(trials)[keep]}
+        proba = decoder.predict_proba(x[keep])  # raises unless the map is a classifier
+        return values, arrays | {"proba": proba, "classes": decoder.classes}
     pred = decoder.predict(x)[:, 0]
     shape = test.activity.shape[:2]
-    return {"r2": r2(pred, y)}, {"pred": pred.reshape(shape), "target": y.reshape(shape)}
+    arrays = {"pred": pred.reshape(shape), "target": y.reshape(shape), "trial_ids": trials}
+    return {"r2": r2(pred, y)}, arrays
 
 
 def _design(

@@ -22,6 +22,8 @@ method can save them as tensors and score later.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds, standardise
@@ -64,19 +66,33 @@ def fit_continuous(train_x: np.ndarray, train_y: np.ndarray) -> LinearMap:
     return fit_ridge_cv(x[keep], y[keep], group_folds(blocks, MAX_FOLDS))
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A decoder's scores on test rows and the arrays they were computed from."""
+
+    values: dict[str, float]
+    #: Decoded label (classifier) or value (regression) of every test row.
+    pred: np.ndarray
+    target: np.ndarray
+    #: Class probabilities [rows, classes] and the class labels in column order.
+    proba: np.ndarray | None = None
+    classes: np.ndarray | None = None
+
+
 def decode_discrete(
     train_x: np.ndarray,
     train_y: np.ndarray,
     test_x: np.ndarray,
     test_y: np.ndarray,
     seed: int,
-) -> dict[str, float]:
+) -> Decoded:
     """Fit on train, score on test: ``bacc`` (balanced accuracy) and ``acc``."""
     x, y = _features(test_x, "test_x"), np.asarray(test_y).ravel()
     _same_rows(x, y, "test")
     model = fit_discrete(train_x, train_y, seed)
     pred = model.predict(x)
-    return {"bacc": balanced_accuracy(y, pred), "acc": accuracy(y, pred)}
+    values = {"bacc": balanced_accuracy(y, pred), "acc": accuracy(y, pred)}
+    return Decoded(values, pred, y, model.predict_proba(x), model.classes)
 
 
 def decode_continuous(
@@ -85,7 +101,7 @@ def decode_continuous(
     test_x: np.ndarray,
     test_y: np.ndarray,
     seed: int,
-) -> dict[str, float]:
+) -> Decoded:
     """Fit on train, score on test: ``r2`` over the non-NaN test targets.
 
     ``seed`` is accepted so both decoders are called alike; the contiguous folds of the
@@ -95,7 +111,8 @@ def decode_continuous(
     x, y = _features(test_x, "test_x"), np.asarray(test_y, dtype=np.float64).ravel()
     _same_rows(x, y, "test")
     model = fit_continuous(train_x, train_y)
-    return {"r2": r2(model.predict(x)[:, 0], y)}
+    pred = model.predict(x)[:, 0]
+    return Decoded({"r2": r2(pred, y)}, pred, y)
 
 
 def _features(x: np.ndarray, name: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 RIDGE_ALPHAS = np.logspace(-3, 5, 9)
 
@@ -44,6 +45,16 @@ class LinearMap:
         if self.classes.size == 2 and self.coef.shape[0] == 1:
             return self.classes[(scores[:, 0] > 0).astype(int)]
         return self.classes[scores.argmax(axis=1)]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities [M, K] of a classifier, columns in ``classes`` order."""
+        if self.classes is None:
+            raise ValueError("predict_proba needs a classifier (a map with classes)")
+        scores = ((np.asarray(x, dtype=np.float64) - self.x_mean) / self.x_scale) @ self.coef.T
+        scores = scores + self.intercept
+        if self.classes.size == 2 and self.coef.shape[0] == 1:
+            scores = np.concatenate([np.zeros_like(scores), scores], axis=1)
+        return softmax(scores, axis=1)
 
     def state(self) -> dict[str, Any]:
         state = {

@@ -45,45 +45,60 @@ def bits_per_spike_per_neuron(rates: np.ndarray, counts: np.ndarray) -> np.ndarr
     return out
 
 
-def poisson_d2(rates: np.ndarray, counts: np.ndarray) -> float:
-    """Fraction of Poisson deviance explained, 1 - D(model) / D(null), pooled over neurons.
+def poisson_d2_pooled(rates: np.ndarray, counts: np.ndarray) -> float:
+    """Fraction of Poisson deviance explained, pooled: 1 - sum D(model) / sum D(null).
 
-    D(y, mu) = 2 sum(y log(y / mu) - (y - mu)) with 0 log 0 = 0; the null is the
-    per-neuron mean count of the scored entries. NaN when the null deviance is 0 (every
-    scored neuron is constant).
+    D(y, mu) = 2 sum(y log(y / mu) - (y - mu)) with 0 log 0 = 0, summed over every scored
+    entry of every neuron; the null is the per-neuron mean count of the scored entries.
+    High-rate neurons weigh more. NaN when the null deviance is 0 (every scored neuron
+    is constant).
     """
     mu, y, valid = _prepare_poisson(rates, counts)
-    null = _column_means(y, valid)
-    d_model = _poisson_deviance(mu, y, valid)
-    d_null = _poisson_deviance(np.broadcast_to(np.maximum(null, EPS), y.shape), y, valid)
-    return float(1.0 - d_model / d_null) if d_null > 0 else float("nan")
+    d_model, d_null = _deviances(mu, y, valid)
+    total = float(d_null.sum())
+    return float(1.0 - d_model.sum() / total) if total > 0 else float("nan")
+
+
+def poisson_d2(rates: np.ndarray, counts: np.ndarray) -> float:
+    """IBL BrainWideBench's ``poisson_d2``: the mean over neurons of each one's D^2.
+
+    Each neuron counts equally, whatever its rate. As ``ibl_bwb_eval``'s
+    ``PoissonD2Score`` does, a neuron is left out when it has no scored spike or its
+    null deviance is below ``EPS``; NaN when no neuron is left.
+    """
+    mu, y, valid = _prepare_poisson(rates, counts)
+    d_model, d_null = _deviances(mu, y, valid)
+    spikes = np.where(valid, y, 0.0).sum(axis=0)
+    ok = (spikes > 0) & (d_null / 2.0 >= EPS)
+    return float(np.mean(1.0 - d_model[ok] / d_null[ok])) if ok.any() else float("nan")
 
 
 def r2(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean over neurons of each neuron's R^2 over its non-NaN targets.
 
-    Neurons whose scored target is constant (or has < 2 entries) have no defined R^2
-    and are left out of the mean; NaN when no neuron is left.
+    A neuron whose scored target is constant (spread within rounding, see
+    :func:`_varies`) or has < 2 entries has no defined R^2 and is left out of the mean;
+    NaN when no neuron is left.
     """
     p, t, valid = _prepare_regression(pred, target)
-    n = valid.sum(axis=0)
     mean = _column_means(t, valid)
     ss_tot = np.where(valid, (t - mean) ** 2, 0.0).sum(axis=0)
     ss_res = np.where(valid, (t - p) ** 2, 0.0).sum(axis=0)
-    ok = (n >= 2) & (ss_tot > 0)
+    ok = _varies(t, valid)
     return float(np.mean(1.0 - ss_res[ok] / ss_tot[ok])) if ok.any() else float("nan")
 
 
 def pearson(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean over neurons of the Pearson correlation of prediction and non-NaN target.
 
-    Neurons where either side is constant are left out; NaN when none is left.
+    Neurons where either side is constant (within rounding, see :func:`_varies`) are
+    left out; NaN when none is left, e.g. for a prediction that is one value per neuron.
     """
     p, t, valid = _prepare_regression(pred, target)
     dp = np.where(valid, p - _column_means(p, valid), 0.0)
     dt = np.where(valid, t - _column_means(t, valid), 0.0)
     denom = np.sqrt((dp**2).sum(axis=0) * (dt**2).sum(axis=0))
-    ok = denom > 0
+    ok = _varies(p, valid) & _varies(t, valid)
     return float(np.mean((dp * dt).sum(axis=0)[ok] / denom[ok])) if ok.any() else float("nan")
 
 
@@ -183,6 +198,22 @@ def _prepare_poisson(rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray,
     return np.where(valid, np.maximum(r, EPS), 1.0), y, valid
 
 
+#: A column whose standard deviation is at most this fraction of its largest magnitude
+#: is constant: the spread is rounding (float32, the precision models predict and save
+#: in, resolves ~1.2e-7 of a value; a mean of equal float64 values is off by an ulp),
+#: and a correlation or R^2 of rounding noise is meaningless.
+SPREAD_RTOL = 8 * float(np.finfo(np.float32).eps)
+
+
+def _varies(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per column: >= 2 valid entries whose spread exceeds rounding of their magnitude."""
+    n = valid.sum(axis=0)
+    dev = np.where(valid, x - _column_means(x, valid), 0.0)
+    std = np.sqrt((dev**2).sum(axis=0) / np.maximum(n, 1))
+    scale = np.where(valid, np.abs(x), 0.0).max(axis=0, initial=0.0)
+    return (n >= 2) & (std > SPREAD_RTOL * scale)
+
+
 def _column_means(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per-column mean over valid entries, shape [1, N]; 0 for columns with none."""
     n = valid.sum(axis=0)
@@ -202,10 +233,16 @@ def _log_likelihood_gain(rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
     return gain.sum(axis=0), y0.sum(axis=0)
 
 
-def _poisson_deviance(mu: np.ndarray, y: np.ndarray, valid: np.ndarray) -> float:
+def _deviances(mu: np.ndarray, y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per neuron: Poisson deviance of the model and of the per-neuron mean-count null."""
+    null = np.broadcast_to(np.maximum(_column_means(y, valid), EPS), y.shape)
+    return _poisson_deviance(mu, y, valid), _poisson_deviance(null, y, valid)
+
+
+def _poisson_deviance(mu: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
     y0 = np.where(valid, y, 0.0)
     terms = xlogy(y0, y0) - xlogy(y0, mu) - (y0 - mu)
-    return float(2.0 * np.where(valid, terms, 0.0).sum())
+    return 2.0 * np.where(valid, terms, 0.0).sum(axis=0)
 
 
 def _prepare_labels(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,15 @@
 A task can have several queries (one per region); each entry of the grid is scored at
 most once, so the answers are assembled into one prediction and the unscored entries are
 NaN. Spiking tasks are scored as NLB does (bits/spike, with a per-neuron null over the
-scored entries, and Poisson D^2); calcium tasks with R^2 and squared/absolute error.
+scored entries) and with Poisson D^2 in both conventions (per-neuron mean and pooled);
+calcium tasks with R^2 and squared/absolute error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from neurossl.eval.metrics import bits_per_spike, mae, mse, poisson_d2, r2
+from neurossl.eval.metrics import bits_per_spike, mae, mse, poisson_d2, poisson_d2_pooled, r2
 from neurossl.eval.queries import Query
 
 
@@ -49,7 +50,11 @@ def score_queries(
     observed = np.where(np.isnan(pred), np.nan, activity)
     n = activity.shape[-1]
     if modality == "spikes":
-        values = {"bps": bits_per_spike(pred, observed), "poisson_d2": poisson_d2(pred, observed)}
+        values = {
+            "bps": bits_per_spike(pred, observed),
+            "poisson_d2": poisson_d2(pred, observed),
+            "poisson_d2_pooled": poisson_d2_pooled(pred, observed),
+        }
     elif modality == "calcium":
         values = {
             "r2": r2(pred.reshape(-1, n), observed.reshape(-1, n)),

@@ -58,6 +58,7 @@ from neurossl.baselines.session_data import (
 )
 from neurossl.device import resolve_device
 from neurossl.eval.queries import Query, spiking_queries
+from neurossl.eval.records import eval_trials
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
@@ -225,7 +226,8 @@ class Baseline:
                 )
             values, assembled = score_queries(queries, predictions, test.activity, info.modality)
             return values, {"pred": assembled, "target": test.activity}
-        return decoders.score_decoder(task, info, test, state, hparams)
+        trials = eval_trials(inputs, info.session)
+        return decoders.score_decoder(task, info, test, state, hparams, trials)
 
     def _load(self, finetuned: Path | None) -> dict[str, Any]:
         if finetuned is None:

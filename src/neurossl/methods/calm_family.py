@@ -96,6 +96,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from neurossl.atomic import atomic_path, write_json
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
@@ -103,6 +104,7 @@ from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, r2
 from neurossl.eval.queries import forecast_windows
+from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
@@ -591,15 +593,15 @@ def _evaluate_forecasting(
     target = np.concatenate(futures)
     for mode, chunks in preds.items():
         pred = np.concatenate(chunks)
-        values = horizon_metrics(pred, target)
-        prefix = f"forecasting/{session}"
-        evaluation.arrays[f"{prefix}/{mode}/pred"] = pred.astype(np.float32)
-        evaluation.arrays[f"{prefix}/{mode}/metrics"] = np.array(
-            [values[k] for k in sorted(values)], dtype=np.float64)  # fmt: skip
-        evaluation.arrays[f"{prefix}/metric_names"] = np.array(sorted(values))
-        if mode == hp["forecast_mode"]:
-            evaluation.rows.extend(make_rows(inputs, session, "forecasting", values))
-    evaluation.arrays[f"forecasting/{session}/target"] = target.astype(np.float32)
+        # The scored mode is the task's prediction (neurossl.eval.records); greedy
+        # rollouts are kept beside it for comparison.
+        scored = mode == hp["forecast_mode"]
+        evaluation.arrays[f"forecasting/{session}/{'' if scored else mode + '_'}pred"] = pred
+        if scored:
+            evaluation.rows.extend(
+                make_rows(inputs, session, "forecasting", horizon_metrics(pred, target))
+            )
+    evaluation.arrays[f"forecasting/{session}/target"] = target
 
 
 def _states(network: CalmNetwork, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
@@ -661,17 +663,18 @@ def _evaluate_decoding(
             heads = head_outputs(tuned, hidden, batch["unit"], batch["neuron_mask"])
             for task, value in heads.items():
                 outputs.setdefault(task, []).append(value.float().cpu().numpy())
+    trials = eval_trials(inputs, session)
     for spec in tuned.head_specs:
         pred = np.concatenate(outputs[spec.task])
-        prefix = f"{spec.task}/{session}"
+        proba = classes = shape = None
         if spec.label_key:
             y_test = _labels(test, spec.label_key)
-            y_pred = np.asarray(spec.classes)[pred.argmax(1)]
+            classes = np.asarray(spec.classes)
+            y_pred, proba = classes[pred.argmax(1)], softmax(pred, axis=1)
             values = {"bacc": balanced_accuracy(y_test, y_pred), "acc": accuracy(y_test, y_pred)}
             train_x, test_x = probe["window"]
             frozen = decode_discrete(train_x, _labels(train_b, spec.label_key), test_x, y_test,
                                      inputs.seed)  # fmt: skip
-            evaluation.arrays[f"{prefix}/target"] = y_test
         else:
             frames = pred.shape[1]
             y_test = _behavior(test, spec.behavior_column, frames)
@@ -681,9 +684,10 @@ def _evaluate_decoding(
             train_x, test_x = (x.reshape(-1, x.shape[-1]) for x in probe["frame"])
             frozen = decode_continuous(train_x, y_train.reshape(-1), test_x, y_test.reshape(-1),
                                        inputs.seed)  # fmt: skip
-            evaluation.arrays[f"{prefix}/target"] = y_test.astype(np.float32)
-        evaluation.arrays[f"{prefix}/pred"] = np.asarray(y_pred, dtype=np.float32)
-        values.update({frozen_metric(metric): value for metric, value in frozen.items()})
+            shape = y_test.shape
+        put_decoding(evaluation, spec.task, session, y_pred, y_test, trials, proba, classes)
+        put_decoded(evaluation, spec.task, session, frozen, trials, frozen=True, shape=shape)
+        values.update({frozen_metric(metric): value for metric, value in frozen.values.items()})
         evaluation.rows.extend(make_rows(inputs, session, spec.task, values))
 
 

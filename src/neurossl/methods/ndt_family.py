@@ -81,6 +81,7 @@ from neurossl.data.session import read_neurons
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
+from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
@@ -351,6 +352,7 @@ class NDTFamily:
         heads = [decoder.task_heads[t] for t in tasks]
         preds: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         targets: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+        probas: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         with torch.no_grad():
             windows = reader.dataset(inputs.eval_split)
             loader = make_loader(windows, reader.batch_size, False, 0, True)
@@ -361,10 +363,19 @@ class NDTFamily:
                 for head in heads:
                     preds[head.name].append(head.decode(out[head.name]))
                     targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
+                    proba = head.probabilities(out[head.name])
+                    if proba is not None:
+                        probas[head.name].append(proba)
+        trials = eval_trials(inputs, reader.session)
         for head in heads:
             pred, target = np.concatenate(preds[head.name]), np.concatenate(targets[head.name])
             values = head.score(pred, target, frame_delta=0)
             evaluation.rows.extend(make_rows(inputs, reader.session, head.name, values))
+            proba = np.concatenate(probas[head.name]) if probas[head.name] else None
+            classes = np.asarray(head.classes) if proba is not None else None
+            put_decoding(
+                evaluation, head.name, reader.session, pred, target, trials, proba, classes
+            )
 
     def _mode(self, task: str) -> tuple[int | None, bool]:
         """(prompt, causal) used to answer a task: the matching scheme for MtM."""
@@ -402,22 +413,24 @@ class NDTFamily:
             variable = task[len(BEHAVIOR_PREFIX) :]
             train_y, test_y = (reader.behavior(s, variable) for s in ("train", inputs.eval_split))
             d = train_z.shape[-1]
-            values = decode_continuous(
+            decoded = decode_continuous(
                 train_z.reshape(-1, d), train_y.ravel(), test_z.reshape(-1, d), test_y.ravel(),
                 inputs.seed,
             )  # fmt: skip
+            trials, shape = eval_trials(inputs, reader.session), test_y.shape
         else:
             label = reader.label_column(task)
             (train_keep, train_y), (test_keep, test_y) = (
                 reader.labels(s, label) for s in ("train", inputs.eval_split)
             )
-            values = decode_discrete(
+            decoded = decode_discrete(
                 train_z[train_keep].mean(1), train_y, test_z[test_keep].mean(1), test_y,
                 inputs.seed,
             )  # fmt: skip
-        frozen = {frozen_metric(metric): value for metric, value in values.items()}
+            trials, shape = eval_trials(inputs, reader.session)[test_keep], None
+        frozen = {frozen_metric(metric): value for metric, value in decoded.values.items()}
         evaluation.rows.extend(make_rows(inputs, reader.session, task, frozen))
-        evaluation.arrays[f"{task}/{reader.session}/target"] = np.asarray(test_y)
+        put_decoded(evaluation, task, reader.session, decoded, trials, frozen=True, shape=shape)
 
 
 class _SessionReader:

@@ -119,6 +119,7 @@ from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.device import autocast, resolve_device
+from neurossl.eval.records import eval_trials, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
@@ -567,11 +568,15 @@ class PoyoMethod:
             maps = RowMaps(
                 test.vocab, saved["unit_keys"], saved["session_keys"], _saved_norm(saved, finetuned)
             )
-            preds, targets = _predict(model, test, maps, [heads[t] for t in tasks], hp, device)
+            preds, targets, probas = _predict(
+                model, test, maps, [heads[t] for t in tasks], hp, device
+            )
+            trials = eval_trials(inputs, session)
             for task in tasks:
                 pred, target = np.concatenate(preds[task]), np.concatenate(targets[task])
-                evaluation.arrays[f"{task}/{session}/pred"] = pred
-                evaluation.arrays[f"{task}/{session}/target"] = target
+                proba = np.concatenate(probas[task]) if probas[task] else None
+                classes = None if proba is None else np.asarray(heads[task].classes)
+                put_decoding(evaluation, task, session, pred, target, trials, proba, classes)
                 values = heads[task].score(pred, target, hp.frame_delta)
                 evaluation.rows += make_rows(inputs, session, task, values)
         return evaluation
@@ -641,9 +646,11 @@ def _predict(
     heads: Sequence[TaskHead],
     hp: HParams,
     device: str,
-) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
+) -> tuple[dict[str, list[np.ndarray]], ...]:
+    """Per task: decoded values, raw targets and (classification) class probabilities."""
     preds: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
     targets: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
+    probas: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
     names = tuple(h.name for h in heads)
     with torch.no_grad(), autocast(device):
         for batch in make_loader(dataset, hp.batch_size, False, 0, by_session=True):
@@ -652,7 +659,10 @@ def _predict(
             for head in heads:
                 preds[head.name].append(head.decode(out[head.name]))
                 targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
-    return preds, targets
+                proba = head.probabilities(out[head.name])
+                if proba is not None:
+                    probas[head.name].append(proba)
+    return preds, targets, probas
 
 
 def make_method(name: str) -> PoyoMethod:

@@ -124,6 +124,12 @@ class TaskHead:
             return np.asarray(self.classes)[out.float().argmax(dim=-1).cpu().numpy()]
         return out.float().cpu().numpy() * self.std + self.mean
 
+    def probabilities(self, out: Tensor) -> np.ndarray | None:
+        """Class probabilities [B, classes] (``classes`` order); None for regression."""
+        if self.kind != CLASSIFICATION:
+            return None
+        return torch.softmax(out.float(), dim=-1).cpu().numpy()
+
     def score(self, pred: np.ndarray, target: np.ndarray, frame_delta: int) -> dict[str, float]:
         if self.kind == PER_BIN:
             return {"r2": r2(pred.reshape(-1), target.reshape(-1))}

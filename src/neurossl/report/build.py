@@ -19,6 +19,7 @@ from neurossl.atomic import write_text
 from neurossl.data.splits import read_splits
 from neurossl.names import FIGURES, METRICS, MODALITIES, check_method, check_task
 from neurossl.report import figures as fig
+from neurossl.report.bwb import bwb_html
 from neurossl.report.collect import (
     Collection,
     RunKey,
@@ -127,6 +128,8 @@ class ReportInputs:
     #: title -> PNG of the dataset summary, embedded as they are.
     summary_images: dict[str, Path] = field(default_factory=dict)
     tokenizer_report: Path | None = None
+    #: bwb/scores.csv of the BrainWideBench export (spiking datasets).
+    bwb_scores: Path | None = None
 
 
 def figure_paths(report_dir: str | Path) -> dict[str, tuple[Path, Path]]:
@@ -180,6 +183,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
         summary=_read_json(inputs.summary_json),
         summary_images={k: v for k, v in inputs.summary_images.items() if v.exists()},
         tokenizer=_read_json(inputs.tokenizer_report),
+        bwb=bwb_html(inputs.bwb_scores),
     )
     write_text(report_dir / "index.html", render(content))
     return collection

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from neurossl.eval.glossary import METRIC_GLOSSARY
 from neurossl.names import ORACLE
 from neurossl.report.provenance import Provenance
 from neurossl.report.tables import (
@@ -82,6 +83,8 @@ class ReportContent:
     summary: dict[str, Any] | None = None
     summary_images: dict[str, Path] = field(default_factory=dict)
     tokenizer: dict[str, Any] | None = None
+    #: BrainWideBench-convention scores section (neurossl.report.bwb); "" when none.
+    bwb: str = ""
 
 
 def _e(value: object) -> str:
@@ -266,8 +269,10 @@ def render(content: ReportContent) -> str:
             _differences_intro(content) + "".join(map(differences_html, content.differences)),
         ),
         ("figures", "Figures", "".join(map(figure_html, content.figures))),
+        *([("bwb", "BrainWideBench-convention scores", content.bwb)] if content.bwb else []),
         ("dataset", "Dataset", _dataset_html(content)),
         ("provenance", "Provenance", provenance_html(content.provenance)),
+        ("glossary", "Metric glossary", glossary_html()),
     ]
     nav = "".join(f"<a href='#{key}'>{_e(title)}</a>" for key, title, _ in sections)
     body = "".join(f"<h2 id='{key}'>{_e(title)}</h2>{text}" for key, title, text in sections)
@@ -282,6 +287,16 @@ def render(content: ReportContent) -> str:
         f"{_few_seeds_warning(content.n_seeds)}<nav>{nav}</nav>{body}"
         "</body></html>\n"
     )
+
+
+def glossary_html() -> str:
+    """Every metric's definition, its null and which neurons count (neurossl.eval.glossary)."""
+    rows = "".join(
+        f"<tr><td class='label'><code>{_e(name)}</code></td><td class='label'>{_e(text)}</td></tr>"
+        for name, text in METRIC_GLOSSARY.items()
+    )
+    header = "<tr><th class='label'>metric</th><th class='label'>definition</th></tr>"
+    return f"<table>{header}{rows}</table>"
 
 
 def _few_seeds_warning(n_seeds: int) -> str:

@@ -86,7 +86,7 @@ FAMILIES = (
         "Activity prediction, spiking data",
         "spikes",
         lambda t: t in ACTIVITY_TASKS,
-        ("bps", "poisson_d2"),
+        ("bps", "poisson_d2", "poisson_d2_pooled"),
     ),
     Family(
         "activity_calcium",
