@@ -166,29 +166,31 @@ def test_calcium_only_file_refuses_spikes(tmp_path: Path) -> None:
 # --- calcium --------------------------------------------------------------------------
 
 
-def test_suite2p_export(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
-    """A Session, or (71 of this export's 219 ROIs have F = 0 in every frame, so no dF/F
-    baseline exists for them) a refusal naming the file and the series it failed on."""
+def test_suite2p_export(caplog: pytest.LogCaptureFixture) -> None:
+    """A Session of the ROIs that have a dF/F: 71 of this export's 219 ROIs are 0 in every
+    frame and 72 more sit below zero after neuropil subtraction; each group is dropped with
+    one warning."""
     with h5py.File(CORPUS / SUITE2P, "r") as f:
         raw = f["processing/ophys/Fluorescence/Fluorescence/data"][:]  # (219, 500)
+        neuropil = f["processing/ophys/Neuropil/Neuropil/data"][:]
     assert raw.shape == (219, 500)
-    assert (raw.max(axis=1) == 0).sum() == 71
+    empty = raw.max(axis=1) == 0
+    assert empty.sum() == 71
     with fallbacks(caplog) as messages:
-        try:
-            session = read(SUITE2P, "calcium")
-        except Exception:
-            session = None
-    if session is None:
-        assert_refused(SUITE2P, "calcium", tmp_path, "processing/ophys/Fluorescence", "baseline")
-        return
-    assert session.activity.shape == (500, 219)
+        session = read(SUITE2P, "calcium")
     assert session.bin_size == pytest.approx(0.1)
+    assert session.activity.shape[0] == 500 and 0 < session.activity.shape[1] < 219 - 71
     assert np.isfinite(session.activity).all()
-    # never raw fluorescence taken for dF/F
-    assert not np.allclose(session.activity, raw.T.astype(np.float32))
+    kept = session.neurons["id"].astype(int).to_numpy()
+    assert not empty[kept].any()
+    corrected = raw[kept] - 0.7 * neuropil[kept]
+    # dF/F of the kept ROIs, never the raw traces
+    assert np.corrcoef(session.activity[:, 0], corrected[0])[0, 1] > 0.95
+    assert not np.allclose(session.activity, raw[kept].T.astype(np.float32))
     assert session.meta["subject"] == asset_session_id(SUITE2P)
     assert any(SUITE2P in m and "subject" in m for m in messages), messages
-    assert any(SUITE2P in m and ("F/F" in m or "dff" in m.lower()) for m in messages), messages
+    assert any(SUITE2P in m and "0 in every frame" in m for m in messages), messages
+    assert any(SUITE2P in m and "after neuropil subtraction" in m for m in messages), messages
 
 
 @pytest.mark.parametrize(

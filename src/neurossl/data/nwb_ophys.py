@@ -102,14 +102,29 @@ def read_traces(nwbfile: NWBFile, path: Path, series_name: str | None = None) ->
             result = dff_from_fluorescence(data, neuropil_data, period)
         except BaselineError as err:
             ids = texts(np.asarray(rois.id.data[:])[selected][err.columns])
-            raise NWBFormatError(
-                path,
-                field,
-                f"cannot compute dF/F: baseline <= 0 for ROI id(s) {list(ids[:10])}; raw "
-                "fluorescence has a positive baseline, so this series is likely already "
-                "normalised or denoised (e.g. CNMF's C): store it as dF/F or name another "
-                "series with calcium_series",
-            ) from err
+            if neuropil_data is not None and err.columns.size < data.shape[1] / 2:
+                # Subtracting 0.7 x neuropil leaves dim ROIs below zero (suite2p's own
+                # classifier marks most of them non-cells): dF/F is undefined for them only.
+                warn_assumed(
+                    path,
+                    field,
+                    f"{err.columns.size} ROI(s) have a baseline <= 0 after neuropil "
+                    f"subtraction (ids {list(ids[:5])}...); dropped them",
+                )
+                keep = np.ones(data.shape[1], dtype=bool)
+                keep[err.columns] = False
+                data, selected = data[:, keep], selected[keep]
+                neuropil_data = neuropil_data[:, keep]
+                result = dff_from_fluorescence(data, neuropil_data, period)
+            else:
+                raise NWBFormatError(
+                    path,
+                    field,
+                    f"cannot compute dF/F: baseline <= 0 for ROI id(s) {list(ids[:10])}; raw "
+                    "fluorescence has a positive baseline, so this series is likely already "
+                    "normalised or denoised (e.g. CNMF's C): store it as dF/F or name another "
+                    "series with calcium_series",
+                ) from err
         data = result.dff
         provenance = f"{result.method} (F: {field}"
         provenance += f"; neuropil: {neuropil.field})" if neuropil is not None else ")"
