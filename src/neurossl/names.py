@@ -73,7 +73,7 @@ STIMULUS_PREFIX = "stimulus_"
 #: adaptation variant, and a metric name keeps the two from being averaged together.
 FROZEN_PREFIX = "frozen_"
 FROZEN_METRICS = ("frozen_bacc", "frozen_acc", "frozen_r2")
-#: pearson is CalM's forecasting score; the rest as in DESIGN.md.
+#: pearson is CalM's forecasting score; the others are defined in neurossl.eval.metrics.
 METRICS = ("bps", "poisson_d2", "r2", "bacc", "acc", "mae", "mse", "pearson", *FROZEN_METRICS)
 HORIZON_METRICS = ("mae", "mse", "r2", "pearson")
 
