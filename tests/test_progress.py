@@ -62,3 +62,32 @@ def test_bar_only_on_a_terminal_when_asked(bar):
         progress.update(step, loss=0.1)
     progress.close()
     assert ("3/3" in stream.getvalue()) is bar
+
+
+def test_engine_logs_progress_lines(tmp_path, caplog):
+    """The engine reports through this module: one line per ``log_every`` steps."""
+    import torch
+    from test_loader import make_dataset
+
+    from neurossl.data.loader import WindowDataset, make_loader
+    from neurossl.models.ndt import NDT, make_config
+    from neurossl.objectives.mtm import SCHEMES, MaskedModelingLoss, MaskRatios
+    from neurossl.train.engine import TrainConfig, train
+
+    torch.set_num_threads(1)
+    paths, splits = make_dataset(tmp_path / "data", n_sessions=1)
+    sessions = sorted(paths)
+    train_set = WindowDataset(paths, splits, "train", sessions)
+    valid_set = WindowDataset(paths, splits, "valid", sessions)
+    model = NDT(
+        make_config("tiny", n_prompts=4), {s: int(train_set.regions(s).size) for s in sessions}
+    )
+    loss = MaskedModelingLoss(SCHEMES, MaskRatios(), True, train_set.vocab.session_ids)
+    config = TrainConfig(max_steps=6, warmup_steps=1, eval_every=3, log_every=4)
+    caplog.set_level(logging.INFO, logger="neurossl")
+    train(model, loss, make_loader(train_set, 8, True, 0, True),
+          make_loader(valid_set, 8, False, 0, True), config, tmp_path / "ckpt",
+          tmp_path / "log.csv", "cpu")  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert [line.split()[2] for line in lines] == ["4/6", "6/6"]
+    assert "valid_loss -" not in lines[0]  # step 3's validation loss is carried forward
