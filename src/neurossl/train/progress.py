@@ -12,7 +12,7 @@ import logging
 import math
 import sys
 import time
-from typing import TextIO
+from typing import SupportsFloat, TextIO
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -51,7 +51,8 @@ class Progress:
         stream = sys.stderr if stream is None else stream
         self.total, self.every, self.enabled, self.desc = total, max(1, every), enabled, desc
         self.initial, self.step, self.started = initial, initial, time.perf_counter()
-        self.valid_loss, self.loss, self.logged = math.nan, math.nan, initial
+        self.valid_loss, self.logged = math.nan, initial
+        self.loss: SupportsFloat = math.nan
         on_terminal = bool(getattr(stream, "isatty", lambda: False)())
         self.bar = tqdm(
             total=total,
@@ -65,21 +66,27 @@ class Progress:
         if self._redirect is not None:
             self._redirect.__enter__()
 
-    def update(self, step: int, loss: float, valid_loss: float = math.nan) -> None:
-        """Record that ``step`` finished with training ``loss`` (and a validation loss)."""
+    def update(self, step: int, loss: SupportsFloat, valid_loss: float = math.nan) -> None:
+        """Record that ``step`` finished with training ``loss`` (and a validation loss).
+
+        ``loss`` may be a tensor: it is read only when shown, so a GPU loop that calls
+        this every step synchronises only every ``every`` steps (or for a drawn bar).
+        """
         if math.isfinite(valid_loss):
             self.valid_loss = valid_loss
         if not self.enabled:
             return
-        self.bar.update(step - self.step)
         self.step, self.loss = step, loss
-        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if not self.bar.disable:
+            self.bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+            self.bar.update(step - self.bar.n)
         if step % self.every == 0 or step == self.total:
             self._log()
 
     def _log(self) -> None:
         rate = self.rate()
-        logger.info(format_line(self.step, self.total, self.loss, self.valid_loss, rate, self.desc))
+        loss = float(self.loss)
+        logger.info(format_line(self.step, self.total, loss, self.valid_loss, rate, self.desc))
         self.logged = self.step
 
     def rate(self) -> float:
