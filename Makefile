@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install --quiet torch==2.13.0 || \
 		$(BIN)/python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Without its dependencies: nlb-tools pins pandas<=1.3.4 (see pyproject.toml's dev extra).
 	$(BIN)/python -m pip install --quiet --no-deps 'nlb-tools==0.0.4'
 	$(BIN)/python -m pip install --quiet --no-deps 'ibl-bwb-eval==0.1.0'
 	touch $(STAMP)

@@ -7,9 +7,9 @@ overlay config/protocol.yaml (three seeds, every method at its selected budget, 
 results folder, the demo's recordings) run in the same working directory feeds the
 tests of the results the project claims, from the workflow's own outputs. That run
 trains only the methods whose claim a test asserts (``CLAIM_METHODS``: MtM's and
-CalM's); the README's three-seed tables come from every method.
+CalM's); the three-seed tables of docs/results/ come from every method.
 
-POYO-SSL's claim is measured on sixteen seeds (README, "POYO-SSL on the default data"),
+POYO-SSL's claim is measured on sixteen seeds (docs/results/poyo_ssl.md),
 which no test suite can afford; what a test can check is that the report states its
 relative gains with intervals computed from the workflow's own per-seed scores. That
 needs two seeds, not the protocol's budgets, so a copy of the demo trains a second seed
@@ -235,9 +235,10 @@ def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(default_run)
 
 
 def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(default_run):
-    """The overlay behind the README's sixteen-seed table plans 2 pretraining diets, 3
-    fine-tuned Perceivers and 1 baseline per seed, in its own results folder, and none of
-    its seeds is one whose validation windows chose the Perceiver budgets (3-10)."""
+    """The overlay behind the sixteen-seed table (docs/results/poyo_ssl.md) plans 2
+    pretraining diets, 3 fine-tuned Perceivers and 1 baseline per seed, in its own results
+    folder, and none of its seeds is one whose validation windows chose the Perceiver
+    budgets (3-10)."""
     overlay = REPO / "config" / "poyo_ssl_sixteen_seeds.yaml"
     seeds = yaml.safe_load(overlay.read_text())["seeds"]
     assert len(set(seeds)) == 16 and not set(seeds) & set(range(3, 11)), seeds
@@ -258,9 +259,9 @@ def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(defaul
     ids=["long_heldout", "large_corpus"],
 )
 def test_longer_recording_overlays_synthesise_their_own_animals(default_run, overlays):
-    """The overlays behind the README's 580-test-window tables write their own recordings
-    (their animals are recorded longer), so the demo's NWB files stay as they are, and
-    they train what the sixteen-seed overlay trains."""
+    """The overlays behind the 580-test-window tables (docs/results/poyo_ssl.md) write
+    their own recordings (their animals are recorded longer), so the demo's NWB files stay
+    as they are, and they train what the sixteen-seed overlay trains."""
     configs = (*PROTOCOL, *(REPO / "config" / name for name in overlays))
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
@@ -337,7 +338,8 @@ def test_report_states_poyo_ssls_relative_gains_with_their_intervals(poyo_two_se
 
     Neither gain is asserted positive: two seeds at the demo's budgets measure nothing,
     and even the protocol's three seeds leave the paired difference's standard error
-    close to the mean gain; the README's sixteen-seed table measures the direction.
+    close to the mean gain; the sixteen-seed table (docs/results/poyo_ssl.md) measures
+    the direction.
     """
     scores = pd.read_csv(poyo_two_seed_run / "report" / "metrics.csv")
     bacc = _seed_means(scores, "stimulus_class", "bacc", "calcium")

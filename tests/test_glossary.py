@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from neurossl.eval.glossary import METRIC_GLOSSARY
 from neurossl.names import METRICS
-from neurossl.report.html import glossary_html
 
 
 def test_every_metric_has_a_glossary_entry():
@@ -12,9 +11,3 @@ def test_every_metric_has_a_glossary_entry():
     assert "silent" in METRIC_GLOSSARY["bps"] and "BrainWideBench" in METRIC_GLOSSARY["bps"]
     assert "left out" in METRIC_GLOSSARY["poisson_d2"]
     assert "pooled" in METRIC_GLOSSARY["poisson_d2_pooled"]
-
-
-def test_glossary_renders_escaped():
-    html = glossary_html()
-    assert "<code>poisson_d2_pooled</code>" in html
-    assert "&lt;metric&gt;_h&lt;k&gt;" in html

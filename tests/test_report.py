@@ -454,6 +454,13 @@ def test_provenance_fields(built, tmp_path):
     assert "- 0\n- 1\n- 2" in html or "seeds:\n- 0" in html  # the config YAML is embedded
 
 
+def test_metric_glossary_is_on_the_page_escaped(built):
+    html = built[3]
+    assert "<h2 id='glossary'>Metric glossary</h2>" in html
+    assert "<code>poisson_d2_pooled</code>" in html
+    assert "&lt;metric&gt;_h&lt;k&gt;" in html
+
+
 def test_html_is_self_contained_and_shows_every_figure(built):
     _, _, report_dir, html = built
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from test_loader import make_dataset
 
 from neurossl.data.loader import WindowDataset
@@ -18,6 +19,7 @@ from neurossl.methods.base import Evaluation, MetricRow, StageInputs, StageOutpu
 from neurossl.methods.registry import get_method
 from neurossl.report.collect import collect
 from neurossl.selection import run_selection, summarise
+from workflow_helpers import SNAKEFILE, tiny_config
 
 FAST = {"max_steps": 10, "stitch_steps": 5, "decode_steps": 0, "eval_every": 10}
 
@@ -67,32 +69,39 @@ def test_summary_chooses_each_methods_own_best_variant():
     assert table.loc[("ndt", "b"), "score"] == pytest.approx(0.4)
 
 
-def test_selection_runs_the_stages_on_validation_windows(dataset_dir, tmp_path):
-    root, _, splits = dataset_dir
+@pytest.mark.slow
+def test_selection_runs_the_workflow_once_per_variant_on_validation_windows(tmp_path):
+    """Each variant is a Snakemake run of an overlay; pretraining is shared, and a second
+    call with one more variant runs only that one."""
+    config = yaml.safe_load(tiny_config(tmp_path).read_text())
+    config["datasets"]["synthetic"]["modalities"] = ["spikes"]
+    config |= {"methods": ["ndt"], "hparams": {"ndt": {**FAST, "pretrain_steps": 5}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    config = tmp_path / "config.yaml"
+    out = tmp_path / "selection"
     variants = {"short": {"stitch_steps": 2}, "long": {"stitch_steps": 8}}
-    rows = run_selection(
-        root, ["scratch_ndt"], "spikes", ["co_smoothing"], [3], {"scratch_ndt": FAST},
-        variants, tmp_path / "selection", jobs=2,
-    )  # fmt: skip
-    assert set(rows["variant"]) == set(variants)
+    extra = ["--directory", str(tmp_path), "--cores", "2"]
+    rows = run_selection([config], ["ndt"], [3], variants, out, SNAKEFILE, extra)
+    assert set(rows["variant"]) == set(variants) and set(rows["method"]) == {"ndt"}
     assert set(rows["seed"]) == {3}
-    assert set(rows["session"]) == {f"{s}.spikes" for s in splits.heldout_sessions}
-    for variant in variants:
-        metrics = tmp_path / "selection" / "scratch_ndt" / "tiny" / variant / "seed3"
-        assert json.loads((metrics / "metrics.json").read_text())["split"] == "valid"
+    evaluation = out / "runs" / "synthetic" / "eval" / "ndt"
+    assert [json.loads(p.read_text())["split"] for p in evaluation.rglob("metrics.json")] == [
+        "valid"
+    ]
     by_variant = rows[rows["metric"] == "bps"].groupby("variant")["value"].mean()
     assert by_variant["short"] != by_variant["long"]
-    # A second call with one more variant trains only that one.
-    models = {v: tmp_path / "selection" / "scratch_ndt" / "tiny" / v / "seed3" / "model.pt"
-              for v in variants}  # fmt: skip
-    stamps = {v: path.stat().st_mtime_ns for v, path in models.items()}
+    log = (out / "variants" / "long" / "snakemake.log").read_text()
+    assert "rule finetune:" in log and "rule pretrain:" not in log  # shared pretraining
+    stamps = {v: (out / "variants" / v / "metrics.csv").stat().st_mtime_ns for v in variants}
     again = run_selection(
-        root, ["scratch_ndt"], "spikes", ["co_smoothing"], [3], {"scratch_ndt": FAST},
-        variants | {"mid": {"stitch_steps": 4}}, tmp_path / "selection", jobs=2,
-    )  # fmt: skip
-    assert {v: path.stat().st_mtime_ns for v, path in models.items()} == stamps
+        [config], ["ndt"], [3], variants | {"mid": {"stitch_steps": 4}}, out, SNAKEFILE, extra
+    )
+    assert {v: (out / "variants" / v / "metrics.csv").stat().st_mtime_ns for v in variants} == (
+        stamps
+    )
     assert set(again["variant"]) == {*variants, "mid"}
-    pd.testing.assert_frame_equal(again[again["variant"] != "mid"].reset_index(drop=True), rows)
+    table = summarise(again, ["co_smoothing"], "bps")
+    assert table["chosen"].sum() == 1
 
 
 def test_report_refuses_to_mix_validation_and_test_scores(tmp_path):
@@ -113,12 +122,3 @@ def test_summary_names_a_task_without_the_metric():
     rows = pd.DataFrame([vars(_row("mtm", 3, 0.3)) | {"variant": "a"}])
     with pytest.raises(ValueError, match="inter_region"):
         summarise(rows, ["co_smoothing", "inter_region"], "bps")
-
-
-def test_a_variant_may_not_take_the_pretraining_folder(tmp_path):
-    from neurossl.selection import main
-
-    with pytest.raises(ValueError, match="pretraining folder"):
-        main(["--dataset-dir", str(tmp_path), "--methods", "mtm", "--modality", "spikes",
-              "--tasks", "co_smoothing", "--metric", "bps", "--variants",
-              '{"pretrain": {}}', "--out", str(tmp_path / "out")])  # fmt: skip

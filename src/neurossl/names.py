@@ -74,8 +74,8 @@ STIMULUS_PREFIX = "stimulus_"
 FROZEN_PREFIX = "frozen_"
 FROZEN_METRICS = ("frozen_bacc", "frozen_acc", "frozen_r2")
 #: pearson is CalM's forecasting score; poisson_d2 is IBL BrainWideBench's per-neuron mean
-#: of D^2 and poisson_d2_pooled the pooled ratio (neurossl.eval.metrics); the rest as in
-#: DESIGN.md.
+#: of D^2 and poisson_d2_pooled the pooled ratio (neurossl.eval.metrics); the rest are defined
+#: there too.
 METRICS = (
     "bps",
     "poisson_d2",

@@ -1,159 +1,125 @@
 """Choose fine-tuning hyper-parameters on validation windows of seeds no report uses.
 
 Reported numbers come from the test windows of the configured seeds, so settings must be
-chosen elsewhere: this runs each candidate fine-tuning setting ("variant") on training
-seeds outside the report (default 3 and 4), scores it on the *validation* windows of the
-held-out sessions, and picks, per method, the variant with the best mean score. Each
+chosen elsewhere. Each candidate setting ("variant") is a config overlay on top of the
+user's configs: seeds outside the report (default 3 and 4), ``evaluation_split: valid``,
+the variant's keys under ``hparams.<method>``, and its own results root. Snakemake runs
+the workflow once per variant; the methods' scores in the report's ``metrics.csv`` are
+kept per variant, and per method the variant with the best mean score is chosen. Each
 method is tuned on its own scores, so no method gets settings chosen for another.
 
-Pretraining runs once per (method, seed) with the method's base hparams; variants only
-change fine-tuning and evaluation, so a variant must not touch pretraining keys.
+The variants share one results root, so Snakemake reruns only what a variant changes:
+a variant of fine-tuning keys retrains fine-tuning and evaluation, never pretraining
+(a variant must therefore not change pretraining keys if that sharing is wanted).
 
-Usage (on a finished workflow run, which provides the Session files and splits)::
+Usage::
 
-    python -m neurossl.selection --dataset-dir results/synthetic \\
-        --methods mtm ndt scratch_ndt --modality spikes --tasks co_smoothing inter_region \\
-        --metric bps --variants '{"a": {"stitch_steps": 40}, "b": {"stitch_steps": 120}}' \\
-        --out results/selection
+    python -m neurossl.selection --configfile config/config.yaml config/protocol.yaml \\
+        --methods mtm ndt scratch_ndt --metric bps --tasks co_smoothing inter_region \\
+        --variants '{"a": {"stitch_steps": 40}, "b": {"stitch_steps": 120}}' \\
+        --out results/selection -- --cores all
 
-Every stage is the rule's own entry point (``python -m neurossl.stages``), one process per
-stage, two at a time, so a selection run trains exactly what the workflow would. A run
-already scored with the same settings is not repeated, so a second call with more
-variants (or after an interruption) trains only what is new.
+A variant already scored with the same overlay is not run again, so a second call with
+more variants (or after an interruption) runs only what is new.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from neurossl.atomic import write_text
-from neurossl.job_env import one_thread_per_job
-from neurossl.methods.registry import method_traits
 
-#: Folder (beside the variants') of each (method, seed)'s shared pretraining.
-PRETRAIN_DIR = "pretrain"
+#: Subfolder of ``--out`` holding the workflow's outputs, shared by every variant.
+RUNS_DIR = "runs"
 
 
-@dataclass(frozen=True)
-class Run:
-    """Where one (method, variant, seed) of a selection writes."""
-
-    method: str
-    variant: str
-    seed: int
-    out: Path
-    size: str = "tiny"
-
-    @property
-    def directory(self) -> Path:
-        return self.out / self.method / self.size / self.variant / f"seed{self.seed}"
-
-    @property
-    def pretrained(self) -> Path:
-        return self.out / self.method / self.size / PRETRAIN_DIR / f"seed{self.seed}" / "model.pt"
+def overlay(
+    methods: Sequence[str], seeds: Sequence[int], variant: dict, out: Path
+) -> dict[str, object]:
+    """The config overlay that runs ``variant`` of every method on validation windows."""
+    return {
+        "results": str((out / RUNS_DIR).resolve()),
+        "seeds": [int(s) for s in seeds],
+        "methods": list(methods),
+        "evaluation_split": "valid",
+        "hparams": {method: dict(variant) for method in methods},
+    }
 
 
-def stage_command(
-    stage: str,
-    run: Run,
-    dataset_dir: Path,
-    modality: str,
-    tasks: Sequence[str],
-    hparams: dict,
+def snakemake_command(
+    configfiles: Sequence[Path], overlay_file: Path, snakefile: Path, extra: Sequence[str]
 ) -> list[str]:
-    """The ``neurossl.stages`` command line of one stage of one run."""
-    sessions = sorted(str(p) for p in (dataset_dir / "sessions").glob(f"*.{modality}.h5"))
-    if not sessions:
-        raise FileNotFoundError(f"{dataset_dir / 'sessions'}: no *.{modality}.h5 Session files")
-    command = [
-        sys.executable, "-m", "neurossl.stages", stage,
-        "--dataset", dataset_dir.name, "--method", run.method, "--modality", modality,
-        "--size", run.size, "--seed", str(run.seed), "--device", "auto",
-        "--tasks", *tasks, "--hparams", json.dumps(hparams),
-        "--splits", str(dataset_dir / "splits.json"), "--sessions", *sessions,
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
+        "--configfile", *map(str, configfiles), str(overlay_file), *extra,
     ]  # fmt: skip
-    if stage == "pretrain":
-        home = run.pretrained.parent
-        extra = ["--model", str(run.pretrained), "--train-log", str(home / "train_log.csv"),
-                 "--checkpoint-dir", str(home / "checkpoints")]  # fmt: skip
-    elif stage == "finetune":
-        extra = ["--pretrained", str(run.pretrained)] if method_traits(run.method).pretrains else []
-        extra += ["--model", str(run.directory / "model.pt"),
-                  "--train-log", str(run.directory / "train_log.csv"),
-                  "--checkpoint-dir", str(run.directory / "checkpoints")]  # fmt: skip
-    else:
-        extra = ["--eval-split", "valid", "--finetuned", str(run.directory / "model.pt"),
-                 "--metrics", str(run.directory / "metrics.json"),
-                 "--predictions", str(run.directory / "predictions.npz")]  # fmt: skip
-    return [*command, *extra]
 
 
-def _execute(command: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    one_thread_per_job(env)  # one core per stage, as the workflow runs them
-    with log.open("w") as handle:
-        done = subprocess.run(
-            command, stdout=handle, stderr=subprocess.STDOUT, check=False, env=env
-        )
-    if done.returncode:
-        raise RuntimeError(f"stage failed (exit {done.returncode}); see {log}")
+def run_variant(
+    name: str,
+    settings: dict[str, object],
+    configfiles: Sequence[Path],
+    out: Path,
+    snakefile: Path,
+    extra: Sequence[str],
+) -> pd.DataFrame:
+    """Run the workflow with one variant's overlay; its validation rows (``metrics.csv``)."""
+    home = out / "variants" / name
+    scored, record = home / "metrics.csv", home / "overlay.yaml"
+    text = yaml.safe_dump(settings, sort_keys=True)
+    if not (scored.exists() and record.exists() and record.read_text() == text):
+        write_text(home / "run.yaml", text)
+        command = snakemake_command(configfiles, home / "run.yaml", snakefile, extra)
+        log = home / "snakemake.log"
+        with log.open("w") as handle:
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+        if done.returncode:
+            raise RuntimeError(
+                f"variant {name!r}: snakemake failed (exit {done.returncode}); see {log}"
+            )
+        _check_validation_split(out / RUNS_DIR, name)
+        reports = sorted((out / RUNS_DIR).glob("*/report/metrics.csv"))
+        if not reports:
+            raise FileNotFoundError(
+                f"variant {name!r}: no report/metrics.csv under {out / RUNS_DIR}"
+            )
+        frames = [pd.read_csv(path) for path in reports]
+        write_text(scored, pd.concat(frames, ignore_index=True).to_csv(index=False))
+        write_text(record, text)
+    rows = pd.read_csv(scored)
+    return rows[rows["method"].isin(settings["methods"])].assign(variant=name)  # type: ignore[arg-type]
+
+
+def _check_validation_split(runs: Path, variant: str) -> None:
+    """Selection must never see test windows: every evaluation says which split it scored."""
+    for path in sorted(runs.glob("*/eval/**/metrics.json")):
+        split = json.loads(path.read_text()).get("split")
+        if split != "valid":
+            raise ValueError(f"variant {variant!r}: {path} scored {split!r} windows, not 'valid'")
 
 
 def run_selection(
-    dataset_dir: Path,
+    configfiles: Sequence[Path],
     methods: Sequence[str],
-    modality: str,
-    tasks: Sequence[str],
     seeds: Sequence[int],
-    base: dict[str, dict],
     variants: dict[str, dict],
     out: Path,
-    size: str = "tiny",
-    jobs: int = 2,
+    snakefile: Path = Path("workflow/Snakefile"),
+    extra: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Train and score every (method, variant, seed); the validation rows of all of them."""
-    if PRETRAIN_DIR in variants:
-        raise ValueError(f"variant {PRETRAIN_DIR!r} would share the pretraining folder")
-    runs = [Run(m, v, s, out, size) for m in methods for v in variants for s in seeds]
-
-    def pretrain(method: str, seed: int) -> None:
-        run = Run(method, PRETRAIN_DIR, seed, out, size)
-        if method_traits(method).pretrains and not run.pretrained.exists():
-            command = stage_command("pretrain", run, dataset_dir, modality, tasks, base[method])
-            _execute(command, run.pretrained.parent / "pretrain.log")
-
-    def finetune_and_score(run: Run) -> None:
-        hparams = base[run.method] | variants[run.variant]
-        record = run.directory / "hparams.json"
-        scored = (run.directory / "metrics.json").exists() and record.exists()
-        if scored and json.loads(record.read_text()) == hparams:
-            return  # scored in an earlier call with the same settings
-        record.unlink(missing_ok=True)
-        for stage in ("finetune", "evaluate"):
-            command = stage_command(stage, run, dataset_dir, modality, tasks, hparams)
-            _execute(command, run.directory / f"{stage}.log")
-        write_text(record, json.dumps(hparams, sort_keys=True))
-
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(lambda ms: pretrain(*ms), [(m, s) for m in methods for s in seeds]))
-        list(pool.map(finetune_and_score, runs))
-    frames = []
-    for run in runs:
-        payload = json.loads((run.directory / "metrics.json").read_text())
-        if payload.get("split") != "valid":
-            raise ValueError(f"{run.directory / 'metrics.json'}: not scored on validation windows")
-        frames.append(pd.DataFrame(payload["rows"]).assign(variant=run.variant))
+    """Run every variant (one Snakemake call each); the validation rows of all of them."""
+    frames = [
+        run_variant(name, overlay(methods, seeds, variant, out), configfiles, out, snakefile, extra)
+        for name, variant in variants.items()
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -173,35 +139,32 @@ def summarise(rows: pd.DataFrame, tasks: Sequence[str], metric: str) -> pd.DataF
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset-dir", type=Path, required=True)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Arguments after -- go to snakemake (e.g. --cores all).",
+    )
+    parser.add_argument("--configfile", nargs="+", type=Path, required=True)
     parser.add_argument("--methods", nargs="+", required=True)
-    parser.add_argument("--modality", required=True, choices=("spikes", "calcium"))
-    parser.add_argument("--tasks", nargs="+", required=True, help="tasks the stages train")
-    parser.add_argument("--score-tasks", nargs="+", help="tasks whose --metric is the score "
-                        "(default: --tasks)")  # fmt: skip
+    parser.add_argument("--tasks", nargs="+", required=True, help="tasks whose --metric scores")
     parser.add_argument("--metric", required=True)
     parser.add_argument("--seeds", nargs="+", type=int, default=[3, 4])
-    parser.add_argument("--size", default="tiny")
-    parser.add_argument("--base", default="{}", help="JSON: method -> base hparams")
     parser.add_argument("--variants", required=True, help="JSON: variant -> hparam overrides")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--snakefile", type=Path, default=Path("workflow/Snakefile"))
+    parser.add_argument("snakemake_args", nargs=argparse.REMAINDER)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    base = json.loads(args.base)
     variants = json.loads(args.variants)
     if not isinstance(variants, dict) or not variants:
         raise ValueError("--variants must be a non-empty JSON object of variant -> hparams")
-    base = {m: dict(base.get(m, {})) for m in args.methods}
+    extra = [a for a in args.snakemake_args if a != "--"]
     rows = run_selection(
-        args.dataset_dir, args.methods, args.modality, args.tasks, args.seeds, base,
-        variants, args.out, args.size, args.jobs,
-    )  # fmt: skip
-    table = summarise(rows, args.score_tasks or args.tasks, args.metric)
+        args.configfile, args.methods, args.seeds, variants, args.out, args.snakefile, extra
+    )
+    table = summarise(rows, args.tasks, args.metric)
     write_text(args.out / "validation_rows.csv", rows.to_csv(index=False))
     write_text(args.out / "selection.csv", table.to_csv(index=False, float_format="%.4f"))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

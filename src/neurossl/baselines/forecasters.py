@@ -34,6 +34,7 @@ from torch import nn
 
 from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds
 from neurossl.train.optim import adamw, cosine_to_zero
+from neurossl.train.progress import Progress
 
 #: Share of a trained forecaster's pairs held out for early stopping.
 VALID_FRACTION = 0.15
@@ -303,6 +304,7 @@ class TorchForecaster(Forecaster):
         generator = torch.Generator().manual_seed(seed)
         batch = min(int(self.hparams["batch_size"]), n_train)
         best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()})
+        progress = Progress(steps, desc="forecaster")
         for step in range(1, steps + 1):
             net.train()
             rows = torch.randperm(n_train, generator=generator)[:batch].to(device)
@@ -312,12 +314,15 @@ class TorchForecaster(Forecaster):
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             schedule.step()
+            valid = math.nan
             if n_valid and (step % EVAL_EVERY == 0 or step == steps):
                 net.eval()
                 with torch.no_grad():
                     valid = float(nn.functional.mse_loss(net(x[n_train:]), y[n_train:]))
                 if valid < best[0]:
                     best = (valid, {k: v.clone() for k, v in net.state_dict().items()})
+            progress.update(step, loss.detach(), valid)
+        progress.close()
         if n_valid:
             net.load_state_dict(best[1])
         self.net = net.cpu().eval()

@@ -6,9 +6,8 @@ Regularisation is chosen by cross-validation on the *train* features only; the t
 features are seen once, by ``predict``. Features are standardised with train statistics
 for the same reason.
 
-- Discrete labels: L2 logistic regression (:mod:`neurossl.eval.logistic`), C chosen by
-  stratified K-fold (shuffled with ``seed``) on log-loss, which is smoother than
-  accuracy on small folds.
+- Discrete labels: scikit-learn's L2 logistic regression, C chosen by stratified K-fold
+  (shuffled with ``seed``) on log-loss, which is smoother than accuracy on small folds.
 - Continuous targets: ridge, alpha chosen by K-fold over *contiguous* blocks of the
   train samples. Rows are time bins of windows, and neighbouring bins are
   autocorrelated: shuffled folds would reward under-regularised fits. The ridge is
@@ -23,15 +22,17 @@ method can save them as tensors and score later.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds, standardise
-from neurossl.eval.logistic import choose_c, fit_logistic
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
 
 LOGISTIC_CS = np.logspace(-3, 3, 7)
 MAX_FOLDS = 5
+#: Room for weakly penalised fits of separable classes (scikit-learn's default is 100).
+LOGISTIC_MAX_ITER = 1000
 
 
 def fit_discrete(train_x: np.ndarray, train_y: np.ndarray, seed: int) -> LinearMap:
@@ -48,9 +49,29 @@ def fit_discrete(train_x: np.ndarray, train_y: np.ndarray, seed: int) -> LinearM
             "stratified cross-validation needs at least 2 per class"
         )
     mean, scale, z = standardise(x)
-    c, start = choose_c(z, index, classes.size, LOGISTIC_CS, folds, seed)
-    params = fit_logistic(z, index, classes.size, c, start)
-    return LinearMap(mean, scale, params[:, :-1].copy(), params[:, -1].copy(), classes)
+    fitted = logistic_cv(z, index, folds, seed)
+    coef = np.asarray(fitted.coef_, dtype=np.float64).reshape(-1, z.shape[1])
+    intercept = np.asarray(fitted.intercept_, dtype=np.float64).reshape(-1)
+    return LinearMap(mean, scale, coef, intercept, classes)
+
+
+def logistic_cv(z: np.ndarray, y: np.ndarray, n_folds: int, seed: int) -> Any:
+    """scikit-learn's ``LogisticRegressionCV`` on standardised rows, refit at the best C.
+
+    Two classes get one logit (class 1 against class 0), more get one per class.
+    """
+    # Imported here: only decoding jobs pay scikit-learn's import time.
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    return LogisticRegressionCV(
+        Cs=LOGISTIC_CS,
+        cv=StratifiedKFold(n_folds, shuffle=True, random_state=seed),
+        l1_ratios=(0.0,),
+        scoring="neg_log_loss",
+        max_iter=LOGISTIC_MAX_ITER,
+        use_legacy_attributes=False,
+    ).fit(z, y)
 
 
 def fit_continuous(train_x: np.ndarray, train_y: np.ndarray) -> LinearMap:

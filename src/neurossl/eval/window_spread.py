@@ -4,7 +4,7 @@ Why: a 95 % interval over seeds that still includes 0 can be narrowed with more 
 with more test windows per seed, at very different costs. Resampling each seed's test
 windows (paired: both methods on the same draw) estimates the spread the windows alone
 cause; when it is most of the spread across seeds, more windows narrow the interval and
-more seeds barely do (README, "POYO-SSL on the default data").
+more seeds barely do (docs/results/poyo_ssl.md).
 
     python -m neurossl.eval.window_spread results/poyo_ssl_sixteen_seeds/synthetic/eval \\
         poyo_ssl scratch_perceiver --task stimulus_class --seeds 0 1 2 11 12

@@ -338,7 +338,6 @@ def _train_config(hp: dict[str, Any], steps: int, lr: float, seed: int) -> Train
         patience=int(hp["patience"]),
         seed=seed,
         trainable=lambda name: not name.startswith("tokenizer."),
-        progress=False,
     )
 
 

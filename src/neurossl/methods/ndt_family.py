@@ -44,7 +44,7 @@ Stages:
   windows), ``weight_decay`` (0.01), ``warmup_steps`` (10), ``batch_size`` (16:
   pretraining and evaluation), ``finetune_batch_size`` (32: both fine-tuning phases),
   ``eval_every`` (25), ``checkpoint_every`` (50), ``patience`` (0 = off), ``grad_clip`` (1.0),
-  ``num_workers`` (0), ``compile`` (False), ``progress`` (False).
+  ``num_workers`` (0), ``compile`` (False), ``progress`` (True: a bar when stderr is a terminal).
 - fine-tuning phase 1: ``stitch_steps`` (120), ``stitch_lr`` (3e-3); phase 3:
   ``decode_steps`` (100; 0 skips the fine-tuned heads), ``decode_lr`` (1e-3: the
   pretrained backbone is adapted, not retrained).
@@ -129,7 +129,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0,
     "num_workers": 0,
     "compile": False,
-    "progress": False,
+    "progress": True,
     "stitch_steps": 120,
     "stitch_lr": 3e-3,
     "decode_steps": 100,

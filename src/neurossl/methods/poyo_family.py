@@ -19,9 +19,9 @@ its own checkpoints (a killed job resumes inside the phase it was in):
    heads (``"task"``, POYO+'s unit identification; the heads exist when pretraining ran
    with ``aux_weight`` > 0 on the same tasks and classes, see below). Embedding rows
    start at unit scale, so they need a far larger step than the network weights to move
-   in a short phase: ``unit_id_lr`` (2026-12-05: at 3e-3 for 100 steps a frozen
-   pretrained model decoded new animals' predictable ROIs at chance, at 0.03 for 300
-   steps at 0.96; docs/hparam_selection.md).
+   in a short phase: ``unit_id_lr`` (at 3e-3 for 100 steps a frozen pretrained
+   model decodes new animals' predictable ROIs at chance, at 0.03 for 300 steps at 0.96;
+   docs/hparam_selection.md).
 2. ``heads``: task embeddings and heads, the readout (decoder cross-attention) and the
    last ``unfreeze_layers`` latent layers train on the decoding losses, with the new
    embeddings.

@@ -38,13 +38,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from neurossl.atomic import atomic_path
 from neurossl.eval.metrics import r2
 from neurossl.models.dual_axis import TimeBlock
 from neurossl.models.quantizers import QUANTIZERS, FSQuantizer, GumbelQuantizer
 from neurossl.train.optim import adamw
+from neurossl.train.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ def fit_tokenizer(
     decay = (fit.tau_end / fit.tau_start) ** (1 / max(1, fit.steps - 1))
     data = torch.from_numpy(per_neuron).to(device)
     model.train()
-    for step in tqdm(range(fit.steps), disable=not fit.progress, desc="tokenizer"):
+    progress = Progress(fit.steps, bar=fit.progress, desc="tokenizer")
+    for step in range(fit.steps):
         model.quantizer.temperature = fit.tau_start * decay**step
         index = torch.from_numpy(rng.integers(0, data.shape[0], size=fit.batch_size))
         batch = data[index.to(device)][:, :, None]  # [B, T, 1]
@@ -184,6 +185,8 @@ def fit_tokenizer(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        progress.update(step + 1, loss.detach())
+    progress.close()
     model.eval()
     return model
 

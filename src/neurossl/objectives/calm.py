@@ -40,8 +40,8 @@ Design choices (and why):
   paths, so it is estimated, not enumerated). ``expected`` is the forecast scored under
   the method's name: it hedges where the future is uncertain instead of committing to
   one code, which lowers squared and absolute error. A mean-field variant (feeding the
-  probability-weighted *embedding* back) was tried first and drifted at long horizons,
-  because the backbone never sees soft tokens in training; sampled paths stay on the
+  probability-weighted *embedding* back) drifts at long horizons, because the backbone
+  never sees soft tokens in training; sampled paths stay on the
   training distribution.
 """
 

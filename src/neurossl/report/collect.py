@@ -33,7 +33,7 @@ import pandas as pd
 from neurossl.atomic import atomic_path
 from neurossl.names import EVAL_SPLITS, MODALITIES, SEED_INDEPENDENT_METHODS, check_method
 
-#: metrics.csv columns, in this order (see DESIGN.md "Names used everywhere").
+#: metrics.csv columns, in this order (README.md, "What you get").
 TIDY_COLUMNS = ("dataset", "session", "method", "size", "task", "metric", "seed", "value")
 #: Columns of the missing-runs table.
 MISSING_COLUMNS = ("method", "modality", "size", "seed", "task", "reason")

@@ -1,6 +1,6 @@
 """Benchmark tables: mean and CI over seeds per method and task, best marked, paired gaps.
 
-Protocol (DESIGN.md, evaluation): a run's value for a (task, metric) is first averaged
+Protocol (docs/results/README.md): a run's value for a (task, metric) is first averaged
 over the held-out sessions it was scored on, then summarised over training seeds with a
 Student-t interval. Sessions are pooled first because seeds, not sessions, are the
 replicates of a training procedure; sessions are fixed test material shared by all.

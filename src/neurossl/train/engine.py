@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, WindowLoader
@@ -42,6 +41,7 @@ from neurossl.train.optim import (
     make_scheduler,
     trainable_parameters,
 )
+from neurossl.train.progress import Progress
 from neurossl.train.runtime import rng_state, seed_everything, set_rng_state
 
 logger = logging.getLogger("neurossl")
@@ -68,10 +68,13 @@ class TrainConfig:
     compile: bool = False
     #: Name filter of the parameters that train (None: all); the others are frozen.
     trainable: Callable[[str], bool] | None = None
+    #: Draw a progress bar when stderr is a terminal (log lines are written regardless).
     progress: bool = True
+    #: A progress line (step, loss, validation loss, steps/s, ETA) every this many steps.
+    log_every: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
+        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.warmup_steps < 0 or self.patience < 0 or self.grad_clip < 0:
@@ -172,8 +175,8 @@ def _run(
     if config.compile:
         wrapped = torch.compile(wrapped)
     batches = train_loader.iter_from(state.step, info.rank, info.world_size)
-    progress = tqdm(
-        total=config.max_steps, initial=state.step, disable=not (config.progress and info.is_main)
+    progress = Progress(
+        config.max_steps, state.step, config.log_every, enabled=info.is_main, bar=config.progress
     )
     trained = [p for group in optimizer.param_groups for p in group["params"]]
     while state.step < config.max_steps:
@@ -209,8 +212,7 @@ def _run(
             _update_best(model, state, valid, checkpoint_dir, info)
         row["seconds"] = time.perf_counter() - started
         log.write(row)
-        progress.update(1)
-        progress.set_postfix(loss=f"{row['loss']:.4f}")
+        progress.update(state.step, row["loss"], row["valid_loss"])
         stop = config.patience > 0 and state.bad_evals >= config.patience
         stop = all_agree(info, stop)
         state.stopped_early = stop
