@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from neurossl.baselines.forecasting import sliding_pairs
+from neurossl.contract import StageInputs, StageOutputs
 from neurossl.data.session import Session, write_session
 from neurossl.data.splits import Splits, Windows
-from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
 from neurossl.names import is_metric
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
+from neurossl.contract import StageInputs, StageOutputs
 from neurossl.data.session import Session, write_session
 from neurossl.data.splits import Splits, Windows
-from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.calm_family import make_method, train_tokenizer
 from neurossl.methods.registry import get_method
 from neurossl.models.dual_axis import DualAxisConfig

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import yaml
 
-from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS
+from neurossl.methods.traits import check_hparams, method_traits
 from workflow_helpers import REPO
 
 CONFIG = REPO / "config"
@@ -51,7 +51,7 @@ def test_the_large_corpus_overlay_varies_only_the_diet_in_pretraining():
     same objective and budget; and every key the protocol sets for those methods is set
     again, so none keeps a value chosen on the smaller corpus."""
     protocol, overlay = _load("protocol.yaml")["hparams"], _load("poyo_ssl_large_corpus.yaml")
-    finetune_only = FINETUNE_ONLY_HPARAMS["neurossl.methods.poyo_family"]
+    finetune_only = method_traits("poyo_ssl").finetune_only_hparams
     pretraining = {
         method: {k: v for k, v in overlay["hparams"][method].items() if k not in finetune_only}
         for method in ("poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reverse")
@@ -61,3 +61,11 @@ def test_the_large_corpus_overlay_varies_only_the_diet_in_pretraining():
     for method, keys in overlay["hparams"].items():
         assert set(protocol[method]) <= set(keys), method
     assert overlay["results"] != _load("poyo_ssl_long_heldout.yaml")["results"]
+
+
+def test_every_shipped_config_has_hparams_its_methods_accept():
+    """Each file as the workflow sees it: overlays merged over the embedded default."""
+    base = _load("config.yaml")["hparams"]
+    for path in sorted(CONFIG.glob("*.yaml")):
+        for owner, values in (yaml.safe_load(path.read_text()).get("hparams") or {}).items():
+            check_hparams(owner, {**base.get(owner, {}), **values})

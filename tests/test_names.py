@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from neurossl import names
-from neurossl.methods.registry import IMPLEMENTATIONS, get_method, method_traits
+from neurossl.methods.registry import get_method, implementations, method_traits
 
 
 def test_every_method_name_has_an_implementation_and_loads():
-    assert set(IMPLEMENTATIONS) == set(names.METHODS)
+    assert set(implementations()) == set(names.METHODS)
     for name in names.METHODS:
         method = get_method(name)
         assert method.name == name

@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_loader import make_dataset
 
-from neurossl.methods.base import StageInputs, StageOutputs
+from neurossl.contract import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
 from neurossl.models.ndt import NDT, RATE_FLOOR, make_config
 from neurossl.names import is_metric

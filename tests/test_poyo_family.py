@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from neurossl.contract import StageInputs, StageOutputs
 from neurossl.data.session import Session, write_session
 from neurossl.data.splits import Splits, Windows
-from neurossl.methods.base import StageInputs, StageOutputs
-from neurossl.methods.poyo_family import HParams, load_model, make_method
+from neurossl.methods.poyo_family import load_model, make_method, read_hparams
 from neurossl.methods.registry import get_method
 from neurossl.methods.task_heads import TaskHead, fit_task_head
 from neurossl.models.perceiver import CLASSIFICATION, count_parameters
@@ -267,20 +267,20 @@ def test_scratch_perceiver_finetunes_from_random_init(tmp_path: Path) -> None:
 
 
 def test_diets_per_method_and_bad_hparams() -> None:
-    assert HParams.from_dict("poyo_ssl", {}).neuron_diet == "predictable"
-    assert HParams.from_dict("poyo_ssl_mixed", {}).neuron_diet == "all"
-    assert HParams.from_dict("poyo_ssl_reverse", {}).neuron_diet == "unpredictable"
-    with pytest.raises(ValueError, match=r"unknown key.*'lr_typo'"):
-        HParams.from_dict("poyo_ssl", {"lr_typo": 1})
+    assert read_hparams("poyo_ssl", {}).neuron_diet == "predictable"
+    assert read_hparams("poyo_ssl_mixed", {}).neuron_diet == "all"
+    assert read_hparams("poyo_ssl_reverse", {}).neuron_diet == "unpredictable"
+    with pytest.raises(ValueError, match=r"unknown key .lr_typo."):
+        read_hparams("poyo_ssl", {"lr_typo": 1})
     with pytest.raises(ValueError, match="neuron_diet"):
-        HParams.from_dict("poyo_ssl", {"neuron_diet": "some"})
+        read_hparams("poyo_ssl", {"neuron_diet": "some"})
     with pytest.raises(ValueError, match="unit_id_loss"):
-        HParams.from_dict("poyo_ssl", {"unit_id_loss": "labels"})
+        read_hparams("poyo_ssl", {"unit_id_loss": "labels"})
     with pytest.raises(ValueError, match="aux_weight"):
-        HParams.from_dict("poyo_ssl", {"aux_weight": -0.1})
+        read_hparams("poyo_ssl", {"aux_weight": -0.1})
     with pytest.raises(ValueError, match="reconstruction_weight"):
-        HParams.from_dict("poyo_ssl", {"reconstruction_weight": 0.0})  # no loss left
-    assert HParams.from_dict("poyo_ssl", {"reconstruction_weight": 0.0, "aux_weight": 1.0})
+        read_hparams("poyo_ssl", {"reconstruction_weight": 0.0})  # no loss left
+    assert read_hparams("poyo_ssl", {"reconstruction_weight": 0.0, "aux_weight": 1.0})
     with pytest.raises(ValueError, match="not a Perceiver-family method"):
         make_method("mtm")
 

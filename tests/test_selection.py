@@ -12,10 +12,10 @@ import torch
 import yaml
 from test_loader import make_dataset
 
+from neurossl.contract import Evaluation, MetricRow, StageInputs, StageOutputs
 from neurossl.data.loader import WindowDataset
 from neurossl.data.splits import write_splits
 from neurossl.eval.rows import write_evaluation
-from neurossl.methods.base import Evaluation, MetricRow, StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
 from neurossl.report.collect import collect
 from neurossl.selection import run_selection, summarise

@@ -10,85 +10,60 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-MODALITIES = ("spikes", "calcium")
+from neurossl import catalog
+
+MODALITIES = catalog.MODALITIES
 #: The report's figures (neurossl.report.figures draws them); named here so the workflow
 #: knows its outputs without importing matplotlib and scipy at every start-up.
 FIGURES = ("forecasting_horizon", "scaling", "per_neuron_bps", "predictability", "training_curves")
 #: Windows an evaluation can score: test (reported numbers) or valid (model selection).
 EVAL_SPLITS = ("test", "valid")
 
+# Method groups, derived from the one table (neurossl.catalog), in its order.
+_SPECS = catalog.methods()
 #: Self-supervised methods and their ablations.
-PRETRAINED_METHODS = ("mtm", "ndt", "poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reverse", "calm")
+PRETRAINED_METHODS = tuple(s.name for s in _SPECS if s.pretrains)
 #: The same backbones trained from random initialisation.
-SCRATCH_METHODS = ("scratch_ndt", "scratch_perceiver", "scratch_dual_axis")
-#: Simple baselines that need no backbone.
-SIMPLE_BASELINES = (
-    "linear",
-    "linear_unpredictable",
-    "persistence",
-    "mean",
-    "linear_ar",
-    "rnn",
-    "poco",
-)
+SCRATCH_METHODS = tuple(s.name for s in _SPECS if not s.pretrains and not s.fitted)
 #: Ground truth; only defined for synthetic data.
-ORACLE = "oracle"
-METHODS = PRETRAINED_METHODS + SCRATCH_METHODS + SIMPLE_BASELINES + (ORACLE,)
+ORACLE = catalog.ORACLE
+#: Simple baselines that need no backbone.
+SIMPLE_BASELINES = tuple(s.name for s in _SPECS if s.fitted and s.name != ORACLE)
+METHODS = tuple(s.name for s in _SPECS)
 #: Methods with a trained backbone: pretrain (if any) -> finetune -> evaluate jobs.
-NEURAL_METHODS = PRETRAINED_METHODS + SCRATCH_METHODS
+NEURAL_METHODS = tuple(s.name for s in _SPECS if not s.fitted)
 #: Methods fitted and scored in one job (fitting takes seconds, a job an interpreter).
-FITTED_METHODS = (*SIMPLE_BASELINES, ORACLE)
+FITTED_METHODS = tuple(s.name for s in _SPECS if s.fitted)
 #: Fitted methods with no random state (closed-form fits, contiguous-fold CV, ground
 #: truth): every seed gives the same numbers, so the workflow runs them once, at the
 #: first configured seed, and the report repeats that run for every seed.
-SEED_INDEPENDENT_METHODS = ("persistence", "mean", "linear_ar", ORACLE)
+SEED_INDEPENDENT_METHODS = tuple(s.name for s in _SPECS if s.seed_independent)
+#: Methods that read the dataset's trained tokenizer.
+TOKENIZER_METHODS = tuple(s.name for s in _SPECS if s.tokenizer)
+#: Fitted methods that train a network (they may use the GPU and run before the others).
+NETWORK_BASELINES = tuple(s.name for s in _SPECS if s.fitted and s.uses_device)
+#: Modalities each method runs on.
+METHOD_MODALITIES = {s.name: s.modalities for s in _SPECS}
+#: The modality of a method built for one (absent: any modality).
+METHOD_MODALITY = {s.name: s.modalities[0] for s in _SPECS if len(s.modalities) == 1}
 
-#: Which recording modality a method is built for (absent: any modality).
-METHOD_MODALITY = {
-    "mtm": "spikes",
-    "ndt": "spikes",
-    "scratch_ndt": "spikes",
-    "poyo_ssl": "calcium",
-    "poyo_ssl_mixed": "calcium",
-    "poyo_ssl_reverse": "calcium",
-    "scratch_perceiver": "calcium",
-    "calm": "calcium",
-    "scratch_dual_axis": "calcium",
-    "linear_unpredictable": "calcium",
-    # Forecasting-only baselines (ZAPBench/POCO) serve calcium; on spikes the MtM
-    # forward-prediction task has linear and oracle as its references.
-    "persistence": "calcium",
-    "mean": "calcium",
-    "linear_ar": "calcium",
-    "rnn": "calcium",
-    "poco": "calcium",
-}
-
-FIXED_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "choice")
+FIXED_TASKS = tuple(t.name for t in catalog.TASKS if not t.prefix)
 BEHAVIOR_PREFIX = "behavior_"
 STIMULUS_PREFIX = "stimulus_"
+_TASK_PREFIXES = tuple(t.name for t in catalog.TASKS if t.prefix)
+_DECODING = tuple(t.name for t in catalog.TASKS if t.kind == "decoding")
+#: Tasks that predict held-out activity (the others decode labels or behaviour).
+ACTIVITY_TASKS = tuple(t.name for t in catalog.TASKS if t.kind == "activity")
 
 #: Decoding metrics of a linear probe on a *frozen* backbone (``frozen_<metric>``), next to
 #: the fine-tuned head's ``<metric>`` of the same task: metrics.csv has no column for the
 #: adaptation variant, and a metric name keeps the two from being averaged together.
 FROZEN_PREFIX = "frozen_"
-FROZEN_METRICS = ("frozen_bacc", "frozen_acc", "frozen_r2")
-#: pearson is CalM's forecasting score; poisson_d2 is IBL BrainWideBench's per-neuron mean
-#: of D^2 and poisson_d2_pooled the pooled ratio (neurossl.eval.metrics); the rest are defined
-#: there too.
-METRICS = (
-    "bps",
-    "poisson_d2",
-    "poisson_d2_pooled",
-    "r2",
-    "bacc",
-    "acc",
-    "mae",
-    "mse",
-    "pearson",
-    *FROZEN_METRICS,
-)
-HORIZON_METRICS = ("mae", "mse", "r2", "pearson")
+FROZEN_METRICS = tuple(FROZEN_PREFIX + m.name for m in catalog.METRIC_SPECS if m.frozen_probe)
+BASE_METRICS = tuple(m.name for m in catalog.METRIC_SPECS)
+METRICS = (*BASE_METRICS, *FROZEN_METRICS)
+HORIZON_METRICS = tuple(m.name for m in catalog.METRIC_SPECS if m.per_horizon)
+_METRIC_SPEC = {m.name: m for m in catalog.METRIC_SPECS}
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -124,7 +99,7 @@ def is_task(name: str) -> bool:
     """Whether a string is a task of the vocabulary (fixed or behaviour/stimulus)."""
     if name in FIXED_TASKS:
         return True
-    for prefix in (BEHAVIOR_PREFIX, STIMULUS_PREFIX):
+    for prefix in _TASK_PREFIXES:
         if name.startswith(prefix) and _IDENTIFIER.match(name[len(prefix) :]):
             return True
     return False
@@ -140,12 +115,38 @@ def is_horizon_metric(name: str) -> bool:
 
 def is_decoding_task(task: str) -> bool:
     """Whether a task decodes a label or behaviour (``choice``, stimulus, behaviour)."""
-    return task == "choice" or task.startswith((BEHAVIOR_PREFIX, STIMULUS_PREFIX))
+    return task in _DECODING or task.startswith(tuple(p for p in _DECODING if p in _TASK_PREFIXES))
 
 
 def is_metric(name: str) -> bool:
     """Whether a string is a metric of the vocabulary, including per-horizon forms."""
     return name in METRICS or is_horizon_metric(name)
+
+
+def base_metric(metric: str) -> str:
+    """The metric a name is a form of: ``mae_h3`` -> ``mae``, ``frozen_bacc`` -> ``bacc``."""
+    if is_horizon_metric(metric):
+        return metric.rsplit("_h", 1)[0]
+    if metric.startswith(FROZEN_PREFIX) and metric in FROZEN_METRICS:
+        return metric[len(FROZEN_PREFIX) :]
+    return metric
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric (errors go down), including its per-horizon and probe forms."""
+    return _metric_spec(metric).higher_is_better
+
+
+def relative_gain_meaningful(metric: str) -> bool:
+    """Whether a percentage gain over a reference means anything for this metric."""
+    return _metric_spec(metric).relative_gain
+
+
+def _metric_spec(metric: str) -> catalog.MetricSpec:
+    spec = _METRIC_SPEC.get(base_metric(metric))
+    if spec is None:
+        raise ValueError(f"unknown metric {metric!r}; declare it in neurossl.catalog.METRIC_SPECS")
+    return spec
 
 
 def check_method(name: str) -> str:

@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from neurossl.contract import StageInputs, StageOutputs
 from neurossl.data.splits import read_splits
-from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
 from neurossl.names import EVAL_SPLITS, check_method, check_task, session_key
 from neurossl.train.checkpoint import claim

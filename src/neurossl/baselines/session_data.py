@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from neurossl.contract import StageInputs
 from neurossl.data.loader import WindowDataset
 from neurossl.data.session import read_neurons
-from neurossl.methods.base import StageInputs
 from neurossl.names import session_key
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from neurossl.atomic import atomic_path, write_json
-from neurossl.methods.base import Evaluation, MetricRow, StageInputs
+from neurossl.contract import Evaluation, MetricRow, StageInputs
 from neurossl.names import check_task, is_metric
 
 

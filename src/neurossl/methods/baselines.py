@@ -25,13 +25,8 @@ Model file (``outputs.model``): a ``torch.save`` dict read back with
 {task: state | None}}}``; a state holds tensors and numbers only; ``None`` marks a task
 the session cannot pose (e.g. inter_region with one region).
 
-Hyperparameters (``inputs.hparams``, defaults in :data:`DEFAULT_HPARAMS`):
-``context``, ``horizon`` (calcium forecasting steps), ``forecast_fraction`` (spiking
-forecast query), ``ar_order`` (context steps the ridge forecasters see), ``ar_population``
-(linear_ar appends the population mean), ``hidden``, ``steps``, ``lr``, ``batch_size``
-(rnn / poco), ``smooth_bins`` (Gaussian smoothing of spike features, bins),
-``rate_floor`` (spike predictions >= this fraction of the neuron's train mean),
-``decode_chunks`` (time chunks of trial features).
+Hyperparameters: :class:`~neurossl.methods.hparam_models.BaselineHParams` (every key,
+default and bound is listed in ``docs/hparams.md``).
 
 Query masks are seeded with ``splits.seed`` so every method is scored on the same halves;
 the training seed only seeds the trained forecasters and the decoders' CV folds.
@@ -56,13 +51,14 @@ from neurossl.baselines.session_data import (
     select_neurons,
     session_info,
 )
+from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.device import resolve_device
 from neurossl.eval.queries import Query, spiking_queries
 from neurossl.eval.records import eval_trials
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
-from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
-from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS
+from neurossl.hparams import check, finetune_only_keys
+from neurossl.methods.hparam_models import BaselineHParams
 from neurossl.names import METHOD_MODALITY, SIMPLE_BASELINES
 
 FORMAT_VERSION = 1
@@ -71,21 +67,6 @@ FORECASTING_ONLY = ("persistence", "mean", "linear_ar", "rnn", "poco")
 #: Decoding baselines restricted to one neuron group of the split step, and the group.
 GROUP_DECODERS = {"linear_unpredictable": "unpredictable"}
 
-DEFAULT_HPARAMS: dict[str, Any] = {
-    "context": 32,
-    "horizon": 16,
-    "forecast_fraction": 0.1,
-    "ar_order": 8,
-    "ar_population": True,
-    "hidden": 64,
-    "steps": 300,
-    "lr": 3e-3,
-    "batch_size": 64,
-    "smooth_bins": 2.0,
-    "rate_floor": 0.05,
-    "decode_chunks": 1,
-}
-
 Scored = tuple[dict[str, float], dict[str, np.ndarray]]
 
 
@@ -93,7 +74,7 @@ class Baseline:
     """One simple baseline or the oracle; see the module doc for what each one does."""
 
     pretrains = False
-    finetune_only_hparams = FINETUNE_ONLY_HPARAMS[__name__]
+    finetune_only_hparams = finetune_only_keys(BaselineHParams)
 
     def __init__(self, name: str) -> None:
         if name not in (*SIMPLE_BASELINES, "oracle"):
@@ -126,7 +107,7 @@ class Baseline:
         """Fit every supported task on each held-out session's train windows and save."""
         if outputs.model is None:
             raise ValueError(f"{self.name}: finetune needs outputs.model to write the fitted model")
-        hparams = resolve_hparams(inputs.hparams)
+        hparams = resolve_hparams(inputs.method, inputs.hparams)
         device = resolve_device(inputs.device)
         sessions: dict[str, dict[str, Any]] = {}
         for session in inputs.splits.heldout_sessions:
@@ -242,19 +223,9 @@ class Baseline:
         return model
 
 
-def resolve_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overridden by the stage's hparams; keys the baselines don't use are ignored
-    (the same hparams dict carries settings of other methods), mistyped ones fail."""
-    resolved = dict(DEFAULT_HPARAMS)
-    for key, default in DEFAULT_HPARAMS.items():
-        if key in hparams:
-            value = hparams[key]
-            if isinstance(default, bool) != isinstance(value, bool) or not isinstance(
-                value, int | float
-            ):
-                raise ValueError(f"hparam {key!r} must be like {default!r}, got {value!r}")
-            resolved[key] = type(default)(value)
-    return resolved
+def resolve_hparams(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The stage's hparams checked by :class:`BaselineHParams` (defaults filled in)."""
+    return check(method, BaselineHParams, hparams).model_dump()
 
 
 def _queries(task: str, info: SessionInfo, n_bins: int, seed: int) -> list[Query]:

@@ -27,46 +27,15 @@ from random weights. It uses the *same trained tokenizer*: the codes are the mod
 input representation (like a fixed feature extractor), so sharing it isolates the effect
 of pretraining the backbone.
 
-hparams (``StageInputs.hparams``; defaults keep CalM's three stages at a few CPU-seconds
-each on the default synthetic data):
-
-========================  ========  ==================================================
-key                       default   meaning
-========================  ========  ==================================================
-tokenizer_path            (rule)    tokenizer checkpoint (pretrain/finetune/evaluate)
-width, layers, heads      preset    override the ``size`` preset of the backbone
-pretrain_steps            100       optimiser steps of pretraining
-adapt_steps               60        steps of fine-tune phase A (self-supervised)
-head_steps                30        steps of fine-tune phase B (heads + backbone)
-lr                        3e-3      peak learning rate (AdamW, warm-up + cosine)
-finetune_lr               2e-3      peak learning rate of both fine-tune phases
-weight_decay              0.01
-warmup_steps              20
-batch_size                8         windows per batch
-eval_every                100       validation interval (best-on-validation weights)
-patience                  0         evaluations without improvement; 0 = no early stop
-probe_steps               200       full-batch steps probing the heads before phase B
-probe_lr                  1e-2      learning rate of that probe (AdamW)
-probe_weight_decay        0.1       its weight decay (few labelled windows per session)
-next_token_weight         1.0       weight of the self-supervised loss in phase B
-patch_weight              1.0       weight of the next-patch regression (0: CE only)
-value_input               true      backbone also sees each patch's frames
-context                   32        forecast context (frames, multiple of the patch)
-horizon                   16        forecast horizon (frames, multiple of the patch)
-forecast_mode             direct    scored rollout: direct, expected, greedy or sample
-feedback                  greedy    code fed back by ``direct``: greedy or retokenize
-samples                   16        sampled rollouts averaged by ``expected``
-========================  ========  ==================================================
+hparams: :class:`~neurossl.methods.hparam_models.CalmHParams` (defaults keep CalM's three
+stages at a few CPU-seconds each on the default synthetic data; every key, default and
+bound is listed in ``docs/hparams.md``).
 
 ``context``/``horizon`` equal the forecasting baselines' defaults, so every method is
 scored on identical windows.
 
-Tokenizer stage hparams (``config hparams.tokenizer``): ``patch`` (4), ``vocab_size``
-(64), ``quantizer`` (fsq | gumbel), ``width`` (32), ``heads`` (2), ``layers`` (0),
-``conv_channels`` (8), ``ortho_weight`` (0.1), ``kl_weight`` (1.0), ``steps`` (300),
-``batch_size`` (64), ``lr`` (3e-3), ``tau_start`` (1.0), ``tau_end`` (0.3),
-``vocab_sweep`` ([16, 64, 256]), ``alternative_quantizer`` (gumbel; "none" to skip),
-``sweep_steps`` (``steps``).
+Tokenizer stage hparams (``config hparams.tokenizer``):
+:class:`~neurossl.methods.hparam_models.TokenizerHParams`.
 
 The default quantiser is FSQ, not the published Gumbel-softmax, on measurement: on the
 default synthetic data (300 steps, K = 256) FSQ reconstructs validation windows with
@@ -98,7 +67,9 @@ import numpy as np
 import torch
 from scipy.special import softmax
 
+from neurossl import catalog
 from neurossl.atomic import atomic_path, write_json
+from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
@@ -106,8 +77,8 @@ from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, 
 from neurossl.eval.queries import forecast_windows
 from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
-from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
-from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
+from neurossl.hparams import check, finetune_only_keys
+from neurossl.methods.hparam_models import CalmHParams, TokenizerHParams
 from neurossl.models.dual_axis import DualAxisConfig, preset
 from neurossl.models.tokenizer import (
     FitConfig,
@@ -120,8 +91,6 @@ from neurossl.models.tokenizer import (
 )
 from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric
 from neurossl.objectives.calm import (
-    FEEDBACKS,
-    FORECAST_MODES,
     HEAD_RANK,
     CalmNetwork,
     HeadSpec,
@@ -136,55 +105,15 @@ from neurossl.train.engine import TrainConfig, train
 from neurossl.train.runtime import seed_everything
 
 METHOD_NAMES = ("calm", "scratch_dual_axis")
-DEFAULTS: dict[str, Any] = {
-    "pretrain_steps": 100,
-    "adapt_steps": 60,
-    "head_steps": 30,
-    "lr": 3e-3,
-    "finetune_lr": 2e-3,
-    "weight_decay": 0.01,
-    "warmup_steps": 20,
-    "batch_size": 8,
-    "eval_every": 100,
-    "patience": 0,
-    "probe_steps": 200,
-    "probe_lr": 1e-2,
-    "probe_weight_decay": 0.1,
-    "next_token_weight": 1.0,
-    "context": 32,
-    "horizon": 16,
-    "forecast_mode": "direct",
-    "feedback": "greedy",
-    "samples": 16,
-    "patch_weight": 1.0,
-    "value_input": True,
-}
-TOKENIZER_DEFAULTS: dict[str, Any] = {
-    "vocab_size": 64,
-    "layers": 0,
-    "steps": 300,
-    "batch_size": 64,
-    "lr": 3e-3,
-    "tau_start": 1.0,
-    "tau_end": 0.3,
-    "vocab_sweep": [16, 64, 256],
-    "alternative_quantizer": "gumbel",
-}
+
+
 _TOKENIZER_MODEL_KEYS = {f.name for f in dataclasses.fields(TokenizerConfig)}
 _BACKBONE_KEYS = ("width", "layers", "heads", "mlp_ratio", "dropout")
 
 
 def _hparams(inputs: StageInputs) -> dict[str, Any]:
-    known = set(DEFAULTS) | set(_BACKBONE_KEYS) | {"tokenizer_path"}
-    unknown = sorted(set(inputs.hparams) - known)
-    if unknown:
-        raise ValueError(f"{inputs.method}: unknown hparams {unknown}; expected {sorted(known)}")
-    hp = {**DEFAULTS, **inputs.hparams}
-    if hp["forecast_mode"] not in FORECAST_MODES:
-        raise ValueError(f"hparams 'forecast_mode' is {hp['forecast_mode']!r}")
-    if hp["feedback"] not in FEEDBACKS:
-        raise ValueError(f"hparams 'feedback' is {hp['feedback']!r}")
-    return hp
+    """The stage's hparams checked by :class:`CalmHParams` (defaults filled in)."""
+    return check(inputs.method, CalmHParams, inputs.hparams).model_dump()
 
 
 # --- data ---------------------------------------------------------------------------
@@ -253,11 +182,7 @@ def train_tokenizer(inputs: StageInputs, out_path: Path, report_path: Path) -> d
     pretraining sessions' validation windows (frames the tokenizer never fitted),
     "heldout" the held-out sessions' training windows (animals it never saw).
     """
-    hp = {**TOKENIZER_DEFAULTS, **inputs.hparams}
-    known = _TOKENIZER_MODEL_KEYS | set(TOKENIZER_DEFAULTS) | {"sweep_steps", "tokenizer_path"}
-    unknown = sorted(set(hp) - known)
-    if unknown:
-        raise ValueError(f"tokenizer: unknown hparams {unknown}; expected {sorted(known)}")
+    hp = check("tokenizer", TokenizerHParams, inputs.hparams).model_dump()
     device = resolve_device(inputs.device)
     seed_everything(inputs.seed)
     scaler = unit_statistics(inputs)
@@ -285,7 +210,7 @@ def train_tokenizer(inputs: StageInputs, out_path: Path, report_path: Path) -> d
     }
     if held_x is not None:
         report["main"]["heldout"] = tokenizer_report(tokenizer, held_x)
-    sweep_steps = int(hp.get("sweep_steps", hp["steps"]))
+    sweep_steps = hp["sweep_steps"] or hp["steps"]
     report["vocab_sweep"] = {}
     for size in hp["vocab_sweep"]:
         if int(size) == config.vocab_size:
@@ -312,7 +237,7 @@ def train_tokenizer(inputs: StageInputs, out_path: Path, report_path: Path) -> d
 
 
 def _tokenizer_for(hp: dict[str, Any], device: str) -> Tokenizer:
-    if "tokenizer_path" not in hp:
+    if hp["tokenizer_path"] is None:
         raise ValueError("hparams lack 'tokenizer_path' (the workflow passes the tokenizer)")
     return load_tokenizer(hp["tokenizer_path"], device)
 
@@ -320,8 +245,8 @@ def _tokenizer_for(hp: dict[str, Any], device: str) -> Tokenizer:
 def _backbone_config(inputs: StageInputs, hp: dict[str, Any], tokenizer: Tokenizer,
                      n_units: int, n_sessions: int) -> DualAxisConfig:  # fmt: skip
     shape = preset(inputs.size)
-    shape.update({k: hp[k] for k in _BACKBONE_KEYS if k in hp})
-    value_patch = tokenizer.patch if hp.get("value_input", DEFAULTS["value_input"]) else 0
+    shape.update({k: hp[k] for k in _BACKBONE_KEYS if hp[k] is not None})
+    value_patch = tokenizer.patch if hp["value_input"] else 0
     return DualAxisConfig(vocab_size=tokenizer.vocab_size, n_units=n_units, n_sessions=n_sessions,
                           value_patch=value_patch, **shape)  # fmt: skip
 
@@ -419,13 +344,13 @@ def _behavior_column(dataset: WindowDataset, variable: str) -> int:
 
 class CalmMethod:
     modality = "calcium"
-    finetune_only_hparams = FINETUNE_ONLY_HPARAMS[__name__]
+    finetune_only_hparams = finetune_only_keys(CalmHParams)
 
     def __init__(self, name: str) -> None:
         if name not in METHOD_NAMES:
             raise ValueError(f"calm_family has no method {name!r}; expected {METHOD_NAMES}")
         self.name = name
-        self.pretrains = name in PRETRAINING_METHODS
+        self.pretrains = catalog.method(name).pretrains
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(

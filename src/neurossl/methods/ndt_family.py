@@ -75,7 +75,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurossl import catalog
 from neurossl.atomic import atomic_path
+from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.device import autocast, resolve_device
@@ -84,9 +86,9 @@ from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
 from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
-from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.hparams import check, finetune_only_keys
+from neurossl.methods.hparam_models import NDTHParams
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
-from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
 from neurossl.models.ndt import (
     NDT,
     PRESETS,
@@ -113,53 +115,11 @@ FAMILY = ("mtm", "ndt", "scratch_ndt")
 MODALITY = "spikes"
 
 _MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "attn_dropout", "max_bins")
-DEFAULTS: dict[str, Any] = {
-    "preset": None,
-    **dict.fromkeys(_MODEL_KEYS),
-    "pretrain_steps": 1500,
-    "max_steps": 200,
-    "lr": 3e-3,
-    "weight_decay": 0.01,
-    "warmup_steps": 10,
-    "batch_size": 16,
-    "finetune_batch_size": 32,
-    "eval_every": 25,
-    "checkpoint_every": 50,
-    "patience": 0,
-    "grad_clip": 1.0,
-    "num_workers": 0,
-    "compile": False,
-    "progress": True,
-    "stitch_steps": 120,
-    "stitch_lr": 3e-3,
-    "decode_steps": 100,
-    "decode_lr": 1e-3,
-    "neuron_ratio": 0.3,
-    "causal_fraction": 0.6,
-    "temporal_ratio": 0.3,
-    "intra_ratio": 0.5,
-}
 
 
 def read_hparams(inputs: StageInputs) -> dict[str, Any]:
-    """Defaults overlaid with ``inputs.hparams``; unknown keys or wrong types fail here."""
-    unknown = sorted(set(inputs.hparams) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"{inputs.method}: unknown hparams {unknown}; known keys are {sorted(DEFAULTS)}"
-        )
-    merged = dict(DEFAULTS)
-    for key, value in inputs.hparams.items():
-        default = DEFAULTS[key]
-        if default is not None and value is not None:
-            kind = type(default)
-            ok = isinstance(value, bool) if kind is bool else isinstance(value, int | float)
-            if not ok or (kind is int and not float(value).is_integer()):
-                raise ValueError(
-                    f"{inputs.method}: hparam {key!r} must be {kind.__name__}, got {value!r}"
-                )
-            value = kind(value)
-        merged[key] = value
+    """The stage's hparams checked by :class:`NDTHParams` (defaults filled in)."""
+    merged = check(inputs.method, NDTHParams, inputs.hparams).model_dump()
     if merged["preset"] is None:
         merged["preset"] = inputs.size if inputs.size in PRESETS else "tiny"
     return merged
@@ -169,13 +129,13 @@ class NDTFamily:
     """One of ``mtm``, ``ndt``, ``scratch_ndt`` (see the module docstring)."""
 
     modality = MODALITY
-    finetune_only_hparams = FINETUNE_ONLY_HPARAMS[__name__]
+    finetune_only_hparams = finetune_only_keys(NDTHParams)
 
     def __init__(self, name: str) -> None:
         if name not in FAMILY:
             raise ValueError(f"ndt_family implements {FAMILY}, not {name!r}")
         self.name = name
-        self.pretrains = name in PRETRAINING_METHODS
+        self.pretrains = catalog.method(name).pretrains
         self.prompts = name != "ndt"
         self.schemes = SCHEMES if self.prompts else (TEMPORAL,)
 

@@ -68,34 +68,8 @@ windows.
 Inputs are z-scored per neuron with statistics of the train windows of the stage
 (``unit_norm`` in the model file, see :class:`RowMaps`).
 
-=====================  ===================  =============================================
-key                    default              meaning
-=====================  ===================  =============================================
-neuron_diet            by method            "predictable" | "all" | "unpredictable"
-finetune_neurons       "unpredictable"      neuron group fine-tuned and scored (or "all")
-mask_ratio             0.3                  share of tokens masked (pretrain, unit_id)
-mask_span              6                    samples per masked segment (0.2 s at 30 Hz)
-batch_size             8                    windows per step (all phases)
-lr                     3e-3                 peak AdamW learning rate (pretrain, phases 1-2)
-weight_decay           0.01                 on weight matrices only (engine)
-warmup_steps           5                    linear warm-up of every phase
-max_steps              120                  pretraining steps
-aux_weight             0.0                  weight of the auxiliary decoding losses in
-                                            pretraining (0: pure masked reconstruction)
-reconstruction_weight  1.0                  weight of masked reconstruction in
-                                            pretraining (0, with aux_weight > 0: the
-                                            labels-only ablation)
-unit_id_loss           "reconstruction"     phase 1 loss: "reconstruction" | "task"
-unit_id_lr             None                 phase 1 peak learning rate (None: ``lr``)
-unit_id_steps          20                   phase 1 steps (0 skips it)
-head_steps             0                    phase 2 steps (0 skips it)
-full_steps             150                  phase 3 steps (0 skips it)
-unfreeze_layers        1                    latent layers trained in phase 2
-full_lr_scale          1.0                  phase 3 learning rate = lr * this
-eval_every             1000                 steps between validation passes (see below)
-patience               0                    early-stopping evaluations (0: off)
-frame_delta            0                    within-delta accuracy for natural_movie_frame
-=====================  ===================  =============================================
+hparams: :class:`~neurossl.methods.hparam_models.PoyoHParams` (every key, default and
+bound is listed in ``docs/hparams.md``; ``neuron_diet`` defaults by method).
 
 The size preset is the ``size`` wildcard (:data:`neurossl.models.perceiver.PRESETS`).
 Model files hold the rebuild spec, weights, the unit/session keys of every embedding
@@ -107,7 +81,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -115,15 +89,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from neurossl import catalog
 from neurossl.atomic import atomic_path
+from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.records import eval_trials, put_decoding
 from neurossl.eval.rows import make_rows
-from neurossl.methods.base import Evaluation, StageInputs, StageOutputs
+from neurossl.hparams import check, finetune_only_keys
+from neurossl.methods.hparam_models import PoyoHParams
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
-from neurossl.methods.traits import FINETUNE_ONLY_HPARAMS, PRETRAINING_METHODS
 from neurossl.models.perceiver import (
     CLASSIFICATION,
     Perceiver,
@@ -132,7 +108,7 @@ from neurossl.models.perceiver import (
     make_config,
 )
 from neurossl.names import is_decoding_task
-from neurossl.objectives.poyo_ssl import DIETS, diet_neuron_ids, reconstruction_loss_fn
+from neurossl.objectives.poyo_ssl import diet_neuron_ids, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.runtime import seed_everything
 
@@ -145,63 +121,9 @@ UNIT_ID_LOSSES = ("task", "reconstruction")
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 
 
-@dataclass(frozen=True)
-class HParams:
-    neuron_diet: str = "predictable"
-    finetune_neurons: str = "unpredictable"
-    mask_ratio: float = 0.3
-    mask_span: int = 6
-    batch_size: int = 8
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 5
-    max_steps: int = 120
-    aux_weight: float = 0.0
-    reconstruction_weight: float = 1.0
-    unit_id_loss: str = "reconstruction"
-    unit_id_lr: float | None = None
-    unit_id_steps: int = 20
-    head_steps: int = 0
-    full_steps: int = 150
-    unfreeze_layers: int = 1
-    full_lr_scale: float = 1.0
-    eval_every: int = 1000
-    patience: int = 0
-    frame_delta: int = 0
-
-    @classmethod
-    def from_dict(cls, method: str, values: dict[str, Any]) -> HParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"hparams.{method}: unknown key(s) {unknown}; expected {sorted(known)}"
-            )
-        merged = {"neuron_diet": _DIET_OF.get(method, "predictable")} | dict(values)
-        hp = cls(**merged)
-        if hp.finetune_neurons not in DIETS:
-            raise ValueError(
-                f"hparams.{method}.finetune_neurons is {hp.finetune_neurons!r}; expected {DIETS}"
-            )
-        if hp.unit_id_loss not in UNIT_ID_LOSSES:
-            raise ValueError(
-                f"hparams.{method}.unit_id_loss is {hp.unit_id_loss!r}; expected {UNIT_ID_LOSSES}"
-            )
-        if hp.aux_weight < 0 or (hp.unit_id_lr is not None and hp.unit_id_lr <= 0):
-            raise ValueError(
-                f"hparams.{method}: aux_weight must be >= 0 and unit_id_lr > 0, got "
-                f"{hp.aux_weight} and {hp.unit_id_lr}"
-            )
-        if hp.reconstruction_weight < 0 or hp.reconstruction_weight + hp.aux_weight == 0:
-            raise ValueError(
-                f"hparams.{method}: reconstruction_weight must be >= 0 and leave pretraining "
-                f"a loss (with aux_weight), got {hp.reconstruction_weight} and {hp.aux_weight}"
-            )
-        if hp.neuron_diet not in DIETS:
-            raise ValueError(
-                f"hparams.{method}.neuron_diet is {hp.neuron_diet!r}; expected {DIETS}"
-            )
-        return hp
+def read_hparams(method: str, values: dict[str, Any]) -> PoyoHParams:
+    """The stage's hparams checked by :class:`PoyoHParams`; the diet defaults by method."""
+    return check(method, PoyoHParams, {"neuron_diet": _DIET_OF.get(method, "predictable")} | values)
 
 
 class RowMaps:
@@ -371,17 +293,17 @@ def _merge_logs(phase_logs: list[tuple[str, Path]], target: Path) -> None:
 class PoyoMethod:
     name: str
     modality: str = MODALITY
-    finetune_only_hparams: ClassVar[frozenset[str]] = FINETUNE_ONLY_HPARAMS[__name__]
+    finetune_only_hparams: ClassVar[frozenset[str]] = finetune_only_keys(PoyoHParams)
 
     @property
     def pretrains(self) -> bool:
-        return self.name in PRETRAINING_METHODS
+        return catalog.method(self.name).pretrains
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(t for t in tasks if is_decoding_task(t))
 
     def _train_config(
-        self, hp: HParams, seed: int, steps: int, lr: float, **kw: Any
+        self, hp: PoyoHParams, seed: int, steps: int, lr: float, **kw: Any
     ) -> TrainConfig:
         return TrainConfig(
             max_steps=steps,
@@ -401,7 +323,7 @@ class PoyoMethod:
     def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
         if not self.pretrains:
             raise RuntimeError(f"{self.name} has no pretraining stage")
-        hp = HParams.from_dict(self.name, inputs.hparams)
+        hp = read_hparams(self.name, inputs.hparams)
         device = resolve_device(inputs.device)
         seed_everything(inputs.seed)
         sessions = inputs.splits.pretrain_sessions
@@ -453,7 +375,7 @@ class PoyoMethod:
         )
 
     def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
-        hp = HParams.from_dict(self.name, inputs.hparams)
+        hp = read_hparams(self.name, inputs.hparams)
         device = resolve_device(inputs.device)
         seed_everything(inputs.seed)
         tasks = self.supported_tasks(inputs.tasks)
@@ -538,7 +460,7 @@ class PoyoMethod:
         return model, unit_keys, session_keys, new_rows, _saved_norm(saved, pretrained)
 
     def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
-        hp = HParams.from_dict(self.name, inputs.hparams)
+        hp = read_hparams(self.name, inputs.hparams)
         if finetuned is None:
             raise ValueError(f"{self.name}: evaluation needs the fine-tuned model file")
         device = resolve_device(inputs.device)
@@ -591,7 +513,7 @@ def _saved_norm(saved: dict[str, Any], path: Path) -> list[list[float]]:
 
 
 def _phases(
-    hp: HParams, config: PerceiverConfig, new_rows: set[str], task_loss: LossFn
+    hp: PoyoHParams, config: PerceiverConfig, new_rows: set[str], task_loss: LossFn
 ) -> list[tuple[str, int, float, Callable[[str], bool] | None, LossFn]]:
     """(name, steps, lr, trainable-parameter filter, loss) of each fine-tuning phase."""
     last_layers = range(max(0, config.depth - hp.unfreeze_layers), config.depth)
@@ -620,7 +542,7 @@ def _required(path: Path | None, what: str) -> Path:
     return Path(path)
 
 
-def _valid_loader(dataset: WindowDataset | None, hp: HParams, seed: int) -> WindowLoader | None:
+def _valid_loader(dataset: WindowDataset | None, hp: PoyoHParams, seed: int) -> WindowLoader | None:
     if dataset is None:
         return None
     return make_loader(dataset, hp.batch_size, False, seed, by_session=False)
@@ -644,7 +566,7 @@ def _predict(
     dataset: WindowDataset,
     maps: RowMaps,
     heads: Sequence[TaskHead],
-    hp: HParams,
+    hp: PoyoHParams,
     device: str,
 ) -> tuple[dict[str, list[np.ndarray]], ...]:
     """Per task: decoded values, raw targets and (classification) class probabilities."""

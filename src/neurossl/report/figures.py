@@ -20,26 +20,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from neurossl import catalog
 from neurossl.atomic import atomic_path
 from neurossl.eval.metrics import bits_per_spike_per_neuron
 from neurossl.eval.stats import mean_ci
-from neurossl.names import ORACLE, is_horizon_metric
+from neurossl.names import ORACLE, higher_is_better, is_horizon_metric
 from neurossl.report.collect import RunKey
 from neurossl.report.dataset_summary import plot_predictability
-from neurossl.report.tables import higher_is_better, method_order
+from neurossl.report.tables import method_order
 
 #: Backbone module per neural method, for parameter counts on the scaling figure.
-BACKBONE_MODULE = {
-    "mtm": "neurossl.models.ndt",
-    "ndt": "neurossl.models.ndt",
-    "scratch_ndt": "neurossl.models.ndt",
-    "poyo_ssl": "neurossl.models.perceiver",
-    "poyo_ssl_mixed": "neurossl.models.perceiver",
-    "poyo_ssl_reverse": "neurossl.models.perceiver",
-    "scratch_perceiver": "neurossl.models.perceiver",
-    "calm": "neurossl.models.dual_axis",
-    "scratch_dual_axis": "neurossl.models.dual_axis",
-}
+BACKBONE_MODULE = {s.name: s.backbone for s in catalog.methods() if s.backbone}
 
 
 def method_colour(method: str) -> tuple[float, ...]:

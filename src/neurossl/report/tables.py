@@ -18,49 +18,30 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from neurossl import catalog
 from neurossl.eval.stats import mean_ci, paired_difference_ci, relative_gain_ci
 from neurossl.names import (
+    ACTIVITY_TASKS,
     BEHAVIOR_PREFIX,
     FROZEN_METRICS,
     METHODS,
     ORACLE,
     PRETRAINED_METHODS,
     SIMPLE_BASELINES,
+    higher_is_better,
     is_decoding_task,
+    relative_gain_meaningful,
 )
 from neurossl.report.collect import Collection
 
 #: Each pretrained method is compared with the same backbone trained from scratch.
-SCRATCH_OF = {
-    "mtm": "scratch_ndt",
-    "ndt": "scratch_ndt",
-    "poyo_ssl": "scratch_perceiver",
-    "poyo_ssl_mixed": "scratch_perceiver",
-    "poyo_ssl_reverse": "scratch_perceiver",
-    "calm": "scratch_dual_axis",
-}
-#: Data-diet ablations a method's claim is about (POYO-SSL: predictable-only pretraining
-#: beats pretraining on all neurons and on the unpredictable ones).
-ABLATIONS_OF = {"poyo_ssl": ("poyo_ssl_mixed", "poyo_ssl_reverse")}
-ACTIVITY_TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region")
-_LOWER_IS_BETTER = ("mae", "mse")
-#: Metrics whose relative gain means something: accuracies (chance > 0) and errors (>= 0).
-#: bps, poisson_d2 and r2 are skill scores whose 0 is the null model, so a reference near
-#: 0 turns any gap into hundreds of percent.
-_RELATIVE_METRICS = ("bacc", "acc", "mae", "mse")
+SCRATCH_OF = {s.name: s.scratch for s in catalog.methods() if s.scratch}
+#: Ablations a method's claim is about (POYO-SSL: predictable-only pretraining beats
+#: pretraining on all neurons and on the unpredictable ones).
+ABLATIONS_OF = {s.name: s.ablations for s in catalog.methods() if s.ablations}
 
 OK, MISSING, NOT_SUPPORTED = "ok", "missing", "not_supported"
 RUN_KEYS = ["method", "modality", "size", "task", "metric"]
-
-
-def _base_metric(metric: str) -> str:
-    """``mae_h3`` -> ``mae``: per-horizon metrics behave like their base metric."""
-    return metric.split("_h")[0]
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of a metric: errors (mae, mse and their per-horizon forms) go down."""
-    return _base_metric(metric) not in _LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -325,7 +306,7 @@ def _difference(
 ) -> Difference:
     mean, lo, hi, n = paired_difference_ci(a, b, confidence)
     relative = (math.nan, math.nan, math.nan)
-    if _base_metric(metric) in _RELATIVE_METRICS and all(b[s] != 0 for s in a.keys() & b):
+    if relative_gain_meaningful(metric) and all(b[s] != 0 for s in a.keys() & b):
         relative = relative_gain_ci(a, b, confidence)[:3]
     if not higher_is_better(metric):
         mean, lo, hi = -mean, -hi, -lo
