@@ -10,13 +10,26 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from neurossl import names
+# Extra method modules (config `method_modules`) join the method table before the
+# vocabulary is read; the variable also reaches every job this workflow starts.
+os.environ["NEUROSSL_METHOD_MODULES"] = ",".join(config.get("method_modules", []))
+
+from neurossl import catalog, names
+from neurossl.config_schema import write_derived
 from neurossl.data.preprocess import reader_of
 from neurossl.gpu_slots import auto_gpus_per_job
 from neurossl.job_env import one_thread_per_job
-from neurossl.methods.registry import method_traits
+from neurossl.methods.registry import check_hparams, method_traits
 
-validate(config, schema="../schemas/config.schema.yaml")
+_schema = write_derived(Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+try:
+    validate(config, schema=str(_schema))
+finally:
+    _schema.unlink()
+# Every hparams key against its method's typed model, so a typo fails `snakemake -n`
+# instead of a training job (docs/hparams.md lists the keys).
+for _owner, _values in config.get("hparams", {}).items():
+    check_hparams(_owner, _values)
 
 envvars:
     "PATH",
@@ -81,10 +94,8 @@ def tasks_of(dataset, modality):
 
 
 def method_modalities(dataset, method):
-    """Modalities of the dataset a method runs on ("any" methods run on each)."""
-    wanted = names.METHOD_MODALITY.get(method, "any")
-    present = DATASETS[dataset]["modalities"]
-    return [m for m in present if wanted in (m, "any")]
+    """Modalities of the dataset the method runs on."""
+    return [m for m in DATASETS[dataset]["modalities"] if m in names.METHOD_MODALITIES[method]]
 
 
 def method_sizes(method):
@@ -137,8 +148,9 @@ def all_targets():
 COMPUTE = {"gpus": "auto", "nproc_per_node": 1, "mem_mb": 8000, "runtime": 120}
 COMPUTE.update(config.get("compute", {}))
 if COMPUTE["gpus"] == "auto":
-    COMPUTE["gpus"] = auto_gpus_per_job()
-TOKENIZER_METHODS = ("calm", "scratch_dual_axis")
+    # device: cpu never touches a card, so it needs no GPU slot even on a GPU host.
+    COMPUTE["gpus"] = 0 if config.get("device", "auto") == "cpu" else auto_gpus_per_job()
+TOKENIZER_METHODS = names.TOKENIZER_METHODS
 
 
 def run_dir(stage, wc, leaf=""):
@@ -177,21 +189,44 @@ def tokenizer_input(wc):
     return [tokenizer_path(wc.dataset)] if wc.method in TOKENIZER_METHODS else []
 
 
-def launcher(wc):
-    """python or torchrun (DDP over nproc_per_node GPUs), on GPUs no other job holds."""
-    n = int(COMPUTE["nproc_per_node"])
+def uses_device(method):
+    """Whether a job of this method may run on the configured device (a GPU); fitted
+    baselines without a network run on the CPU and hold no card."""
+    return catalog.method(method).uses_device
+
+
+def job_gpus(wc):
+    """GPUs a job of the method reserves (the `gpu` resource), 0 when it stays on CPU."""
+    return int(COMPUTE["gpus"]) if uses_device(wc.method) else 0
+
+
+def gpu_launcher(gpus, n=1):
+    """python or torchrun (DDP over n GPUs), on GPUs no other job holds.
+
+    Every job that may touch CUDA goes through neurossl.gpu_slots: the `gpu` resource
+    only caps how many such jobs run at once, the slots say which card each one gets."""
     run = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node={n}"
-    gpus = int(COMPUTE["gpus"])
     if gpus == 0:
         return run
     return f"python -m neurossl.gpu_slots --gpus {max(gpus, n)} -- {run}"
 
 
+def launcher(wc):
+    """Training stages: DDP over compute.nproc_per_node."""
+    return gpu_launcher(job_gpus(wc), int(COMPUTE["nproc_per_node"]))
+
+
+def eval_launcher(wc):
+    """Evaluation and fitted baselines: one process, on a card of its own if it uses one."""
+    return gpu_launcher(job_gpus(wc))
+
+
 def stage_args(wc, stage):
     tasks = " ".join(tasks_of(wc.dataset, wc.modality)) or "none"
+    device = config.get("device", "auto") if uses_device(wc.method) else "cpu"
     args = (
         f"{stage} --dataset {wc.dataset} --method {wc.method} --modality {wc.modality} "
-        f"--size {wc.size} --seed {wc.seed} --device {config.get('device', 'auto')} "
+        f"--size {wc.size} --seed {wc.seed} --device {device} "
         f"--tasks {tasks}"
     )
     if stage in ("evaluate", "fit_evaluate"):
@@ -250,7 +285,7 @@ def known_sha256(wildcards):
 
 #: Higher runs first among ready jobs (Snakemake's default is 0).
 PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20, "evaluate": 10}
-NETWORK_BASELINES = ("rnn", "poco")
+NETWORK_BASELINES = names.NETWORK_BASELINES
 
 
 def baseline_priority(wildcards):

@@ -17,6 +17,7 @@ rule train_tokenizer:
         hparams=lambda wc: json.dumps(config.get("hparams", {}).get("tokenizer", {})),
         tasks=lambda wc: " ".join(tasks_of(wc.dataset, "calcium")) or "none",
         device=config.get("device", "auto"),
+        launcher=gpu_launcher(int(COMPUTE["gpus"])),
     resources:
         gpu=COMPUTE["gpus"],
         mem_mb=lambda wc, attempt: COMPUTE["mem_mb"] * attempt,
@@ -28,7 +29,7 @@ rule train_tokenizer:
     benchmark:
         benchmark_path("tokenizer", "{dataset}", "tokenizer")
     shell:
-        "python -m neurossl.stages tokenizer --dataset {wildcards.dataset} --method calm "
+        "{params.launcher} -m neurossl.stages tokenizer --dataset {wildcards.dataset} --method calm "
         "--modality calcium --size tokenizer --seed 0 --device {params.device} "
         "--tasks {params.tasks} --hparams {params.hparams:q} --splits {input.splits} "
         "--sessions {input.sessions} --model {output.tokenizer} --metrics {output.report} "
@@ -50,7 +51,7 @@ rule pretrain:
         hparams=pretrain_hparams,
         checkpoints=lambda wc: run_dir("pretrain", wc, "checkpoints"),
     resources:
-        gpu=COMPUTE["gpus"],
+        gpu=job_gpus,
         mem_mb=lambda wc, attempt: COMPUTE["mem_mb"] * attempt,
         runtime=lambda wc, attempt: COMPUTE["runtime"] * attempt,
     conda:
@@ -84,7 +85,7 @@ rule finetune:
         checkpoints=lambda wc: run_dir("finetune", wc, "checkpoints"),
         pretrained=lambda wc, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
     resources:
-        gpu=COMPUTE["gpus"],
+        gpu=job_gpus,
         mem_mb=lambda wc, attempt: COMPUTE["mem_mb"] * attempt,
         runtime=lambda wc, attempt: COMPUTE["runtime"] * attempt,
     conda:
@@ -113,8 +114,11 @@ rule evaluate:
         metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
         predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
     params:
+        launcher=eval_launcher,
         args=lambda wc: stage_args(wc, "evaluate"),
         hparams=stage_hparams,
+    resources:
+        gpu=job_gpus,
     conda:
         "../../envs/neurossl.yaml"
     log:
@@ -122,7 +126,7 @@ rule evaluate:
     benchmark:
         benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
     shell:
-        "python -m neurossl.stages {params.args} --hparams {params.hparams:q} "
+        "{params.launcher} -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} --finetuned {input.finetuned} "
         "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
 
@@ -140,8 +144,11 @@ rule evaluate_baseline:
         predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
         model=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
     params:
+        launcher=eval_launcher,
         args=lambda wc: stage_args(wc, "fit_evaluate"),
         hparams=stage_hparams,
+    resources:
+        gpu=job_gpus,
     conda:
         "../../envs/neurossl.yaml"
     log:
@@ -149,6 +156,6 @@ rule evaluate_baseline:
     benchmark:
         benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
     shell:
-        "python -m neurossl.stages {params.args} --hparams {params.hparams:q} "
+        "{params.launcher} -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} --model {output.model} "
         "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
