@@ -262,7 +262,7 @@ def test_missing_label_column_is_a_clear_error(tmp_path):
 
 def test_bad_hparam_type(tmp_path):
     inputs = make_inputs(tmp_path, "calcium", "mean", ("forecasting",), hparams={"context": "x"})
-    with pytest.raises(ValueError, match="hparam 'context'"):
+    with pytest.raises(ValueError, match=r"hparams\.mean: key 'context'"):
         run(inputs, tmp_path)
 
 

@@ -269,7 +269,8 @@ def build_differences(per_seed: pd.DataFrame, table: Table, confidence: float) -
     for method, size in table.rows:
         if method not in PRETRAINED_METHODS:
             continue
-        for label in ("scratch", "best baseline", *ABLATIONS_OF.get(method, ())):
+        scratch = ("scratch",) if method in SCRATCH_OF else ()
+        for label in (*scratch, "best baseline", *ABLATIONS_OF.get(method, ())):
             row = (method, size, label)
             for column in table.columns:
                 if label == "scratch":
