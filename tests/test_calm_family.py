@@ -15,7 +15,7 @@ import torch
 from neurossl.contract import StageInputs, StageOutputs
 from neurossl.data.session import Session, write_session
 from neurossl.data.splits import Splits, Windows
-from neurossl.methods.calm_family import make_method, train_tokenizer
+from neurossl.methods.calm_family import _hparams, make_method, train_tokenizer
 from neurossl.methods.registry import get_method
 from neurossl.models.dual_axis import DualAxisConfig
 from neurossl.models.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
@@ -194,7 +194,7 @@ def test_scratch_skips_pretraining_and_rollout_is_prefix_consistent(
     inputs = _inputs(dataset, "scratch_dual_axis", {**hp, "head_steps": 1})
     method.finetune(inputs, None, ft)
     payload = torch.load(ft.model, weights_only=False)
-    network = method._network(inputs, hp, "cpu", restoring=True)
+    network = method._network(inputs, _hparams(inputs), "cpu", restoring=True)
     network.load_state_dict(payload["adapted"], strict=False)
     g = torch.Generator().manual_seed(0)
     batch = {
@@ -229,7 +229,7 @@ def test_next_patch_readout_starts_at_persistence() -> None:
 
 def test_stage_input_errors(dataset, tokenizer_path: Path) -> None:
     method = make_method("calm")
-    with pytest.raises(ValueError, match="unknown hparams \\['widht'\\]"):
+    with pytest.raises(ValueError, match=r"hparams\.calm: unknown key 'widht'"):
         method.pretrain(_inputs(dataset, "calm", {"widht": 3}), StageOutputs())
     with pytest.raises(ValueError, match="tokenizer_path"):
         method.pretrain(_inputs(dataset, "calm", {}), StageOutputs())

@@ -89,7 +89,7 @@ def test_model_learns_the_data(data, tmp_path):
 def test_hparams_are_checked(data):
     impl = get_method("mtm")
     assert impl.supported_tasks(TASKS) == TASKS  # stimulus_class decodes like choice
-    with pytest.raises(ValueError, match="hparams.mtm: unknown key 'learning_rate'"):
+    with pytest.raises(ValueError, match=r"hparams\.mtm: unknown key 'learning_rate'"):
         impl.pretrain(_inputs(data, "mtm", {"learning_rate": 1.0}), StageOutputs())
     with pytest.raises(ValueError, match="key 'max_steps': Input should be a valid integer"):
         impl.pretrain(_inputs(data, "mtm", {"max_steps": "many"}), StageOutputs())

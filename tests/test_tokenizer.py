@@ -9,15 +9,13 @@ import torch
 from neurossl.eval.metrics import r2
 from neurossl.models.quantizers import fsq_levels, orthogonality_loss
 from neurossl.models.tokenizer import (
-    FitConfig,
     Tokenizer,
     TokenizerConfig,
-    fit_tokenizer,
     load_tokenizer,
     reconstruct,
     save_tokenizer,
-    tokenizer_report,
 )
+from neurossl.objectives.tokenizer import FitConfig, fit_tokenizer, tokenizer_report
 
 torch.set_num_threads(1)
 #: Stated bound: a tiny tokenizer trained for 150 steps reconstructs smooth traces with

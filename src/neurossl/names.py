@@ -118,6 +118,20 @@ def is_decoding_task(task: str) -> bool:
     return task in _DECODING or task.startswith(tuple(p for p in _DECODING if p in _TASK_PREFIXES))
 
 
+def label_columns(task: str) -> tuple[str, ...]:
+    """Trial columns that may hold a window-label task's target, in order of preference.
+
+    The one lookup every family and baseline uses: a trial column may carry the task's
+    full name (``stimulus_class`` on synthetic data) or only the variable
+    (``drifting_gratings_orientation`` on Allen-style tables); ``choice`` is ``choice``.
+    """
+    if task == "choice":
+        return ("choice",)
+    if task.startswith(STIMULUS_PREFIX):
+        return (task, task[len(STIMULUS_PREFIX) :])
+    raise ValueError(f"task {task!r} has no window label; expected 'choice' or 'stimulus_<var>'")
+
+
 def is_metric(name: str) -> bool:
     """Whether a string is a metric of the vocabulary, including per-horizon forms."""
     return name in METRICS or is_horizon_metric(name)

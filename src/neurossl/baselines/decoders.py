@@ -8,7 +8,8 @@ population activity with the shared ridge decoder. The fitted maps are kept as t
 Where the targets come from (the same convention for every method):
 
 - ``choice`` -> trial column ``choice``; ``stimulus_<v>`` -> trial column
-  ``stimulus_<v>`` (the task name), read per window through the loader's labels.
+  ``stimulus_<v>`` or else ``<v>`` (:func:`neurossl.names.label_columns`), read per
+  window through the loader's labels.
 - ``behavior_<v>`` -> behaviour variable ``<v>`` of the Session.
 """
 
@@ -23,7 +24,7 @@ from neurossl.baselines.session_data import SessionInfo, SplitArrays
 from neurossl.eval.decoding import fit_continuous, fit_discrete
 from neurossl.eval.linear_maps import LinearMap
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
-from neurossl.names import BEHAVIOR_PREFIX
+from neurossl.names import BEHAVIOR_PREFIX, label_columns
 
 Scored = tuple[dict[str, float], dict[str, np.ndarray]]
 
@@ -38,12 +39,13 @@ def is_behavior_task(task: str) -> bool:
 
 def trial_labels(info: SessionInfo, data: SplitArrays, task: str) -> tuple[np.ndarray, ...]:
     """(labels, keep): the task's label per window and which windows have one."""
-    if task not in data.labels:
+    column = next((c for c in label_columns(task) if c in data.labels), None)
+    if column is None:
         raise KeyError(
-            f"{info.path}: task {task!r} needs trial column {task!r}; the Session's numeric "
-            f"trial columns are {sorted(data.labels)}"
+            f"{info.path}: task {task!r} needs a trial column named one of "
+            f"{label_columns(task)}; the Session's numeric trial columns are {sorted(data.labels)}"
         )
-    labels = data.labels[task]
+    labels = data.labels[column]
     keep = ~np.isnan(labels) if labels.dtype.kind == "f" else np.ones(labels.shape, dtype=bool)
     return labels, keep
 

@@ -20,10 +20,10 @@ calcium; the Session file's modality picks the protocol and metrics):
 - ``oracle``: co_smoothing / inter_region / intra_region / forecasting, from the
   Session's ``truth`` (spikes: true rates, calcium: noise-free signal).
 
-Model file (``outputs.model``): a ``torch.save`` dict read back with
-``weights_only=True``: ``{"format_version", "method", "hparams", "sessions": {session:
-{task: state | None}}}``; a state holds tensors and numbers only; ``None`` marks a task
-the session cannot pose (e.g. inter_region with one region).
+Model file (``outputs.model``): the shared format of :mod:`neurossl.train.model_file`
+(family ``baselines``, stage ``fit``) with ``{"hparams", "sessions": {session: {task:
+state | None}}}``; a state holds tensors and numbers only (read with ``weights_only``);
+``None`` marks a task the session cannot pose (e.g. inter_region with one region).
 
 Hyperparameters: :class:`~neurossl.methods.hparam_models.BaselineHParams` (every key,
 default and bound is listed in ``docs/hparams.md``).
@@ -38,9 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from neurossl.atomic import atomic_path
 from neurossl.baselines import decoders, forecasting, spatial
 from neurossl.baselines.session_data import (
     SessionInfo,
@@ -60,8 +58,8 @@ from neurossl.eval.scoring import score_queries
 from neurossl.hparams import check, finetune_only_keys
 from neurossl.methods.hparam_models import BaselineHParams
 from neurossl.names import METHOD_MODALITY, SIMPLE_BASELINES
+from neurossl.train.model_file import load_model_file, save_model_file
 
-FORMAT_VERSION = 1
 NEURON_QUERY_TASKS = ("co_smoothing", "inter_region", "intra_region")
 FORECASTING_ONLY = ("persistence", "mean", "linear_ar", "rnn", "poco")
 #: Decoding baselines restricted to one neuron group of the split step, and the group.
@@ -117,14 +115,8 @@ class Baseline:
                 task: self._fit(task, info, train, inputs, hparams, device)
                 for task in self.supported_tasks(inputs.tasks)
             }
-        payload = {
-            "format_version": FORMAT_VERSION,
-            "method": self.name,
-            "hparams": hparams,
-            "sessions": sessions,
-        }
-        with atomic_path(outputs.model) as tmp:
-            torch.save(payload, tmp)
+        payload = {"hparams": hparams, "sessions": sessions}
+        save_model_file(outputs.model, "baselines", self.name, "fit", payload)
 
     def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
         """Score every supported task on each held-out session's test windows."""
@@ -213,13 +205,9 @@ class Baseline:
     def _load(self, finetuned: Path | None) -> dict[str, Any]:
         if finetuned is None:
             raise ValueError(f"{self.name}: evaluate needs the finetuned model file")
-        model = torch.load(finetuned, map_location="cpu", weights_only=True)
-        if model.get("format_version") != FORMAT_VERSION or model.get("method") != self.name:
-            raise ValueError(
-                f"{finetuned}: expected a {self.name!r} baseline model of format "
-                f"{FORMAT_VERSION}, got method {model.get('method')!r} format "
-                f"{model.get('format_version')!r}"
-            )
+        model = load_model_file(finetuned, "baselines", "fit")
+        if model["method"] != self.name:
+            raise ValueError(f"{finetuned}: a {model['method']!r} model, expected {self.name!r}")
         return model
 
 

@@ -71,6 +71,7 @@ from neurossl import catalog
 from neurossl.atomic import atomic_path, write_json
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
+from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, r2
@@ -79,16 +80,9 @@ from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.hparams import check, finetune_only_keys
 from neurossl.methods.hparam_models import CalmHParams, TokenizerHParams
+from neurossl.methods.task_heads import find_label_key
 from neurossl.models.dual_axis import DualAxisConfig, preset
-from neurossl.models.tokenizer import (
-    FitConfig,
-    Tokenizer,
-    TokenizerConfig,
-    fit_tokenizer,
-    load_tokenizer,
-    save_tokenizer,
-    tokenizer_report,
-)
+from neurossl.models.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
 from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric
 from neurossl.objectives.calm import (
     HEAD_RANK,
@@ -101,7 +95,9 @@ from neurossl.objectives.calm import (
     make_pretrain_loss,
     probe_heads,
 )
+from neurossl.objectives.tokenizer import FitConfig, fit_tokenizer, tokenizer_report
 from neurossl.train.engine import TrainConfig, train
+from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
 
 METHOD_NAMES = ("calm", "scratch_dual_axis")
@@ -135,20 +131,7 @@ def unit_statistics(inputs: StageInputs) -> UnitScaler:
     """
     sessions = sorted(inputs.session_paths)
     dataset = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions)
-    n_units = len(dataset.vocab.unit_ids)
-    total, sq, count = np.zeros(n_units), np.zeros(n_units), np.zeros(n_units)
-    for session in sessions:
-        for i in dataset.indices_by_session()[session]:
-            item = dataset[int(i)]
-            act = item["activity"].astype(np.float64)
-            np.add.at(total, item["unit"], act.sum(0))
-            np.add.at(sq, item["unit"], (act**2).sum(0))
-            np.add.at(count, item["unit"], act.shape[0])
-    missing = [dataset.vocab.unit_ids[u] for u in np.flatnonzero(count == 0)]
-    if missing:
-        raise ValueError(f"units without training windows, cannot normalise: {missing[:5]}")
-    mean = total / count
-    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    mean, std = unit_moments(dataset)
     return UnitScaler(mean, std)
 
 
@@ -308,26 +291,12 @@ def _head_specs(inputs: StageInputs, dataset: WindowDataset, tasks: Sequence[str
             specs.append(HeadSpec(task, behavior_column=column, behavior_mean=float(values.mean()),
                                   behavior_std=float(max(values.std(), 1e-6))))  # fmt: skip
             continue
-        key = _label_key(task, items[0])
+        key = find_label_key(task, items[0])
         labels = [it[key] for it in items]
         classes = tuple(float(c) for c in np.unique(np.asarray(labels, dtype=np.float64))
                         if np.isfinite(c))  # fmt: skip
         specs.append(HeadSpec(task, label_key=key, classes=classes))
     return tuple(specs)
-
-
-def _label_key(task: str, item: dict[str, Any]) -> str:
-    """The trial column of a window task: ``choice``; ``stimulus_<var>`` is read from the
-    column named like the task (e.g. ``stimulus_class``) or, failing that, ``<var>``."""
-    if task == "choice":
-        candidates = ["label/choice"]
-    else:
-        candidates = ["label/" + task, "label/" + task[len(STIMULUS_PREFIX) :]]
-    for key in candidates:
-        if key in item:
-            return key
-    labels = sorted(k for k in item if k.startswith("label/"))
-    raise ValueError(f"{task}: windows carry none of {candidates}; they have {labels}")
 
 
 def _behavior_column(dataset: WindowDataset, variable: str) -> int:
@@ -392,7 +361,8 @@ class CalmMethod:
             outputs.train_log,
             device,
         )
-        _save(outputs.model, {"stage": "pretrain", "state": network.cpu().state_dict()})
+        save_model_file(outputs.model, "dual_axis", self.name, "pretrain",
+                        {"state": network.cpu().state_dict()})  # fmt: skip
 
     def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
         hp = _hparams(inputs)
@@ -433,8 +403,7 @@ class CalmMethod:
                   checkpoints / "heads", heads_log, device)  # fmt: skip
             logs.append(("heads", heads_log))
         _merge_logs(logs, Path(outputs.train_log))
-        _save(outputs.model, {
-            "stage": "finetune",
+        save_model_file(outputs.model, "dual_axis", self.name, "finetune", {
             "heads": [dataclasses.asdict(h) for h in heads],
             "adapted": adapted,
             "state": network.cpu().state_dict(),
@@ -615,18 +584,6 @@ def _evaluate_decoding(
         evaluation.rows.extend(make_rows(inputs, session, spec.task, values))
 
 
-def _save(path: Path | None, payload: dict[str, Any]) -> None:
-    if path is None:
-        raise ValueError("the stage was given no model output path")
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
 def _load(path: Path, stage: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no {stage} model (run the {stage} stage first)")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("stage") != stage:
-        raise ValueError(f"{path}: not a CalM {stage} checkpoint")
-    return payload
+    # Not weights_only: the file holds the heads' dataclass fields next to the tensors.
+    return load_model_file(path, "dual_axis", stage, weights_only=False)

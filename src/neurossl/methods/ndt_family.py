@@ -76,7 +76,6 @@ import torch
 from torch import nn
 
 from neurossl import catalog
-from neurossl.atomic import atomic_path
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
@@ -97,8 +96,7 @@ from neurossl.models.ndt import (
     make_config,
     session_parameter_filter,
 )
-from neurossl.models.perceiver import CLASSIFICATION
-from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, frozen_metric, is_decoding_task
+from neurossl.names import BEHAVIOR_PREFIX, frozen_metric, is_decoding_task, label_columns
 from neurossl.objectives.mtm import (
     PROMPT_INDEX,
     SCHEMES,
@@ -109,6 +107,7 @@ from neurossl.objectives.mtm import (
     single_session,
 )
 from neurossl.train.engine import TrainConfig, train
+from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
 
 FAMILY = ("mtm", "ndt", "scratch_ndt")
@@ -435,7 +434,7 @@ class _SessionReader:
     def label_column(self, task: str) -> str:
         """Trial column of a label task: ``choice``; ``stimulus_<var>`` or else ``<var>``."""
         data = self.dataset("train")
-        candidates = [task] if task == "choice" else [task, task[len(STIMULUS_PREFIX) :]]
+        candidates = label_columns(task)
         for column in candidates:
             if f"label/{column}" in data[0]:
                 return column
@@ -501,9 +500,7 @@ def _save_model(
     stage: str,
     decoder: DecodingNDT | None = None,
 ) -> None:
-    payload = {
-        "method": method,
-        "stage": stage,
+    payload: dict[str, Any] = {
         "description": model.describe(),
         "state_dict": _cpu_state(model),
     }
@@ -513,8 +510,7 @@ def _save_model(
             "task_heads": [h.to_json() for h in decoder.task_heads.values()],
             "state_dict": _cpu_state(decoder),
         }
-    with atomic_path(outputs.model) as tmp:
-        torch.save(payload, tmp)
+    save_model_file(outputs.model, "ndt", method, stage, payload)
 
 
 def load_model(path: Path) -> NDT:
@@ -523,10 +519,7 @@ def load_model(path: Path) -> NDT:
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError) as err:
-        raise ValueError(f"{path}: not an NDT-family model file ({err})") from err
+    return load_model_file(path, "ndt")
 
 
 def _model_from(payload: dict[str, Any], path: Path) -> NDT:
@@ -583,7 +576,7 @@ class DecodingNDT(nn.Module):
         latent = self.backbone.encode(counts, session, self.prompt, causal=False)
         out = {}
         for name in names:
-            if self.task_heads[name].kind == CLASSIFICATION:
+            if self.task_heads[name].classifies:
                 out[name] = self.heads[name](latent.mean(1))
             else:
                 out[name] = self.heads[name](latent).squeeze(-1)

@@ -94,6 +94,7 @@ from neurossl.atomic import atomic_path
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
+from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.records import eval_trials, put_decoding
 from neurossl.eval.rows import make_rows
@@ -110,6 +111,7 @@ from neurossl.models.perceiver import (
 from neurossl.names import is_decoding_task
 from neurossl.objectives.poyo_ssl import diet_neuron_ids, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
+from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
 
 MODALITY = "calcium"
@@ -181,30 +183,10 @@ class RowMaps:
 
 
 def unit_statistics(dataset: WindowDataset, keys: Sequence[str]) -> list[list[float]]:
-    """[mean, std] of each unit key's dF/F over the dataset's windows (the train split).
-
-    Only train windows are read, so nothing about validation or test leaks into the
-    inputs; a constant trace gets std 1 so it maps to zeros instead of dividing by 0.
-    """
-    n = len(dataset.vocab.unit_ids)
-    total, square, count = np.zeros(n), np.zeros(n), np.zeros(n)
-    for batch in make_loader(dataset, 64, False, 0, by_session=True):
-        valid = batch["neuron_mask"].numpy()
-        ids = batch["unit"].numpy()[valid]
-        activity = batch["activity"].double().numpy().transpose(0, 2, 1)[valid]  # [units, T]
-        np.add.at(total, ids, activity.sum(axis=1))
-        np.add.at(square, ids, np.square(activity).sum(axis=1))
-        np.add.at(count, ids, activity.shape[1])
-    index = dataset.vocab.unit_index
-    stats = []
-    for key in keys:
-        i = index[key]
-        if count[i] == 0:
-            raise ValueError(f"unit {key!r} has no train samples to standardise with")
-        mean = total[i] / count[i]
-        std = float(np.sqrt(max(square[i] / count[i] - mean**2, 0.0)))
-        stats.append([float(mean), std if std > 1e-6 else 1.0])
-    return stats
+    """[mean, std] of each unit key's dF/F over the dataset's windows (the train split),
+    by :func:`neurossl.data.unit_stats.unit_moments` (a flat trace gets std 1)."""
+    mean, std = unit_moments(dataset, keys)
+    return [[float(m), float(s)] for m, s in zip(mean, std, strict=True)]
 
 
 def _lookup(index: dict[str, int], keys: Sequence[str], what: str) -> Tensor:
@@ -246,28 +228,21 @@ def _datasets(
 
 
 def _save_model(path: Path, model: Perceiver, payload: dict[str, Any]) -> None:
-    """Write the model file atomically, once (rank 0 only under torchrun)."""
-    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
-        return
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "spec": model.spec(),
-                "state_dict": model.state_dict(),
-                "n_parameters": backbone_parameters(model),
-                "n_parameters_total": sum(p.numel() for p in model.parameters()),
-            }
-            | payload,
-            tmp,
-        )
+    """Write the model file (:mod:`neurossl.train.model_file`); ``payload`` names the
+    method and stage."""
+    rest = dict(payload)
+    method, stage = rest.pop("method"), rest.pop("stage")
+    save_model_file(path, "perceiver", method, stage, {
+        "spec": model.spec(),
+        "state_dict": model.state_dict(),
+        "n_parameters": backbone_parameters(model),
+        "n_parameters_total": sum(p.numel() for p in model.parameters()),
+    } | rest)  # fmt: skip
 
 
 def load_model(path: Path) -> tuple[Perceiver, dict[str, Any]]:
     """A saved Perceiver and the rest of its file (keys, task heads, provenance)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for a bad file
-        raise RuntimeError(f"{path}: unreadable Perceiver model file ({err})") from err
+    payload = load_model_file(path, "perceiver")
     for key in ("spec", "state_dict", "unit_keys", "session_keys"):
         if key not in payload:
             raise ValueError(f"{path}: Perceiver model file lacks {key!r}")

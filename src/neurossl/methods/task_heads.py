@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from neurossl.data.loader import Batch, WindowDataset, make_loader
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
 from neurossl.models.perceiver import CLASSIFICATION, PER_BIN
-from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX
+from neurossl.names import BEHAVIOR_PREFIX, label_columns
 
 _IGNORE = -100
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
@@ -42,16 +42,8 @@ MOVIE_FRAME_MARKER = "natural_movie_frame"
 
 
 def label_keys(task: str) -> tuple[str, ...]:
-    """Batch keys that may hold a window-label task's target, in order of preference.
-
-    A trial column may carry the task's full name (``stimulus_class`` on synthetic data)
-    or just the variable (``drifting_gratings_orientation`` on Allen-style tables).
-    """
-    if task == "choice":
-        return ("label/choice",)
-    if task.startswith(STIMULUS_PREFIX):
-        return ("label/" + task, "label/" + task[len(STIMULUS_PREFIX) :])
-    raise ValueError(f"task {task!r} has no window label; expected 'choice' or 'stimulus_<var>'")
+    """Batch keys that may hold a window-label task's target (:func:`names.label_columns`)."""
+    return tuple("label/" + column for column in label_columns(task))
 
 
 def find_label_key(task: str, keys: Iterable[str]) -> str:
@@ -80,8 +72,13 @@ class TaskHead:
     std: float = 1.0
 
     @property
+    def classifies(self) -> bool:
+        """One label per window (else one value per time bin)."""
+        return self.kind == CLASSIFICATION
+
+    @property
     def n_out(self) -> int:
-        return len(self.classes) if self.kind == CLASSIFICATION else 1
+        return len(self.classes) if self.classifies else 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"classes": list(self.classes)}
