@@ -174,7 +174,7 @@ def test_model_file_is_weights_only(spikes_root):
     payload = torch.load(model, weights_only=True)
     assert payload["method"] == "linear" and payload["hparams"]["ar_order"] == 4
     assert set(payload["sessions"]) == {"sub-02_ses-01"}
-    with pytest.raises(ValueError, match="expected a 'mean' baseline"):
+    with pytest.raises(ValueError, match="a 'linear' model, expected 'mean'"):
         get_method("mean").evaluate(inputs, model)
 
 
