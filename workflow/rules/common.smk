@@ -10,11 +10,17 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# Extra method modules (config `method_modules`) join the method table before the
-# vocabulary is read; the variable also reaches every job this workflow starts.
-os.environ["NEUROSSL_METHOD_MODULES"] = ",".join(config.get("method_modules", []))
+from neurossl import catalog
 
-from neurossl import catalog, names
+# Extra method modules (config `method_modules`) join the method table before the
+# vocabulary is read; the variable passes them on to every job this workflow starts.
+_method_modules = config.get("method_modules", [])
+if not isinstance(_method_modules, list):
+    raise ValueError(f"config method_modules must be a list of module names, got {_method_modules!r}")
+catalog.load_method_modules(_method_modules)
+os.environ[catalog.METHOD_MODULES_ENV] = ",".join(_method_modules)
+
+from neurossl import names
 from neurossl.config_schema import write_derived
 from neurossl.data.preprocess import reader_of
 from neurossl.gpu_slots import auto_gpus_per_job
