@@ -12,7 +12,8 @@ The layers, lowest first (docs/methods.md, "Layers", says why each sits where it
 - ``objectives``: losses, masking and the loops that are part of an objective
 - ``baselines``: the simple baselines' fitting
 - ``methods``: one family per module, combining the layers below
-- ``stages``, ``selection``: the entry points rules call
+- ``stages``, ``selection``: the entry points rules call; ``cli`` and ``inspect``:
+  the ``neurossl`` console script, which reads files through the data layer
 - ``report``: reads result files; never imports a model, objective or method
 """
 
@@ -41,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "selection": {"foundation", "methods"},
     "report": {"foundation", "data", "eval"},
     "inspect": {"foundation", "data"},
-    "cli": {"foundation", "data"},
+    "cli": {"foundation", "data", "inspect"},
 }  # fmt: skip
 
 
