@@ -214,3 +214,17 @@ def test_a_toy_method_from_a_temporary_module_runs_through_planning_training_and
     assert len(merged) == len(toy)
     assert (merged["value_toy"] - merged["value_mean"]).abs().max() < 1e-9
     assert "toy_mean" in (results / "report" / "index.html").read_text()
+
+
+def test_a_method_module_that_freezes_the_vocabulary_is_named(tmp_path):
+    (tmp_path / "eager_method.py").write_text(
+        "from neurossl import names  # noqa: F401  (too early: the vocabulary freezes)\n"
+        "from neurossl.catalog import MethodSpec\n"
+        "METHODS = (MethodSpec('eager', __name__, ('calcium',),\n"
+        "           'neurossl.methods.hparam_models:BaselineHParams', fitted=True),)\n"
+    )
+    code = "from neurossl import catalog; catalog.load_method_modules(['eager_method'])"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert "methods ['eager'] were declared after neurossl.names was imported" in result.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 
 MODALITIES = ("spikes", "calcium")
@@ -203,6 +204,15 @@ def load_method_modules(modules: list[str] | tuple[str, ...]) -> None:
             )
         for spec in declared:
             register(spec)
+    # The vocabulary is computed once, at its first import; a method module that imported
+    # it at its top froze it without its own methods.
+    frozen = getattr(sys.modules.get("neurossl.names"), "METHODS", None)
+    stale = [s.name for s in _methods.values() if frozen is not None and s.name not in frozen]
+    if stale:
+        raise ImportError(
+            f"methods {stale} were declared after neurossl.names was imported; a method "
+            "module must import neurossl.names inside its functions, not at its top"
+        )
 
 
 def methods() -> tuple[MethodSpec, ...]:
