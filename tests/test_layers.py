@@ -4,6 +4,7 @@ The layers, lowest first (docs/methods.md, "Layers", says why each sits where it
 
 - foundation: the vocabulary and table (``names``, ``catalog``), ``hparams``,
   ``config_schema``, ``atomic``, ``job_env``, ``rule_logging``, ``gpu_slots``
+- ``device``: the one CPU/CUDA switch (torch only), for every layer that runs torch
 - ``data``: sources, readers, the Session contract, splits, windows
 - ``contract``: what a stage receives and returns (StageInputs, MetricRow, Evaluation)
 - ``train``: the engine, optimiser, checkpoints (generic over any nn.Module)
@@ -29,16 +30,17 @@ FOUNDATION = {
 }  # fmt: skip
 ALLOWED: dict[str, set[str]] = {
     "foundation": set(),
+    "device": set(),
     "data": {"foundation"},
     "contract": {"foundation", "data"},
-    "train": {"foundation", "data"},
-    "eval": {"foundation", "data", "contract"},
-    "models": {"foundation", "data"},
-    "objectives": {"foundation", "data", "models", "train", "eval"},
-    "baselines": {"foundation", "data", "contract", "eval", "train"},
-    "methods": {"foundation", "data", "contract", "train", "eval", "models", "objectives",
-                "baselines"},
-    "stages": {"foundation", "data", "contract", "train", "eval", "methods"},
+    "train": {"foundation", "device", "data"},
+    "eval": {"foundation", "device", "data", "contract"},
+    "models": {"foundation", "device", "data"},
+    "objectives": {"foundation", "device", "data", "models", "train", "eval"},
+    "baselines": {"foundation", "device", "data", "contract", "eval", "train"},
+    "methods": {"foundation", "device", "data", "contract", "train", "eval", "models",
+                "objectives", "baselines"},
+    "stages": {"foundation", "device", "data", "contract", "train", "eval", "methods"},
     "selection": {"foundation", "methods"},
     "report": {"foundation", "data", "eval"},
     "inspect": {"foundation", "data"},
