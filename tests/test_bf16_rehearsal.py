@@ -26,8 +26,8 @@ from test_loader import make_dataset
 from test_poyo_family import FAST as POYO_FAST
 from test_poyo_family import build_dataset as build_calcium
 
+from neurossl.contract import StageInputs, StageOutputs
 from neurossl.device import CPU_BF16_ENV, autocast, autocast_dtype
-from neurossl.methods.base import StageInputs, StageOutputs
 from neurossl.methods.calm_family import train_tokenizer
 from neurossl.methods.registry import get_method
 

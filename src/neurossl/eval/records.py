@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from neurossl.contract import Evaluation, StageInputs
 from neurossl.data.splits import Splits
 from neurossl.eval.decoding import Decoded
-from neurossl.methods.base import Evaluation, StageInputs
 
 FROZEN = "frozen_"
 
