@@ -88,7 +88,6 @@ step is proportional to the B * T/P * N tokens, so P = 2 would double it.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,6 +132,7 @@ from neurossl.objectives.calm import (
     probe_heads,
 )
 from neurossl.train.engine import TrainConfig, train
+from neurossl.train.logs import publish
 from neurossl.train.runtime import seed_everything
 
 METHOD_NAMES = ("calm", "scratch_dual_axis")
@@ -352,20 +352,6 @@ def _loaders(inputs: StageInputs, sessions: Sequence[str], batch_size: int, seed
     return train_set, train_loader, valid_loader
 
 
-def _merge_logs(parts: list[tuple[str, Path]], target: Path) -> None:
-    """One CSV log with a ``phase`` column from the per-phase logs of the engine."""
-    rows, fields = [], ["phase"]
-    for phase, path in parts:
-        with path.open() as handle:
-            for row in csv.DictReader(handle):
-                rows.append({"phase": phase, **row})
-                fields.extend(k for k in row if k not in fields)
-    with atomic_path(target) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _head_specs(inputs: StageInputs, dataset: WindowDataset, tasks: Sequence[str]) -> tuple:
     """One head per decoding task; classes and behaviour scale from the training windows."""
     items = [dataset[i] for i in range(len(dataset))]
@@ -507,7 +493,7 @@ class CalmMethod:
                   _train_config(hp, hp["head_steps"], hp["finetune_lr"], inputs.seed + 1),
                   checkpoints / "heads", heads_log, device)  # fmt: skip
             logs.append(("heads", heads_log))
-        _merge_logs(logs, Path(outputs.train_log))
+        publish(logs, Path(outputs.train_log))
         _save(outputs.model, {
             "stage": "finetune",
             "heads": [dataclasses.asdict(h) for h in heads],
