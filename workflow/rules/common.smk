@@ -11,12 +11,15 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from neurossl import names
+from neurossl.config_checks import check_config
 from neurossl.data.preprocess import reader_of
 from neurossl.gpu_slots import auto_gpus_per_job
 from neurossl.job_env import one_thread_per_job
 from neurossl.methods.registry import method_traits
 
 validate(config, schema="../schemas/config.schema.yaml")
+# What a job would reject fails here, before any job deletes outputs it would replace.
+check_config(config)
 
 envvars:
     "PATH",
@@ -109,6 +112,19 @@ def eval_targets(dataset):
         for size in method_sizes(method)
         for seed in method_seeds(method)
     ]
+
+
+def train_log_targets(dataset):
+    """The training logs of every neural run the report shows (it plots them)."""
+    logs = []
+    for path in eval_targets(dataset):
+        run = Path(path).parent.relative_to(f"{RESULTS}/{dataset}/eval")
+        method = run.parts[0]
+        if method not in names.NEURAL_METHODS:
+            continue
+        stages = ["pretrain", "finetune"] if method_traits(method).pretrains else ["finetune"]
+        logs += [f"{RESULTS}/{dataset}/{stage}/{run}/train_log.csv" for stage in stages]
+    return logs
 
 
 def scaling_targets():

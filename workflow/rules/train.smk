@@ -108,6 +108,9 @@ rule evaluate:
         sessions=lambda wc: session_files(wc.dataset, wc.modality),
         splits=f"{RESULTS}/{{dataset}}/splits.json",
         finetuned=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
+        # Not read by scoring, but the fine-tuned model is made from it: declared, a
+        # pretrained model rebuilt (or lost with a failed fine-tuning) reruns the scoring.
+        pretrained=pretrained_model,
         tokenizer=tokenizer_input,
     output:
         metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
