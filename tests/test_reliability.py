@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import SNAKEFILE, run_snakemake
 
 from neurossl.report.figures import check_complete
 from neurossl.train.logs import StepLog, publish
+from workflow_helpers import SNAKEFILE, run_snakemake
 
 RUN = "results/synthetic"
 PRETRAIN = f"{RUN}/pretrain/mtm/spikes/tiny/seed0"
@@ -37,8 +37,14 @@ def tiny_config(path: Path, **dataset: object) -> Path:
     spec = {
         "source": "synthetic",
         "modalities": ["spikes"],
-        "synthetic": {"seed": 0, "n_subjects": 2, "sessions_per_subject": 1, "n_trials": 30,
-                      "n_units": 16, "n_rois": 16},  # fmt: skip
+        "synthetic": {
+            "seed": 0,
+            "n_subjects": 2,
+            "sessions_per_subject": 1,
+            "n_trials": 30,
+            "n_units": 16,
+            "n_rois": 16,
+        },
         "split": {"seed": 0, "n_heldout_subjects": 1},
         "tasks": {"spikes": ["co_smoothing", "choice"]},
     } | dataset
@@ -61,7 +67,8 @@ def tiny_config(path: Path, **dataset: object) -> Path:
 def command(workdir: Path, *args: str) -> list[str]:
     """The documented run/recovery command, on this test's workflow and config."""
     return [sys.executable, "-m", "neurossl.run", "-s", str(SNAKEFILE), "--directory",
-            str(workdir), "--cores", "2", *args, "--configfile", str(workdir / "config.yaml")]  # fmt: skip
+            str(workdir), "--cores", "2", *args,
+            "--configfile", str(workdir / "config.yaml")]  # fmt: skip
 
 
 def run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -163,7 +170,7 @@ def test_a_resumed_log_keeps_the_checkpoints_steps_and_publishes_them_all(tmp_pa
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(1, 9))
     assert {r["phase"] for r in rows} == {"fit"}
-    with pytest.raises(ValueError, match="does not cover the checkpoint's steps 1..20"):
+    with pytest.raises(ValueError, match=r"does not cover the checkpoint's steps 1\.\.20"):
         StepLog(live, keep_until=20, enabled=True)
 
 
@@ -176,8 +183,10 @@ def test_a_resumed_log_keeps_the_checkpoints_steps_and_publishes_them_all(tmp_pa
             {"split": {"fractions": {"train": 0.8, "valid": 0.1, "test": 0.2}}},
             "datasets.synthetic.split.fractions",
         ),
-        ({"split": {"windows": "blocks", "block_window": 9.0, "block_length": 3.0}},
-         "datasets.synthetic.split.block_window/block_length"),  # fmt: skip
+        (
+            {"split": {"windows": "blocks", "block_window": 9.0, "block_length": 3.0}},
+            "datasets.synthetic.split.block_window/block_length",
+        ),
     ],
 )
 def test_what_a_job_would_reject_is_rejected_at_planning(tmp_path, dataset, named):
