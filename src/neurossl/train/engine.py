@@ -312,5 +312,3 @@ def _freeze_others(model: nn.Module, names: set[str]) -> list[nn.Parameter]:
 
 def _to_device(batch: Batch, device: str) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
