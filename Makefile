@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --workflow-profile profiles/default
+	$(BIN)/python -m neurossl.run --workflow-profile profiles/default
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

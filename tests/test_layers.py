@@ -3,7 +3,9 @@
 The layers, lowest first (docs/methods.md, "Layers", says why each sits where it does):
 
 - foundation: the vocabulary and table (``names``, ``catalog``), ``hparams``,
-  ``config_schema``, ``atomic``, ``job_env``, ``rule_logging``, ``gpu_slots``
+  ``config_schema``, ``atomic``, ``job_env``, ``rule_logging``, ``gpu_slots``,
+  ``code_version``, ``run`` (the recovery wrapper), ``train_logs`` (the training-log
+  file format, which both training and the report read)
 - ``device``: the one CPU/CUDA switch (torch only), for every layer that runs torch
 - ``data``: sources, readers, the Session contract, splits, windows
 - ``contract``: what a stage receives and returns (StageInputs, MetricRow, Evaluation)
@@ -13,6 +15,7 @@ The layers, lowest first (docs/methods.md, "Layers", says why each sits where it
 - ``objectives``: losses, masking and the loops that are part of an objective
 - ``baselines``: the simple baselines' fitting
 - ``methods``: one family per module, combining the layers below
+- ``config_checks``: planning-time checks of a config against the data layer's rules
 - ``stages``, ``selection``: the entry points rules call; ``cli`` and ``inspect``:
   the ``neurossl`` console script, which reads files through the data layer
 - ``report``: reads result files; never imports a model, objective or method
@@ -26,7 +29,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neurossl"
 FOUNDATION = {
     "__init__", "names", "catalog", "hparams", "config_schema", "atomic", "job_env",
-    "rule_logging", "gpu_slots",
+    "rule_logging", "gpu_slots", "code_version", "run", "train_logs",
 }  # fmt: skip
 ALLOWED: dict[str, set[str]] = {
     "foundation": set(),
@@ -44,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "selection": {"foundation", "methods"},
     "report": {"foundation", "data", "eval"},
     "inspect": {"foundation", "data"},
+    "config_checks": {"foundation", "data"},
     "cli": {"foundation", "data", "inspect"},
 }  # fmt: skip
 
@@ -67,8 +71,13 @@ def _imports(path: Path) -> list[str]:
                 name = ".".join([*base, node.module] if node.module else base)
             else:
                 name = node.module or ""
-            if name == "neurossl":
-                found += [f"neurossl.{a.name}" for a in node.names]
+            if name == "neurossl":  # a submodule, or a name defined in __init__
+                found += [
+                    f"neurossl.{a.name}"
+                    if (PACKAGE / a.name).is_dir() or (PACKAGE / f"{a.name}.py").exists()
+                    else "neurossl"
+                    for a in node.names
+                ]
             elif name.startswith("neurossl."):
                 found.append(name)
     return found

@@ -59,8 +59,8 @@ def _run(script: Path, data: Path, run: Path, kill_at: int = 0) -> int:
     return proc.returncode
 
 
-def _losses(run: Path) -> list[tuple[str, str, str]]:
-    with (run / "log.csv").open() as f:
+def _losses(run: Path, name: str = "log.csv") -> list[tuple[str, str, str]]:
+    with (run / name).open() as f:
         return [(r["step"], r["loss"], r["valid_loss"]) for r in csv.DictReader(f)]
 
 
@@ -73,7 +73,9 @@ def test_killed_run_resumes_exactly(tmp_path):
     # Killed in step 13: the last checkpoint is step 10, so steps 11-12 are redone.
     assert _run(script, data, tmp_path / "killed", kill_at=13) == 9
     assert not (tmp_path / "killed" / "final.pt").exists()
-    assert len(_losses(tmp_path / "killed")) == 12
+    # The live log sits in the checkpoint folder; the published one appears only at the end.
+    assert not (tmp_path / "killed" / "log.csv").exists()
+    assert len(_losses(tmp_path / "killed", "ckpt/train_log.csv")) == 12
     assert _run(script, data, tmp_path / "killed") == 0
     whole = torch.load(tmp_path / "whole" / "final.pt")
     resumed = torch.load(tmp_path / "killed" / "final.pt")
@@ -118,8 +120,48 @@ def test_a_stage_rerun_with_other_settings_retrains_instead_of_resuming(tmp_path
     rerun, fresh = weights(tmp_path / "a"), weights(tmp_path / "fresh")
     assert any(not torch.equal(old[k], rerun[k]) for k in old)
     assert all(torch.equal(fresh[k], rerun[k]) for k in fresh)
-    # The same settings again: the finished checkpoints are this run's, so nothing trains.
+    # The same settings again, as `snakemake --forcerun` asks: the run completed, so it
+    # starts over instead of handing back the finished weights; deterministic on CPU,
+    # it ends with the same weights.
     stamp = (tmp_path / "a" / "ckpt" / "stitch" / "last.pt").stat().st_mtime_ns
     main(_finetune_args(paths, splits_path, tmp_path / "a", second))
-    assert (tmp_path / "a" / "ckpt" / "stitch" / "last.pt").stat().st_mtime_ns == stamp
+    assert (tmp_path / "a" / "ckpt" / "stitch" / "last.pt").stat().st_mtime_ns != stamp
     assert all(torch.equal(fresh[k], v) for k, v in weights(tmp_path / "a").items())
+
+
+def test_the_run_identity_covers_the_package_code(tmp_path, monkeypatch):
+    """A killed job resumes only under the same code; an edited package starts over."""
+    from neurossl import stages
+    from neurossl.train import checkpoint
+
+    args = stages.parse_args(
+        ["pretrain", "--dataset", "d", "--method", "mtm", "--modality", "spikes", "--size",
+         "tiny", "--seed", "0", "--tasks", "none", "--splits", str(tmp_path / "s.json"),
+         "--sessions", str(tmp_path / "a.spikes.h5")]
+    )  # fmt: skip
+    (tmp_path / "s.json").write_text("{}")
+    (tmp_path / "a.spikes.h5").write_text("")
+    ckpt = tmp_path / "ckpt"
+    identity = stages.run_identity(args)
+    assert identity["code"]["source_sha256"] and identity["code"]["version"]
+    assert not checkpoint.claim(ckpt, identity)
+    (ckpt / checkpoint.LAST).write_text("a killed job's checkpoint")
+    assert checkpoint.claim(ckpt, stages.run_identity(args))  # same code: resume
+    edited = {"version": "0.1.0", "source_sha256": "0" * 64}
+    monkeypatch.setattr(stages, "code_identity", lambda: edited)
+    assert not checkpoint.claim(ckpt, stages.run_identity(args))  # other code: over
+    assert not (ckpt / checkpoint.LAST).exists()
+
+
+def test_a_second_process_cannot_train_a_held_run(tmp_path):
+    """Two workflow runs on one results folder never train (and log) the same run."""
+    from neurossl.train.checkpoint import hold
+
+    hold(tmp_path / "ckpt")
+    other = subprocess.run(
+        [sys.executable, "-c",
+         f"from neurossl.train.checkpoint import hold; hold({str(tmp_path / 'ckpt')!r})"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert other.returncode != 0
+    assert f"pid {os.getpid()}" in other.stderr and "is being trained by" in other.stderr

@@ -19,11 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from neurossl.code_version import code_identity
 from neurossl.contract import StageInputs, StageOutputs
 from neurossl.data.splits import read_splits
 from neurossl.methods.registry import get_method
 from neurossl.names import EVAL_SPLITS, check_method, check_task, session_key
-from neurossl.train.checkpoint import claim
+from neurossl.train.checkpoint import claim, hold, mark_complete
 
 STAGES = ("tokenizer", "pretrain", "finetune", "evaluate", "fit_evaluate")
 log = logging.getLogger("neurossl")
@@ -87,10 +88,12 @@ def stage_inputs(args: argparse.Namespace) -> StageInputs:
 
 
 def run_identity(args: argparse.Namespace) -> dict[str, Any]:
-    """What decides a training stage's result: its arguments and its input files.
+    """What decides a training stage's result: its arguments, input files and code.
 
     Input files count by size and modification time (a regenerated Session or a new
     pretrained model is a new run even at the same path); output paths do not count.
+    The code counts by package version and source digest, so an edited model or
+    objective trains afresh instead of resuming the old code's checkpoint.
     """
     files = [args.splits, *args.sessions, args.pretrained, args.finetuned]
     stats = {str(path): path.stat() for path in files if path is not None}
@@ -104,14 +107,17 @@ def run_identity(args: argparse.Namespace) -> dict[str, Any]:
         "tasks": list(args.tasks),
         "hparams": json.loads(args.hparams),
         "inputs": {path: [stat.st_size, stat.st_mtime_ns] for path, stat in stats.items()},
+        "code": code_identity(),
     }
 
 
 def run(args: argparse.Namespace) -> None:
     inputs = stage_inputs(args)
     method = get_method(args.method)
+    rank = int(os.environ.get("RANK", "0"))
     if args.checkpoint_dir is not None:
-        rank = int(os.environ.get("RANK", "0"))
+        if rank == 0:
+            hold(args.checkpoint_dir)
         if claim(args.checkpoint_dir, run_identity(args), rank):
             log.info("resuming from the checkpoints in %s", args.checkpoint_dir)
     if args.stage == "tokenizer":
@@ -126,10 +132,13 @@ def run(args: argparse.Namespace) -> None:
         metrics=args.metrics,
         predictions=args.predictions,
     )
-    if args.stage == "pretrain":
-        method.pretrain(inputs, outputs)
-    elif args.stage == "finetune":
-        method.finetune(inputs, args.pretrained, outputs)
+    if args.stage in ("pretrain", "finetune"):
+        if args.stage == "pretrain":
+            method.pretrain(inputs, outputs)
+        else:
+            method.finetune(inputs, args.pretrained, outputs)
+        if args.checkpoint_dir is not None and rank == 0:
+            mark_complete(args.checkpoint_dir)
     else:
         from neurossl.eval.records import window_arrays
         from neurossl.eval.rows import write_evaluation

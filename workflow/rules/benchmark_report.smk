@@ -15,6 +15,11 @@ localrules:
 rule report:
     input:
         metrics=lambda wc: eval_targets(wc.dataset),
+        # Read beside the metrics (figures): declared, so none can be missing or stale.
+        predictions=lambda wc: [
+            str(Path(p).with_name("predictions.npz")) for p in eval_targets(wc.dataset)
+        ],
+        train_logs=lambda wc: train_log_targets(wc.dataset),
         splits=f"{RESULTS}/{{dataset}}/splits.json",
         neuron_stats=f"{RESULTS}/{{dataset}}/neuron_stats.csv",
         summary=f"{RESULTS}/{{dataset}}/report/summary/dataset_summary.json",

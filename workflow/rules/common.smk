@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -22,6 +23,7 @@ os.environ[catalog.METHOD_MODULES_ENV] = ",".join(_method_modules)
 
 from neurossl import names
 from neurossl.config_schema import write_derived
+from neurossl.config_checks import check_config
 from neurossl.data.preprocess import reader_of
 from neurossl.gpu_slots import auto_gpus_per_job
 from neurossl.job_env import one_thread_per_job
@@ -36,6 +38,8 @@ finally:
 # instead of a training job (docs/hparams.md lists the keys).
 for _owner, _values in config.get("hparams", {}).items():
     check_hparams(_owner, _values)
+# What a job would reject fails here, before any job deletes outputs it would replace.
+check_config(config)
 
 envvars:
     "PATH",
@@ -128,6 +132,19 @@ def eval_targets(dataset):
     ]
 
 
+def train_log_targets(dataset):
+    """The training logs of every neural run the report shows (it plots them)."""
+    logs = []
+    for path in eval_targets(dataset):
+        run = Path(path).parent.relative_to(f"{RESULTS}/{dataset}/eval")
+        method = run.parts[0]
+        if method not in names.NEURAL_METHODS:
+            continue
+        stages = ["pretrain", "finetune"] if method_traits(method).pretrains else ["finetune"]
+        logs += [f"{RESULTS}/{dataset}/{stage}/{run}/train_log.csv" for stage in stages]
+    return logs
+
+
 def scaling_targets():
     """Evaluations of the scaling sweep (config `scaling`): every size x method x seed."""
     scaling = config.get("scaling", {})
@@ -148,7 +165,7 @@ def all_targets():
         targets.append(f"{names.report_dir(RESULTS, dataset)}/summary/dataset_summary.json")
         targets += eval_targets(dataset)
         targets.append(f"{names.report_dir(RESULTS, dataset)}/index.html")
-    return targets
+    return targets + missing_inputs_of_results()
 
 
 COMPUTE = {"gpus": "auto", "nproc_per_node": 1, "mem_mb": 8000, "runtime": 120}
@@ -312,3 +329,33 @@ def bwb_targets(dataset):
     if not any("/spikes/" in p for p in eval_targets(dataset)):
         return []
     return [f"{RESULTS}/{dataset}/bwb/scores.csv"]
+
+
+# --- results whose input model is gone ---
+# Snakemake keeps an output whose input file is missing but could be rebuilt (it treats
+# the input like a deleted temporary file). After a failed training job (Snakemake
+# removed its outputs), metrics of the previous model stayed and the next run printed
+# "Nothing to be done". The missing files become targets of `all`: they are rebuilt,
+# and everything made from them follows because its input is updated.
+
+
+def missing_inputs_of_results():
+    """Training outputs that are missing while a result made from them exists."""
+    missing = []
+    for dataset in DATASETS:
+        for metrics in eval_targets(dataset):
+            run = Path(metrics).parent.relative_to(f"{RESULTS}/{dataset}/eval")
+            if run.parts[0] not in names.NEURAL_METHODS:
+                continue
+            wc = SimpleNamespace(dataset=dataset, method=run.parts[0], modality=run.parts[1],
+                                 size=run.parts[2], seed=run.parts[3].removeprefix("seed"))  # fmt: skip
+            finetuned = run_dir("finetune", wc, "model.pt")
+            pretrained = [pretrained_model(wc)] if method_traits(wc.method).pretrains else []
+            made_from = {metrics: [finetuned], finetuned: [*pretrained, *tokenizer_input(wc)]}
+            made_from.update({model: tokenizer_input(wc) for model in pretrained})
+            for result, inputs in made_from.items():
+                if os.path.exists(result):
+                    missing += [f for f in inputs if not os.path.exists(f)]
+        if os.path.exists(f"{names.report_dir(RESULTS, dataset)}/index.html"):
+            missing += [f for f in train_log_targets(dataset) if not os.path.exists(f)]
+    return list(dict.fromkeys(missing))

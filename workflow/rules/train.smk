@@ -5,7 +5,10 @@ Job priorities (``PRIORITY``, ``baseline_priority``) are defined in common.smk.
 
 
 rule train_tokenizer:
-    """CalM's discrete trace tokenizer, trained once per dataset on training windows."""
+    """CalM's discrete trace tokenizer, trained once per dataset on training windows.
+
+    It reads no task (``--tasks none``), so editing the task list does not retrain it
+    and, after it, every CalM model."""
     priority: PRIORITY["train_tokenizer"]
     input:
         sessions=lambda wc: session_files(wc.dataset, "calcium"),
@@ -15,7 +18,6 @@ rule train_tokenizer:
         report=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer_report.json",
     params:
         hparams=lambda wc: json.dumps(config.get("hparams", {}).get("tokenizer", {})),
-        tasks=lambda wc: " ".join(tasks_of(wc.dataset, "calcium")) or "none",
         device=config.get("device", "auto"),
         launcher=gpu_launcher(int(COMPUTE["gpus"])),
     resources:
@@ -31,7 +33,7 @@ rule train_tokenizer:
     shell:
         "{params.launcher} -m neurossl.stages tokenizer --dataset {wildcards.dataset} --method calm "
         "--modality calcium --size tokenizer --seed 0 --device {params.device} "
-        "--tasks {params.tasks} --hparams {params.hparams:q} --splits {input.splits} "
+        "--tasks none --hparams {params.hparams:q} --splits {input.splits} "
         "--sessions {input.sessions} --model {output.tokenizer} --metrics {output.report} "
         "> {log} 2>&1"
 
@@ -109,6 +111,9 @@ rule evaluate:
         sessions=lambda wc: session_files(wc.dataset, wc.modality),
         splits=f"{RESULTS}/{{dataset}}/splits.json",
         finetuned=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
+        # Not read by scoring, but the fine-tuned model is made from it: declared, a
+        # pretrained model rebuilt (or lost with a failed fine-tuning) reruns the scoring.
+        pretrained=pretrained_model,
         tokenizer=tokenizer_input,
     output:
         metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",

@@ -25,6 +25,16 @@ def check_fractions(fractions: dict[str, float]) -> np.ndarray:
     return values
 
 
+def check_trial_window(pre: float, post: float) -> None:
+    if pre < 0 or post <= 0:
+        raise ValueError(f"trial window needs pre >= 0 and post > 0, got pre={pre}, post={post}")
+
+
+def check_block_window(window: float, block: float) -> None:
+    if window <= 0 or block < window:
+        raise ValueError(f"need 0 < window <= block, got window={window}, block={block}")
+
+
 def _assign(n_items: int, fractions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Seeded assignment of n items with exact counts (rounded, remainder to train)."""
     counts = np.floor(fractions * n_items).astype(int)
@@ -42,8 +52,7 @@ def trial_windows(
     rng: np.random.Generator,
 ) -> Windows:
     """One window [align - pre, align + post) per trial that lies inside ``extent``."""
-    if pre < 0 or post <= 0:
-        raise ValueError(f"trial window needs pre >= 0 and post > 0, got pre={pre}, post={post}")
+    check_trial_window(pre, post)
     align = trials["align"].to_numpy(dtype=np.float64)
     start, stop = align - pre, align + post
     inside = np.isfinite(align) & (start >= extent[0]) & (stop <= extent[1])
@@ -62,8 +71,7 @@ def block_windows(
     rng: np.random.Generator,
 ) -> Windows:
     """Non-overlapping windows of ``window`` s inside blocks of ``block`` s; blocks are split."""
-    if window <= 0 or block < window:
-        raise ValueError(f"need 0 < window <= block, got window={window}, block={block}")
+    check_block_window(window, block)
     per_block = int(np.floor(block / window + 1e-9))
     n_blocks = int(np.floor((extent[1] - extent[0]) / block + 1e-9))
     if n_blocks < len(SPLIT_NAMES):

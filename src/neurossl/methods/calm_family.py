@@ -57,7 +57,6 @@ step is proportional to the B * T/P * N tokens, so P = 2 would double it.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +67,7 @@ import torch
 from scipy.special import softmax
 
 from neurossl import catalog
-from neurossl.atomic import atomic_path, write_json
+from neurossl.atomic import write_json
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
 from neurossl.data.unit_stats import unit_moments
@@ -99,6 +98,7 @@ from neurossl.objectives.tokenizer import FitConfig, fit_tokenizer, tokenizer_re
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
+from neurossl.train_logs import publish
 
 METHOD_NAMES = ("calm", "scratch_dual_axis")
 
@@ -260,20 +260,6 @@ def _loaders(inputs: StageInputs, sessions: Sequence[str], batch_size: int, seed
     return train_set, train_loader, valid_loader
 
 
-def _merge_logs(parts: list[tuple[str, Path]], target: Path) -> None:
-    """One CSV log with a ``phase`` column from the per-phase logs of the engine."""
-    rows, fields = [], ["phase"]
-    for phase, path in parts:
-        with path.open() as handle:
-            for row in csv.DictReader(handle):
-                rows.append({"phase": phase, **row})
-                fields.extend(k for k in row if k not in fields)
-    with atomic_path(target) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _head_specs(inputs: StageInputs, dataset: WindowDataset, tasks: Sequence[str]) -> tuple:
     """One head per decoding task; classes and behaviour scale from the training windows."""
     items = [dataset[i] for i in range(len(dataset))]
@@ -402,7 +388,7 @@ class CalmMethod:
                   _train_config(hp, hp["head_steps"], hp["finetune_lr"], inputs.seed + 1),
                   checkpoints / "heads", heads_log, device)  # fmt: skip
             logs.append(("heads", heads_log))
-        _merge_logs(logs, Path(outputs.train_log))
+        publish(logs, Path(outputs.train_log))
         save_model_file(outputs.model, "dual_axis", self.name, "finetune", {
             "heads": [dataclasses.asdict(h) for h in heads],
             "adapted": adapted,

@@ -109,6 +109,7 @@ from neurossl.objectives.mtm import (
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
+from neurossl.train_logs import LIVE_LOG, publish
 
 FAMILY = ("mtm", "ndt", "scratch_ndt")
 MODALITY = "spikes"
@@ -122,6 +123,10 @@ def read_hparams(inputs: StageInputs) -> dict[str, Any]:
     if merged["preset"] is None:
         merged["preset"] = inputs.size if inputs.size in PRESETS else "tiny"
     return merged
+
+
+#: Checkpoint sub-folder of each engine run (``None``: full fine-tuning).
+_PHASE_DIR = {"stitch": "stitch", "decode": "decode", "pretrain": "full", None: "full"}
 
 
 class NDTFamily:
@@ -174,6 +179,11 @@ class NDTFamily:
         self._train(model, inputs, hp, train_data, sessions, outputs, phase="stitch")
         self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
         decoder = self._fit_decoder(model, inputs, hp, train_data, sessions, outputs)
+        base = outputs.model.parent if outputs.model is not None else Path(".")
+        checkpoints = outputs.checkpoint_dir or base / "checkpoints"
+        phases = ["stitch", "full"] + (["decode"] if decoder is not None else [])
+        publish([(p, checkpoints / p / LIVE_LOG) for p in phases],
+                outputs.train_log or base / "train_log.csv")  # fmt: skip
         _save_model(model, outputs, self.name, "finetune", decoder)
 
     def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
@@ -230,11 +240,9 @@ class NDTFamily:
         base = outputs.model.parent
         checkpoints = outputs.checkpoint_dir or base / "checkpoints"
         log = outputs.train_log or base / "train_log.csv"
-        if phase in ("stitch", "decode"):
-            checkpoints = checkpoints / phase
-            log = log.with_name(f"{log.stem}.{phase}{log.suffix}")
-        else:
-            checkpoints = checkpoints / "full"
+        checkpoints = checkpoints / _PHASE_DIR.get(phase, "full")
+        if phase != "pretrain":  # finetune() publishes its phases' logs as one
+            log = checkpoints / LIVE_LOG
         stitch = phase == "stitch"
         batch_size = hp["batch_size"] if phase == "pretrain" else hp["finetune_batch_size"]
         steps = {

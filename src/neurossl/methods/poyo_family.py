@@ -79,7 +79,6 @@ row, the fitted task heads and ``n_parameters`` (backbone, as
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +89,6 @@ import torch
 from torch import Tensor, nn
 
 from neurossl import catalog
-from neurossl.atomic import atomic_path
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
@@ -113,6 +111,7 @@ from neurossl.objectives.poyo_ssl import diet_neuron_ids, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
+from neurossl.train_logs import publish
 
 MODALITY = "calcium"
 _DIET_OF = {"poyo_ssl": "predictable", "poyo_ssl_mixed": "all", "poyo_ssl_reverse": "unpredictable"}
@@ -251,19 +250,6 @@ def load_model(path: Path) -> tuple[Perceiver, dict[str, Any]]:
     return model, payload
 
 
-def _merge_logs(phase_logs: list[tuple[str, Path]], target: Path) -> None:
-    """One train_log.csv for the stage: every phase's rows with a ``phase`` column."""
-    rows: list[dict[str, str]] = []
-    for phase, path in phase_logs:
-        with path.open(newline="") as f:
-            rows.extend({"phase": phase} | row for row in csv.DictReader(f))
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with atomic_path(target) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 @dataclass(frozen=True)
 class PoyoMethod:
     name: str
@@ -388,7 +374,7 @@ class PoyoMethod:
             logs.append((phase, phase_dir / "train_log.csv"))
         if not logs:
             raise ValueError(f"hparams.{self.name}: every fine-tuning phase has 0 steps")
-        _merge_logs(logs, _required(outputs.train_log, "train_log"))
+        publish(logs, _required(outputs.train_log, "train_log"))
         _save_model(
             _required(outputs.model, "model"),
             model.cpu(),

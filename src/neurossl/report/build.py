@@ -257,7 +257,9 @@ def _train_logs(dataset_dir: Path, collection: Collection) -> dict[tuple[str, Ru
     for run in collection.expected:
         for stage in ("pretrain", "finetune"):
             path = dataset_dir / stage / run.relative_dir() / "train_log.csv"
-            if path.exists() and path.stat().st_size > 0:
+            if path.exists():
+                if path.stat().st_size == 0:
+                    raise ValueError(f"{path}: empty training log; rerun its training job")
                 logs[(stage, run)] = path
     return logs
 

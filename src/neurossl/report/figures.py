@@ -28,6 +28,7 @@ from neurossl.names import ORACLE, higher_is_better, is_horizon_metric
 from neurossl.report.collect import RunKey
 from neurossl.report.dataset_summary import plot_predictability
 from neurossl.report.tables import method_order
+from neurossl.train_logs import step_gaps
 
 #: Backbone module per neural method, for parameter counts on the scaling figure.
 BACKBONE_MODULE = {s.name: s.backbone for s in catalog.methods() if s.backbone}
@@ -303,6 +304,20 @@ def run_on_steps(log: pd.DataFrame) -> tuple[pd.Series, list[tuple[int, str]]]:
     return log["step"] + log["phase"].map(starts), boundaries
 
 
+def check_complete(log: pd.DataFrame, path: Path) -> None:
+    """Refuse a log (or a phase of one) that is not steps 1..N: a curve drawn from it
+    would silently start mid-run (e.g. a log of a resumed job that lost its history)."""
+    groups = log.groupby("phase", sort=False) if "phase" in log else [(None, log)]
+    for phase, rows in groups:
+        gaps = step_gaps(rows["step"].astype(int).tolist())
+        if gaps or rows.empty:
+            where = f"phase {phase!r} of " if phase is not None else ""
+            raise ValueError(
+                f"{where}{path}: incomplete training log ({gaps or 'no rows'}); delete it "
+                "and rerun the workflow to publish it again from the run's checkpoints"
+            )
+
+
 def training_curves_figure(logs: dict[tuple[str, RunKey], Path], main_size: str) -> plt.Figure:
     """Loss columns of every pretrain/finetune log vs step; one line per seed."""
     logs = {k: p for k, p in logs.items() if k[1].size == main_size}
@@ -328,6 +343,7 @@ def training_curves_figure(logs: dict[tuple[str, RunKey], Path], main_size: str)
             log = pd.read_csv(path)
             if "step" not in log:
                 raise ValueError(f"{path}: training log has no 'step' column")
+            check_complete(log, path)
             numeric = [
                 c for c in log.columns if c != "step" and pd.api.types.is_numeric_dtype(log[c])
             ]

@@ -19,7 +19,6 @@ model only through ``model(...)``.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -30,7 +29,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from neurossl.atomic import atomic_path
 from neurossl.data.loader import Batch, WindowLoader
 from neurossl.device import autocast
 from neurossl.train import checkpoint
@@ -43,6 +41,7 @@ from neurossl.train.optim import (
 )
 from neurossl.train.progress import Progress
 from neurossl.train.runtime import rng_state, seed_everything, set_rng_state
+from neurossl.train_logs import LIVE_LOG, StepLog, publish
 
 logger = logging.getLogger("neurossl")
 
@@ -101,7 +100,12 @@ def train(
     log_path: Path,
     device: str,
 ) -> TrainResult:
-    """Train ``model`` in place; on return it holds the best-on-validation weights."""
+    """Train ``model`` in place; on return it holds the best-on-validation weights.
+
+    The per-step log lives in ``checkpoint_dir`` (it must outlive a killed job whose
+    outputs Snakemake deletes) and is published whole to ``log_path`` on return, also
+    when the run had already finished and nothing trained.
+    """
     checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
     info, device = init_distributed(device)
     if info.is_main:
@@ -122,10 +126,13 @@ def train(
         scheduler.load_state_dict(payload["scheduler"])
         set_rng_state(payload["rng"])
         state = _RunState(**payload["state"])
-    log = _StepLog(log_path, keep_until=state.step, enabled=info.is_main)
+    live = checkpoint_dir / LIVE_LOG
+    log = StepLog(live, keep_until=state.step, enabled=info.is_main)
     if not state.finished:
         _run(model, loss_fn, train_loader, valid_loader, config, checkpoint_dir, log, device,
              info, optimizer, scheduler, state)  # fmt: skip
+    if info.is_main and log_path.resolve() != live.resolve():
+        publish([(None, live)], log_path)
     barrier(info)
     best = checkpoint_dir / checkpoint.BEST
     if best.exists():
@@ -158,7 +165,7 @@ def _run(
     valid_loader: WindowLoader | None,
     config: TrainConfig,
     checkpoint_dir: Path,
-    log: _StepLog,
+    log: StepLog,
     device: str,
     info: DistInfo,
     optimizer: torch.optim.Optimizer,
@@ -305,43 +312,3 @@ def _freeze_others(model: nn.Module, names: set[str]) -> list[nn.Parameter]:
 
 def _to_device(batch: Batch, device: str) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-class _StepLog:
-    """Per-step CSV log, appended as training runs so it can be watched.
-
-    On resume, rows after the checkpoint's step are dropped (they will be recomputed);
-    the truncated file is swapped in atomically.
-    """
-
-    def __init__(self, path: Path, keep_until: int, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
-        self.fields: list[str] | None = None
-        if not enabled:
-            return
-        rows: list[dict[str, str]] = []
-        if keep_until > 0 and path.exists():
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or []) or None
-                rows = [r for r in reader if int(float(r["step"])) <= keep_until]
-        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-            if self.fields:
-                writer = csv.DictWriter(f, fieldnames=self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-
-    def write(self, row: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        if self.fields is None:
-            self.fields = list(row)
-            with self.path.open("a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self.fields).writeheader()
-        if set(row) != set(self.fields):
-            raise ValueError(
-                f"{self.path}: loss_fn metrics changed keys from {sorted(self.fields)} to "
-                f"{sorted(row)}; return the same keys every step"
-            )
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields).writerow(row)

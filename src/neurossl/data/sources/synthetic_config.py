@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 from neurossl.data.sources import synthetic_model as model
 
+#: Behaviour series the generator writes (``synthetic._add_behavior``) and trial label
+#: columns (``synthetic._add_trials``): the task variables known before any file exists.
+BEHAVIOR_VARIABLES = ("wheel_speed", "running_speed")
+TRIAL_LABELS = ("stimulus_class", "choice")
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:
