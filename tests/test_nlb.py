@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from nlb_layout import write_nlb_file
@@ -16,7 +18,7 @@ from neurossl.data.session import read_session
 from neurossl.data.sources.nlb import HELDOUT_COLUMN, SPLIT_COLUMN
 from neurossl.eval import nlb_export
 from neurossl.eval.metrics import bits_per_spike
-from workflow_helpers import REPO
+from workflow_helpers import REPO, run_snakemake, tiny_config
 
 BIN = 0.005
 #: make_tensors.PARAMS["mc_maze"]["eval_make_params"]["align_range"] = (-250, 450) ms.
@@ -109,8 +111,8 @@ def test_nlb_tools_co_bps_equals_neurossl_bits_per_spike(nlb_files, prediction, 
     if prediction == "train_mean":
         train = windows.split != "test"
         rates = np.broadcast_to(counts[train].mean(axis=(0, 1)), rates.shape).copy()
-    val_in, val_out = nlb_export.to_nlb_order(rates, windows, session, "val")
-    train_in, train_out = nlb_export.to_nlb_order(rates, windows, session, "train")
+    val_in, val_out = nlb_export.to_nlb_order(rates, windows.trial, session, "val")
+    train_in, train_out = nlb_export.to_nlb_order(rates, windows.trial, session, "train")
     data = nlb_export.submission(
         "mc_maze",
         5,
@@ -128,7 +130,7 @@ def test_nlb_tools_co_bps_equals_neurossl_bits_per_spike(nlb_files, prediction, 
     # neurossl's own score of the same rates on its own test windows (= NLB val trials).
     test = windows.split == "test"
     held_out = session.neurons[HELDOUT_COLUMN].to_numpy(dtype=bool)
-    _, val_counts_out = nlb_export.to_nlb_order(counts, windows, session, "val")
+    _, val_counts_out = nlb_export.to_nlb_order(counts, windows.trial, session, "val")
     # The Session's bins are the bins nlb_tools scores.
     assert np.array_equal(val_counts_out, targets["mc_maze"]["eval_spikes_heldout"])
     ours = bits_per_spike(
@@ -181,3 +183,37 @@ def test_the_mc_maze_config_is_valid():
     config = yaml.safe_load((REPO / "config" / "nlb_mc_maze.yaml").read_text())
     validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     assert reader_of(config["datasets"]["nlb_mc_maze"]) == "nlb"
+
+
+def test_the_workflow_scores_its_co_smoothing_runs_with_nlb_tools(tmp_path):
+    """A real Snakemake run on one NLB-layout recording: split, linear + NDT, export."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_nlb_file(data / "sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb", n_trials=30)
+    small = {"pretrain_steps": 20, "stitch_steps": 5, "max_steps": 10, "decode_steps": 5}
+    config = tiny_config(
+        tmp_path,
+        methods=["linear", "ndt", "mean"],
+        # NLB's 700 ms window is 140 bins of 5 ms.
+        hparams={"ndt": {"max_bins": 140, **small}},
+        datasets={
+            "nlb": {
+                "source": "local",
+                "modalities": ["spikes"],
+                "local": {"path": str(data)},
+                "nlb": {"benchmark": "mc_maze"},
+                "preprocess": {"spike_bin_size": BIN},
+                "split": {"seed": 0, "pre": 0.25, "post": 0.45, "fractions": SPLIT.fractions},
+                "tasks": {"spikes": ["co_smoothing"]},
+            }
+        },
+    )
+    run_snakemake(tmp_path, configfile=config)
+    scores = pd.read_csv(tmp_path / "results" / "nlb" / "nlb" / "scores.csv")
+    assert sorted(scores["method"]) == ["linear", "ndt"]
+    assert (scores["metric"] == "co-bps").all() and (scores["n_trials"] == 10).all()
+    # nlb_tools' co-bps of the saved rates is neurossl's own bits/spike (float32 rates).
+    assert np.allclose(scores["value"], scores["neurossl_value"], atol=1e-6, rtol=0)
+    files = tmp_path / "results" / "nlb" / "nlb" / "files"
+    with h5py.File(files / scores["submission"][0], "r") as f:
+        assert list(f) == ["mc_maze"] and list(f["mc_maze"]) == ["eval_rates_heldout"]

@@ -142,8 +142,13 @@ def compute_splits(
         session_id: next(iter(sessions.values())).meta["subject"]
         for session_id, sessions in by_session.items()
     }
-    heldout = _heldout_sessions(subjects, config)
-    pretrain = sorted(s for s in by_session if s not in heldout)
+    if nlb.single_recording(by_session):
+        # An NLB dandiset is one recording whose file fixes its train/val trials: it is
+        # pretrained, fine-tuned and scored on those, as NLB's own baselines are.
+        heldout = pretrain = sorted(by_session)
+    else:
+        heldout = _heldout_sessions(subjects, config)
+        pretrain = sorted(s for s in by_session if s not in heldout)
 
     windows: dict[str, Windows] = {}
     for session_id, sessions in by_session.items():

@@ -17,16 +17,23 @@ predictions for all units on NLB-binned windows (:func:`to_nlb_order`).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from neurossl.atomic import atomic_path
-from neurossl.data.session import Session
-from neurossl.data.sources.nlb import HELDOUT_COLUMN, SPLIT_COLUMN, load_nlb_dataset
-from neurossl.data.splits import Windows
+from neurossl.data.session import Session, read_session
+from neurossl.data.sources.nlb import (
+    HELDOUT_COLUMN,
+    NLB_DANDISETS,
+    SPLIT_COLUMN,
+    load_nlb_dataset,
+)
+from neurossl.eval.bwb_export import Run, _own_values
 
 #: The arrays evaluate() reads from a submission for co-bps and vel R2.
 SUBMISSION_KEYS = (
@@ -94,24 +101,26 @@ def score(
 
 
 def to_nlb_order(
-    rates: np.ndarray, windows: Windows, session: Session, nlb_split: str
+    rates: np.ndarray, trial_rows: np.ndarray, session: Session, nlb_split: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(held-in, held-out) rates of one NLB split's trials in NLB's order.
 
     ``rates`` are a model's predictions for every neuron of the Session
-    ``[len(windows), bins, N]`` in the order of ``windows``; NLB orders trials by
-    trial id and units held-in first, each group in the file's unit order, which is
-    the Session's neuron order.
+    ``[windows, bins, N]``, window ``i`` being trial row ``trial_rows[i]`` (a Windows'
+    ``trial``); NLB orders trials as its file does and units held-in first, each group
+    in the file's unit order, which is the Session's neuron order.
     """
     trials = session.trials
     if SPLIT_COLUMN not in trials.columns or HELDOUT_COLUMN not in session.neurons.columns:
         raise ValueError(f"{session.meta['source_path']}: not an NLB Session (no NLB columns)")
-    if rates.shape[:1] != (len(windows),) or rates.shape[2] != session.n_neurons:
+    trial_rows = np.asarray(trial_rows)
+    if rates.ndim != 3 or rates.shape[0] != trial_rows.size or rates.shape[2] != session.n_neurons:
         raise ValueError(
-            f"rates {rates.shape} do not match {len(windows)} windows x {session.n_neurons} neurons"
+            f"rates {rates.shape} do not match {trial_rows.size} windows x "
+            f"{session.n_neurons} neurons"
         )
     wanted = np.flatnonzero(trials[SPLIT_COLUMN].astype(str).to_numpy() == nlb_split)
-    position = {int(row): i for i, row in enumerate(windows.trial)}
+    position = {int(row): i for i, row in enumerate(trial_rows)}
     absent = [int(r) for r in wanted if int(r) not in position]
     if absent:
         raise ValueError(f"no window for NLB {nlb_split!r} trial rows {absent[:5]}")
@@ -119,3 +128,112 @@ def to_nlb_order(
     held_out = session.neurons[HELDOUT_COLUMN].to_numpy(dtype=bool)
     ordered = rates[order]
     return ordered[:, :, ~held_out], ordered[:, :, held_out]
+
+
+# --- a run's saved co-smoothing predictions ---
+
+SCORE_COLUMNS = [
+    "method", "size", "seed", "session", "task", "metric", "value", "neurossl_value",
+    "n_trials", "submission",
+]  # fmt: skip
+#: What a submission built from saved predictions lacks, shown beside its scores.
+MISSING = (
+    "neurossl saves the held-out units' rates of the scored windows only: the "
+    "submission holds eval_rates_heldout, so nlb_tools' co-bps is scored and vel R2, "
+    "psth R2 and fp-bps (which need held-in, train-trial and forward rates) are not.",
+    "neurossl's co-smoothing input is every held-in unit of the window, as NLB's; its "
+    "models are pretrained and fine-tuned on this one recording's train trials.",
+)
+
+
+def nlb_name(options: Mapping[str, Any], dandiset: str | None) -> str:
+    """The nlb_tools dataset name: ``nlb.benchmark``, else from the dandiset id."""
+    if "benchmark" in options:
+        return str(options["benchmark"])
+    if dandiset in NLB_DANDISETS:
+        return NLB_DANDISETS[dandiset]
+    raise ValueError(
+        f"set nlb.benchmark to one of {sorted(NLB_DANDISETS.values())}: the dataset is not "
+        f"one of NLB's dandisets {sorted(NLB_DANDISETS)}"
+    )
+
+
+def saved_heldout_rates(predictions_npz: Path, session: Session) -> np.ndarray | None:
+    """The held-out rates a run saved for the NLB "val" trials, in NLB's order; None when
+    the method has no co-smoothing (e.g. the ``mean`` baseline)."""
+    sid = session.meta["session"]
+    with np.load(predictions_npz) as saved:
+        key = f"co_smoothing/{sid}/pred"
+        if key not in saved.files:
+            return None
+        pred, trials = saved[key], saved[f"windows/{sid}/trial"]
+    _, held_out = to_nlb_order(pred, trials, session, "val")
+    if not np.isfinite(held_out).all():
+        raise ValueError(f"{predictions_npz}: {key} has no rate for some held-out unit/bin")
+    return held_out
+
+
+def score_runs(
+    runs: list[Run], session_path: Path, nwb_path: Path, name: str, files_dir: Path
+) -> pd.DataFrame:
+    """One co-bps row per run, scored by nlb_tools, neurossl's own bps beside it."""
+    from nlb_tools.evaluation import bits_per_spike as nlb_bits_per_spike
+
+    session = read_session(session_path)
+    bin_ms = int(session.meta["nlb_bin_ms"])
+    key = dataset_key(name, bin_ms)
+    targets = eval_targets(nwb_path, name, bin_ms)
+    observed = np.asarray(targets[key]["eval_spikes_heldout"], dtype=np.float64)
+    rows = []
+    for run in runs:
+        rates = saved_heldout_rates(run.predictions, session)
+        if rates is None:
+            continue
+        if rates.shape != observed.shape:
+            raise ValueError(
+                f"{run.predictions}: rates {rates.shape} vs NLB's val targets {observed.shape}; "
+                "split.pre/post must be NLB's window (0.25/0.45 s for MC_Maze)"
+            )
+        out = files_dir / f"{run.label}-seed{run.seed}.h5"
+        write_submission({key: {"eval_rates_heldout": rates}}, out)
+        own = _own_values(run.metrics)
+        sid = session.meta["session"]
+        rows.append(
+            {
+                "method": run.method,
+                "size": run.size,
+                "seed": run.seed,
+                "session": sid,
+                "task": "co_smoothing",
+                "metric": "co-bps",
+                "value": float(nlb_bits_per_spike(rates, observed)),
+                "neurossl_value": own.get((sid, "co_smoothing", "bps"), np.nan),
+                "n_trials": observed.shape[0],
+                "submission": out.name,
+            }
+        )
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def write_scores(
+    runs: list[Run],
+    session_path: Path,
+    nwb_path: Path,
+    name: str,
+    scores_csv: Path,
+    files_dir: Path,
+) -> pd.DataFrame:
+    """The rule's job: submissions under ``files_dir`` and the scores, both atomically."""
+    files_dir = Path(files_dir)
+    tmp = files_dir.with_name(files_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    table = score_runs(runs, Path(session_path), Path(nwb_path), name, tmp)
+    (tmp / "MISSING.txt").write_text("\n".join(MISSING) + "\n")
+    if files_dir.exists():
+        shutil.rmtree(files_dir)
+    tmp.rename(files_dir)
+    with atomic_path(scores_csv) as path:
+        table.to_csv(path, index=False)
+    return table

@@ -59,17 +59,25 @@ class NLBOptions:
     align_field: str = "move_onset_time"
     #: Behaviour fields of NWBDataset.data kept as Session behaviour (NaN where missing).
     behavior_fields: tuple[str, ...] = ("hand_vel",)
+    #: nlb_tools' dataset name (``mc_maze`` ...) for the export; unset: from the dandiset.
+    benchmark: str | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "nlb") -> NLBOptions:
-        known = {"align_field", "behavior_fields"}
+        known = {"align_field", "behavior_fields", "benchmark"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; expected {sorted(known)}")
         values = dict(values)
         if "behavior_fields" in values:
             values["behavior_fields"] = tuple(values["behavior_fields"])
-        return cls(**values)
+        options = cls(**values)
+        if options.benchmark is not None and options.benchmark not in NLB_DANDISETS.values():
+            raise ValueError(
+                f"{where}.benchmark must be one of {sorted(NLB_DANDISETS.values())}, "
+                f"got {options.benchmark!r}"
+            )
+        return options
 
 
 def nlb_bin_ms(spike_bin_size: float, path: Path | str = "preprocess.spike_bin_size") -> int:
@@ -260,3 +268,11 @@ def nlb_windows(
             "the file needs 'train' and 'val' trials in trials/split"
         )
     return Windows(start[rows], stop[rows], split, rows.astype(np.int64))
+
+
+def single_recording(by_session: Mapping[str, Mapping[str, Session]]) -> bool:
+    """Whether a dataset is one NLB recording (one session whose trials carry NLB splits)."""
+    if len(by_session) != 1:
+        return False
+    sessions = next(iter(by_session.values())).values()
+    return all(SPLIT_COLUMN in s.trials.columns for s in sessions)
