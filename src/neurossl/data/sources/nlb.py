@@ -18,7 +18,8 @@ How neurossl's split step uses them (``neurossl.data.make_splits``): NLB's held-
 are the co-smoothing held-out neurons; NLB's "val" trials become neurossl's "test"
 windows (the trials NLB's local evaluation scores); NLB's "train" trials are divided
 into neurossl's "train" and "valid" windows; "test" and "none" trials (no held-out spikes
-in the file) get no window.
+in the file) get no window. A dataset of one NLB recording is both its pretraining and
+its held-out session (:func:`single_recording`).
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ def load_nlb_dataset(nwb_path: str | Path, bin_ms: int) -> Any:
     path = Path(nwb_path)
     try:
         dataset = NWBDataset(str(path))
-    except AttributeError as err:  # nlb_tools reaches for units.heldout / obs_intervals
-        raise NWBFormatError(path, "units", f"not in NLB's layout ({err})") from err
+    except AttributeError as err:  # nlb_tools reaches for trials, units.heldout, obs_intervals
+        raise NWBFormatError(
+            path, "trials|units/heldout|units/obs_intervals", f"not in NLB's layout ({err})"
+        ) from err
     for field in ("split", "end_time"):
         if field not in dataset.trial_info.columns:
             raise NWBFormatError(path, f"trials/{field}", "missing; NLB files have it")
