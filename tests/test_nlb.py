@@ -85,6 +85,12 @@ def test_the_split_step_takes_nlbs_held_out_units_and_trial_splits(nlb_files):
     assert splits.neuron_group("spikes", "full", "held_out") == held_out
 
 
+def test_one_nlb_recording_is_both_pretraining_and_held_out_session(nlb_files):
+    _, path, _ = nlb_files["full"]
+    splits, _ = compute_splits("nlb", {("full", "spikes"): path}, SPLIT)
+    assert splits.pretrain_sessions == splits.heldout_sessions == ["full"]
+
+
 def _expected_counts(truth, session, windows):
     """True expected counts per 5 ms bin of each window [W, bins, N]."""
     per_ms = truth["rates_hz"] / 1000.0
