@@ -164,6 +164,7 @@ def all_targets():
         targets.append(str(names.splits_path(RESULTS, dataset)))
         targets.append(f"{names.report_dir(RESULTS, dataset)}/summary/dataset_summary.json")
         targets += eval_targets(dataset)
+        targets += nlb_targets(dataset)
         targets.append(f"{names.report_dir(RESULTS, dataset)}/index.html")
     return targets + missing_inputs_of_results()
 
@@ -359,3 +360,36 @@ def missing_inputs_of_results():
         if os.path.exists(f"{names.report_dir(RESULTS, dataset)}/index.html"):
             missing += [f for f in train_log_targets(dataset) if not os.path.exists(f)]
     return list(dict.fromkeys(missing))
+
+
+def nlb_targets(dataset):
+    """NLB's scores of a dataset read by the nlb reader that has co-smoothing runs."""
+    if reader_of(DATASETS[dataset]) != "nlb":
+        return []
+    if "co_smoothing" not in tasks_of(dataset, "spikes"):
+        return []
+    return [f"{RESULTS}/{dataset}/nlb/scores.csv"]
+
+
+def nlb_inputs(wc):
+    """The one recording of an NLB dataset, its raw file and every co-smoothing run."""
+    from types import SimpleNamespace
+
+    sessions = sessions_of(wc.dataset)
+    if len(sessions) != 1:
+        raise ValueError(f"NLB dataset {wc.dataset!r} must be one recording, got {sessions}")
+    runs = bwb_inputs(wc)["metrics"]
+    return {
+        "predictions": [p.replace("metrics.json", "predictions.npz") for p in runs],
+        "metrics": runs,
+        "session": session_files(wc.dataset, "spikes"),
+        "nwb": raw_nwb(SimpleNamespace(dataset=wc.dataset, session=sessions[0])),
+    }
+
+
+def nlb_benchmark(dataset):
+    """nlb_tools' name of the dataset (imported here: planning needs it only for NLB)."""
+    from neurossl.eval.nlb_export import nlb_name
+
+    spec = DATASETS[dataset]
+    return nlb_name(spec.get("nlb", {}), spec.get("dandi", {}).get("dandiset"))

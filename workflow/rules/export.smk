@@ -3,6 +3,7 @@
 
 localrules:
     bwb_export,
+    nlb_export,
 
 
 rule bwb_export:
@@ -20,3 +21,22 @@ rule bwb_export:
         benchmark_path("report", "{dataset}", "bwb_export")
     script:
         "../../scripts/bwb_export.py"
+
+
+rule nlb_export:
+    """Co-smoothing rates in NLB's submission layout, scored by nlb_tools on the val trials."""
+    input:
+        unpack(nlb_inputs),
+    output:
+        scores=f"{RESULTS}/{{dataset}}/nlb/scores.csv",
+        files=directory(f"{RESULTS}/{{dataset}}/nlb/files"),
+    params:
+        name=lambda wc: nlb_benchmark(wc.dataset),
+    conda:
+        "../../envs/neurossl.yaml"
+    log:
+        log_path("report", "{dataset}", "nlb_export"),
+    benchmark:
+        benchmark_path("report", "{dataset}", "nlb_export")
+    script:
+        "../../scripts/nlb_export.py"

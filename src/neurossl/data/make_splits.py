@@ -19,6 +19,7 @@ import pandas as pd
 from neurossl.atomic import atomic_path
 from neurossl.data import predictability as pred
 from neurossl.data.session import Session, read_session
+from neurossl.data.sources import nlb
 from neurossl.data.splits import Splits, Windows, write_splits
 from neurossl.data.windows import block_windows, trial_windows
 from neurossl.names import session_key
@@ -141,8 +142,13 @@ def compute_splits(
         session_id: next(iter(sessions.values())).meta["subject"]
         for session_id, sessions in by_session.items()
     }
-    heldout = _heldout_sessions(subjects, config)
-    pretrain = sorted(s for s in by_session if s not in heldout)
+    if nlb.single_recording(by_session):
+        # An NLB dandiset is one recording whose file fixes its train/val trials: it is
+        # pretrained, fine-tuned and scored on those, as NLB's own baselines are.
+        heldout = pretrain = sorted(by_session)
+    else:
+        heldout = _heldout_sessions(subjects, config)
+        pretrain = sorted(s for s in by_session if s not in heldout)
 
     windows: dict[str, Windows] = {}
     for session_id, sessions in by_session.items():
@@ -153,7 +159,17 @@ def compute_splits(
             if config.heldout_fractions is not None and session_id in heldout
             else config.fractions
         )
-        if config.windows == "trials":
+        if config.windows == "trials" and nlb.SPLIT_COLUMN in first.trials.columns:
+            windows[session_id] = nlb.nlb_windows(
+                first.trials,
+                _extent(sessions),
+                config.pre,
+                config.post,
+                fractions,
+                rng,
+                (first.t0, first.bin_size),
+            )
+        elif config.windows == "trials":
             if first.trials.empty:
                 raise ValueError(
                     f"{first.meta['source_path']}: session {session_id!r} has no trials; "
@@ -188,6 +204,8 @@ def compute_splits(
             n_out = round(config.held_out_neuron_fraction * ids.size)
             held_out = np.zeros(ids.size, dtype=bool)
             held_out[rng.choice(ids.size, size=n_out, replace=False)] = True
+            if nlb.HELDOUT_COLUMN in session.neurons.columns:  # the benchmark fixes them
+                held_out = session.neurons[nlb.HELDOUT_COLUMN].to_numpy(dtype=bool)
             truth = session.truth.get("predictable")
             stats_rows.append(
                 pd.DataFrame(

@@ -13,16 +13,16 @@ from typing import Any
 from neurossl.data.session import Session, write_session
 
 #: Layout-specific readers; "nwb" is the generic reader for any NWB with Units / ophys.
-READERS = ("nwb", "ibl", "allen")
-READER_MODALITY = {"ibl": "spikes", "allen": "calcium"}
+READERS = ("nwb", "ibl", "allen", "nlb")
+READER_MODALITY = {"ibl": "spikes", "allen": "calcium", "nlb": "spikes"}
 
 
 def reader_of(dataset_spec: Mapping[str, Any]) -> str:
-    """The reader a dataset needs: a layout block (``ibl:`` / ``allen:``) selects it.
+    """The reader a dataset needs: a layout block (``ibl:`` / ``allen:`` / ``nlb:``) selects it.
 
     The generic reader takes its options from the dataset's ``nwb:`` block.
     """
-    layouts = [name for name in ("ibl", "allen") if name in dataset_spec]
+    layouts = [name for name in ("ibl", "allen", "nlb") if name in dataset_spec]
     if len(layouts) > 1:
         raise ValueError(f"a dataset can use one layout reader, got blocks {layouts}")
     return layouts[0] if layouts else "nwb"
@@ -61,6 +61,17 @@ def read_modality(
             session=session,
             spike_bin_size=spike_bin_size,
             options=IBLOptions.from_dict(options),
+            source_sha256=source_sha256,
+        )
+    if reader == "nlb":
+        from neurossl.data.sources.nlb import NLBOptions, read_nlb_session
+
+        return read_nlb_session(
+            nwb_path,
+            dataset=dataset,
+            session=session,
+            spike_bin_size=spike_bin_size,
+            options=NLBOptions.from_dict(options),
             source_sha256=source_sha256,
         )
     if reader == "allen":

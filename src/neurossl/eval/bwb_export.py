@@ -120,7 +120,7 @@ def export_and_score(runs: list[Run], out_dir: Path) -> pd.DataFrame:
     """
     rows = []
     for run in runs:
-        own = _own_values(run.metrics)
+        own = own_values(run.metrics)
         for item in export_run(run.predictions, out_dir, run.label, run.seed):
             for metric, value in score(item).items():
                 rows.append(
@@ -166,7 +166,7 @@ class Run:
         return cls(method, size, int(seed_dir.name[4:]), path, seed_dir / "metrics.json")
 
 
-def _own_values(metrics_json: Path) -> dict[tuple[str, str, str], float]:
+def own_values(metrics_json: Path) -> dict[tuple[str, str, str], float]:
     """(bare session, task, metric) -> value of an evaluation's metrics.json."""
     rows = json.loads(Path(metrics_json).read_text())["rows"]
     return {
