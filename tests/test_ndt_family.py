@@ -97,6 +97,9 @@ def test_hparams_are_checked(data):
     with pytest.raises(ValueError, match="key 'preset': Input should be 'tiny' or 'published'"):
         impl.pretrain(replace(_inputs(data, "mtm"), size="huge", hparams={"preset": "huge"}),
                       StageOutputs())  # fmt: skip
+    # A size the backbone lacks is refused, never trained as the tiny preset.
+    with pytest.raises(ValueError, match=r"mtm: size 'small' is not an NDT preset"):
+        impl.pretrain(replace(_inputs(data, "mtm"), size="small"), StageOutputs())
     assert not get_method("scratch_ndt").pretrains
     assert get_method("ndt").supported_tasks(("co_smoothing", "stimulus_x", "nope")) == (
         "co_smoothing", "stimulus_x")  # fmt: skip

@@ -25,7 +25,7 @@ class NDTHParams(HParams):
     """``mtm``, ``ndt``, ``scratch_ndt`` (:mod:`neurossl.methods.ndt_family`)."""
 
     preset: Literal["tiny", "published"] | None = hparam(
-        None, "model preset (None: the size wildcard when it names one, else tiny)"
+        None, "model preset (None: the size wildcard, which must name one)"
     )
     d_model: int | None = hparam(None, "width override", ge=1)
     n_layers: int | None = hparam(None, "layers override", ge=1)

@@ -35,8 +35,8 @@ Stages:
 
 ``StageInputs.hparams`` keys (all optional; unknown keys are an error):
 
-- model: ``preset`` (``tiny`` | ``published``; default: ``StageInputs.size`` when it
-  names a preset, else ``tiny``) and overrides ``d_model``, ``n_layers``, ``n_heads``,
+- model: ``preset`` (``tiny`` | ``published``; default: ``StageInputs.size``, which
+  must name a preset) and overrides ``d_model``, ``n_layers``, ``n_heads``,
   ``d_ff``, ``dropout``, ``attn_dropout``, ``max_bins``.
 - training: ``pretrain_steps`` (1500), ``max_steps`` (200: full fine-tuning), ``lr``
   (3e-3; with the calibrated read-out init of
@@ -121,7 +121,14 @@ def read_hparams(inputs: StageInputs) -> dict[str, Any]:
     """The stage's hparams checked by :class:`NDTHParams` (defaults filled in)."""
     merged = check(inputs.method, NDTHParams, inputs.hparams).model_dump()
     if merged["preset"] is None:
-        merged["preset"] = inputs.size if inputs.size in PRESETS else "tiny"
+        # A size the backbone does not have is refused: training a tiny model under a
+        # real-size name would mislabel every number of the run.
+        if inputs.size not in PRESETS:
+            raise ValueError(
+                f"{inputs.method}: size {inputs.size!r} is not an NDT preset "
+                f"{sorted(PRESETS)}; set sizes accordingly or hparams.{inputs.method}.preset"
+            )
+        merged["preset"] = inputs.size
     return merged
 
 

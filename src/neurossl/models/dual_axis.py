@@ -71,6 +71,9 @@ PRESETS: dict[str, dict[str, int]] = {
     "small": {"width": 128, "layers": 4, "heads": 4, "mlp_ratio": 4},
     "base": {"width": 256, "layers": 8, "heads": 8, "mlp_ratio": 4},
 }
+#: Every backbone names its real GPU size ``published`` (one ``sizes: [published]`` in a
+#: real-data config); for the dual-axis model that is ``base``.
+PRESETS["published"] = PRESETS["base"]
 
 
 def preset(name: str) -> dict[str, int]:

@@ -132,6 +132,9 @@ PRESETS: dict[str, PerceiverConfig] = {
     "published_s": PerceiverConfig(dim=64, depth=6, heads=4, latents_per_chunk=16),
     "published_l": PerceiverConfig(dim=128, depth=24, heads=8, latents_per_chunk=32),
 }
+#: Every backbone names its real GPU size ``published``, so one ``sizes: [published]``
+#: in a real-data config trains each family at its real size.
+PRESETS["published"] = PRESETS["published_l"]
 
 
 def make_config(preset: str, **overrides: Any) -> PerceiverConfig:
