@@ -12,6 +12,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
+import pytest
 from nlb_tools.evaluation import bits_per_spike
 from scipy.stats import pearsonr
 from sklearn.metrics import (
@@ -142,3 +144,28 @@ def _check_trials(arrays: dict, prefix: str, task: str, session: str, path: Path
     target = arrays[prefix + "target"].astype(np.float64)
     expected = np.where(trials >= 0, labels[np.clip(trials, 0, None)], np.nan)
     np.testing.assert_array_equal(target, expected)
+
+
+def mismatched_rows(results: Path, table: pd.DataFrame) -> list[str]:
+    """Every row of a run's metrics.csv whose value its saved predictions do not give."""
+    cache: dict[Path, dict[str, np.ndarray]] = {}
+    failures = []
+    for row in table.to_dict("records"):
+        path = predictions_file(results, row)
+        if path not in cache:
+            with np.load(path) as saved:
+                cache[path] = {key: saved[key] for key in saved.files}
+        session = results / "sessions" / f"{row['session']}.h5"
+        try:
+            value = recompute(cache[path], row, session)
+        except Exception as error:  # collect every row, then fail once
+            failures.append(f"{row}: {type(error).__name__} {error}")
+            continue
+        same = (
+            np.isnan(value)
+            if np.isnan(row["value"])
+            else value == pytest.approx(row["value"], rel=1e-6, abs=1e-6)
+        )
+        if not same:
+            failures.append(f"{row}: recomputed {value!r}")
+    return failures

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from recompute import mismatched_rows
 from test_report_browser import chromium, probe
 
 from neurossl.eval.stats import relative_gain_ci
@@ -145,6 +146,13 @@ def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
     ]
     assert set(metrics["method"]) == set(config["methods"])
     assert set(metrics["seed"]) == set(config["seeds"])
+
+
+def test_every_metrics_csv_row_of_the_default_run_is_recomputed_from_saved_predictions(
+    default_run, metrics
+):
+    failures = mismatched_rows(default_run, metrics)
+    assert not failures, f"{len(failures)} of {len(metrics)} rows:\n" + "\n".join(failures[:20])
 
 
 def test_the_one_seed_demo_says_it_is_not_a_result(default_run, protocol_run):

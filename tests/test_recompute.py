@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from recompute import predictions_file, recompute
+from recompute import mismatched_rows
 
 from workflow_helpers import run_snakemake, tiny_config
 
@@ -63,26 +63,7 @@ def test_every_metrics_csv_row_is_recomputed_from_saved_predictions(tiny_run):
     assert set(table["method"]) == set(METHODS)
     assert {"bps", "poisson_d2", "poisson_d2_pooled", "bacc", "frozen_bacc", "frozen_r2",
             "r2", "mae_h1", "pearson"} <= set(table["metric"])  # fmt: skip
-    cache: dict[Path, dict[str, np.ndarray]] = {}
-    failures = []
-    for row in table.to_dict("records"):
-        path = predictions_file(tiny_run, row)
-        if path not in cache:
-            with np.load(path) as saved:
-                cache[path] = {key: saved[key] for key in saved.files}
-        session = tiny_run / "sessions" / f"{row['session']}.h5"
-        try:
-            value = recompute(cache[path], row, session)
-        except Exception as error:  # collect every row, then fail once
-            failures.append(f"{row}: {type(error).__name__} {error}")
-            continue
-        same = (
-            np.isnan(value)
-            if np.isnan(row["value"])
-            else value == pytest.approx(row["value"], rel=1e-6, abs=1e-6)
-        )
-        if not same:
-            failures.append(f"{row}: recomputed {value!r}")
+    failures = mismatched_rows(tiny_run, table)
     assert not failures, f"{len(failures)} of {len(table)} rows:\n" + "\n".join(failures[:20])
 
 
