@@ -20,14 +20,13 @@ neurossl's own tasks, not leaderboard entries: :data:`DIFFERENCES` says what dif
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from neurossl.atomic import atomic_path
+from neurossl.atomic import atomic_dir, atomic_path
 from neurossl.eval.metrics import EPS
 
 #: neurossl task -> BrainWideBench (suite, task). Calcium runs and other tasks (inter-
@@ -310,15 +309,9 @@ def write_scores(runs: list[Run], scores_csv: Path, files_dir: Path) -> pd.DataF
     files/predictions/<label> --gt_dir files/ground_truth/<label>`` rescores a method
     with BrainWideBench's own command line.
     """
-    files_dir = Path(files_dir)
-    tmp = files_dir.with_name(files_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    table = export_and_score(runs, tmp)
-    (tmp / "DIFFERENCES.txt").write_text("\n".join(DIFFERENCES) + "\n")
-    if files_dir.exists():
-        shutil.rmtree(files_dir)
-    tmp.rename(files_dir)
+    with atomic_dir(files_dir) as tmp:
+        table = export_and_score(runs, tmp)
+        (tmp / "DIFFERENCES.txt").write_text("\n".join(DIFFERENCES) + "\n")
     with atomic_path(scores_csv) as path:
         table.to_csv(path, index=False)
     return table

@@ -17,7 +17,6 @@ predictions for all units on NLB-binned windows (:func:`to_nlb_order`).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neurossl.atomic import atomic_path
+from neurossl.atomic import atomic_dir, atomic_path
 from neurossl.data.session import Session, read_session
 from neurossl.data.sources.nlb import (
     HELDOUT_COLUMN,
@@ -224,16 +223,9 @@ def write_scores(
     files_dir: Path,
 ) -> pd.DataFrame:
     """The rule's job: submissions under ``files_dir`` and the scores, both atomically."""
-    files_dir = Path(files_dir)
-    tmp = files_dir.with_name(files_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    table = score_runs(runs, Path(session_path), Path(nwb_path), name, tmp)
-    (tmp / "MISSING.txt").write_text("\n".join(MISSING) + "\n")
-    if files_dir.exists():
-        shutil.rmtree(files_dir)
-    tmp.rename(files_dir)
+    with atomic_dir(files_dir) as tmp:
+        table = score_runs(runs, Path(session_path), Path(nwb_path), name, tmp)
+        (tmp / "MISSING.txt").write_text("\n".join(MISSING) + "\n")
     with atomic_path(scores_csv) as path:
         table.to_csv(path, index=False)
     return table
