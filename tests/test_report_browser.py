@@ -98,7 +98,7 @@ def test_report_renders_every_table_and_image(browser, tmp_path):
     counts, errors, stderr = probe(browser, page)
     assert counts["images"] == html.count("<img ") and counts["images"] >= 6
     assert counts["broken"] == 0, errors
-    assert counts["tables"] == html.count("<table>") and counts["tables"] >= 8
+    assert counts["tables"] == html.count("<table") and counts["tables"] >= 8
     assert counts["errors"] == 0, errors
     assert "Uncaught" not in stderr and ":ERROR:CONSOLE" not in stderr
 
@@ -120,3 +120,53 @@ def test_probe_detects_a_broken_image_and_a_script_error(browser, tmp_path):
     counts, errors, _ = probe(browser, page)
     assert counts["images"] == 1 and counts["broken"] == 1
     assert counts["errors"] >= 2 and "undefinedFunction" in errors
+
+
+MATRIX_PROBE = """<script>
+window.addEventListener("load", function () {
+  var table = document.getElementById("objective-matrix");
+  var cells = table ? table.querySelectorAll("td.matrix-cell") : [];
+  var blank = Array.prototype.filter.call(cells, function (c) {
+    var text = c.innerText.trim();
+    var state = c.getAttribute("data-state");
+    var says = {ok: "[", missing: "missing", not_run: "not run", not_supported: "not supported"};
+    return !text || text.indexOf(says[state]) < 0 || c.offsetWidth === 0;
+  });
+  var first = document.querySelector("table") === table;
+  document.title = "MATRIX cells=" + cells.length + " blank=" + blank.length +
+    " first=" + first + " rows=" + (table ? table.rows.length - 1 : -1);
+});
+</script>"""
+MATRIX_RESULT = re.compile(
+    r"<title>MATRIX cells=(\d+) blank=(\d+) first=(\w+) rows=(-?\d+)</title>"
+)
+
+
+def test_objective_matrix_renders_with_every_cell_present_or_named_missing(browser, tmp_path):
+    """The headline table, as a browser lays it out: first on the page, one visible cell
+    per objective and column, each a value or the words saying why there is none."""
+    from test_report_matrix import matrix_cells
+
+    inputs = write_fixture(tmp_path, fixture_config())
+    for seed in (0, 1, 2):  # a missing objective cell as well as not-run ones
+        (
+            tmp_path / f"results/{DATASET}/eval/poyo_ssl/calcium/tiny/seed{seed}/metrics.json"
+        ).unlink()
+    report_dir = tmp_path / "results" / DATASET / "report"
+    build_report(inputs, report_dir)
+    page = report_dir / "index.html"
+    html = page.read_text()
+    expected = matrix_cells(html)
+    states = {state for state, _ in expected}
+    assert {"ok", "missing", "not_run"} <= states
+    probed = page.with_name("matrix_probe.html")
+    probed.write_text(html.replace("<head>", f"<head>{MATRIX_PROBE}", 1))
+    result = run_chromium(browser, probed, "--dump-dom")
+    match = MATRIX_RESULT.search(result.stdout)
+    assert match, f"probe did not run; chromium stderr:\n{result.stderr[-2000:]}"
+    cells, blank, first, rows = match.groups()
+    assert int(cells) == len(expected) > 0
+    assert int(blank) == 0 and first == "true"
+    assert int(rows) == html[html.index("<table id='objective-matrix'>") :].split("</table>")[
+        0
+    ].count("<tr><td")

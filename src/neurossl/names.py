@@ -15,7 +15,14 @@ from neurossl import catalog
 MODALITIES = catalog.MODALITIES
 #: The report's figures (neurossl.report.figures draws them); named here so the workflow
 #: knows its outputs without importing matplotlib and scipy at every start-up.
-FIGURES = ("forecasting_horizon", "scaling", "per_neuron_bps", "predictability", "training_curves")
+FIGURES = (
+    "objective_matrix",
+    "forecasting_horizon",
+    "scaling",
+    "per_neuron_bps",
+    "predictability",
+    "training_curves",
+)
 #: Windows an evaluation can score: test (reported numbers) or valid (model selection).
 EVAL_SPLITS = ("test", "valid")
 

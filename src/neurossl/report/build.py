@@ -29,6 +29,7 @@ from neurossl.report.collect import (
     write_tidy_csv,
 )
 from neurossl.report.html import FigureEntry, ReportContent, render
+from neurossl.report.matrix import Matrix, build_matrix
 from neurossl.report.provenance import gather
 from neurossl.report.tables import (
     FAMILIES,
@@ -41,6 +42,12 @@ from neurossl.report.tables import (
 DEFAULT_HEADLINE = ("spikes/co_smoothing/bps", "calcium/forecasting/r2")
 
 FIGURE_TEXT = {
+    "objective_matrix": (
+        "Objectives x modalities: gain over scratch",
+        "Paired improvement of each pretraining objective over the same backbone trained "
+        "from scratch, per modality and task (positive = better; for mae the error "
+        "reduction); colour is scaled per column, * marks a CI that excludes 0.",
+    ),
     "forecasting_horizon": (
         "Forecasting vs horizon",
         "Per-horizon-step error and R² of forecasting on the test windows of held-out "
@@ -161,14 +168,17 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
     differences = [build_differences(per_seed, t, settings.confidence) for t in tables]
 
     sizes = _sizes(inputs.config)
+    modalities = [m for m in MODALITIES if m in dataset_config["modalities"]]
+    matrix = build_matrix(collection, per_seed, modalities, sizes[0], settings.confidence)
     paths = figure_paths(report_dir)
-    calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths)
+    calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths, matrix)
     calls.append((gather, (inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks")))
     provenance = _in_parallel(calls, workers)[-1]
     content = ReportContent(
         dataset=inputs.dataset,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         confidence=settings.confidence,
+        matrix=matrix,
         tables=tables,
         differences=differences,
         missing=missing_table(collection),
@@ -205,6 +215,7 @@ def _figure_calls(
     settings: ReportSettings,
     sizes: list[str],
     paths: dict[str, tuple[Path, Path]],
+    matrix: Matrix,
 ) -> list[Call]:
     """(function, arguments) per figure, slowest first (training curves, then scaling:
     the parameter counts import the backbones, and with them torch)."""
@@ -235,6 +246,7 @@ def _figure_calls(
             _draw,
             ("per_neuron_figure", (predictions, settings.reference, main), paths["per_neuron_bps"]),
         ),
+        (_draw, ("objective_matrix_figure", (matrix,), paths["objective_matrix"])),
     ]
 
 

@@ -27,6 +27,7 @@ from neurossl.eval.stats import mean_ci
 from neurossl.names import ORACLE, higher_is_better, is_horizon_metric
 from neurossl.report.collect import RunKey
 from neurossl.report.dataset_summary import plot_predictability
+from neurossl.report.matrix import NOT_RUN, Matrix
 from neurossl.report.tables import method_order
 from neurossl.train_logs import step_gaps
 
@@ -373,4 +374,57 @@ def training_curves_figure(logs: dict[tuple[str, RunKey], Path], main_size: str)
         ax.legend(fontsize=6, loc="upper right")
     fig.suptitle(f"Training curves (size {main_size})")
     fig.tight_layout()
+    return fig
+
+
+#: What a matrix cell without a gain says, by its state (tables.MISSING etc. are strings).
+_NO_GAIN_TEXT = {NOT_RUN: "not run", "missing": "missing", "not_supported": "not supported"}
+
+
+def objective_matrix_figure(matrix: Matrix) -> plt.Figure:
+    """Heatmap of each objective's paired gain over its scratch backbone per column.
+
+    Columns carry different units (bits/spike, balanced accuracy, MAE), so the colour is
+    the gain divided by the largest |gain| of its column (-1..1, green = better than
+    scratch); the cell text gives the gain itself with its CI, and ``*`` where the CI
+    excludes 0. Cells without a gain say why (not run, missing, no shared scratch seed).
+    """
+    if not matrix.rows or not matrix.columns:
+        return no_data_figure("Objective x modality", "no pretraining objective or no column")
+    shape = (len(matrix.rows), len(matrix.columns))
+    colour = np.full(shape, np.nan)
+    fig, ax = plt.subplots(
+        figsize=(1.25 * shape[1] + 2.5, 0.8 * shape[0] + 1.8), layout="constrained"
+    )
+    for j, column in enumerate(matrix.columns):
+        gains = [matrix.cells[(r.method, column)].gain for r in matrix.rows]
+        scale = max((abs(g.mean) for g in gains if g and math.isfinite(g.mean)), default=0.0)
+        for i, gain in enumerate(gains):
+            cell = matrix.cells[(matrix.rows[i].method, column)]
+            if gain is None or not math.isfinite(gain.mean):
+                text = _NO_GAIN_TEXT.get(cell.state, "no scratch pair")
+                ax.text(j, i, text, ha="center", va="center", fontsize=6, color="0.35")
+                continue
+            colour[i, j] = gain.mean / scale if scale > 0 else 0.0
+            sure = math.isfinite(gain.lo) and (gain.lo > 0 or gain.hi < 0)
+            ci = f"[{gain.lo:+.2g}, {gain.hi:+.2g}]" if math.isfinite(gain.lo) else "[n=1]"
+            mark = " ▲" if cell.best else ""
+            ax.text(
+                j, i, f"{gain.mean:+.3g}{'*' if sure else ''}{mark}\n{ci}",
+                ha="center", va="center", fontsize=6.5,
+            )  # fmt: skip
+    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="0.92")
+    image = ax.imshow(np.ma.masked_invalid(colour), cmap=cmap, vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(
+        range(shape[1]),
+        [f"{c.modality}\n{c.task}\n{c.metric}" for c in matrix.columns],
+        fontsize=7,
+    )
+    ax.set_yticks(range(shape[0]), [r.method for r in matrix.rows], fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="gain over scratch / column max |gain|")
+    fig.suptitle(
+        f"Objective x modality: paired gain over the same backbone from scratch "
+        f"(size {matrix.size}; * = CI excludes 0; ▲ = best objective in the column)",
+        fontsize=9,
+    )
     return fig

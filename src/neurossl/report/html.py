@@ -22,6 +22,7 @@ import pandas as pd
 
 from neurossl.eval.glossary import METRIC_GLOSSARY
 from neurossl.names import ORACLE
+from neurossl.report.matrix import NOT_RUN, Matrix
 from neurossl.report.provenance import Provenance
 from neurossl.report.tables import MISSING, NOT_SUPPORTED, DifferenceTable, Table
 
@@ -59,6 +60,8 @@ class ReportContent:
     tokenizer: dict[str, Any] | None = None
     #: BrainWideBench-convention scores section (neurossl.report.bwb); "" when none.
     bwb: str = ""
+    #: The headline objective x modality matrix (neurossl.report.matrix); None: not built.
+    matrix: Matrix | None = None
 
 
 def _num(x: float) -> str:
@@ -88,7 +91,11 @@ def _environment() -> jinja2.Environment:
     )
     env.tests["finite"] = math.isfinite
     env.globals.update(
-        ORACLE=ORACLE, MISSING=MISSING, NOT_SUPPORTED=NOT_SUPPORTED, PROTOCOL_SEEDS=PROTOCOL_SEEDS
+        ORACLE=ORACLE,
+        MISSING=MISSING,
+        NOT_SUPPORTED=NOT_SUPPORTED,
+        NOT_RUN=NOT_RUN,
+        PROTOCOL_SEEDS=PROTOCOL_SEEDS,
     )
     return env
 
@@ -100,6 +107,11 @@ def _macros() -> Any:
 def table_html(table: Table) -> str:
     """One results table (a family of tasks on one modality)."""
     return str(_macros().table(table))
+
+
+def matrix_html(matrix: Matrix) -> str:
+    """The headline objective x modality table."""
+    return str(_macros().matrix(matrix))
 
 
 def differences_html(table: DifferenceTable) -> str:

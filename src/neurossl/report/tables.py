@@ -282,7 +282,9 @@ def build_differences(per_seed: pd.DataFrame, table: Table, confidence: float) -
                 a = by_run.get((method, size, *column))
                 b = by_run.get((*reference, *column)) if reference else None
                 if a and b and set(a) & set(b):
-                    cells[(row, column)] = _difference(reference[0], a, b, column[1], confidence)
+                    cells[(row, column)] = paired_difference(
+                        reference[0], a, b, column[1], confidence
+                    )
             if any((row, c) in cells for c in table.columns):
                 rows.append(row)
     return DifferenceTable(table.family, table.columns, tuple(rows), cells)
@@ -302,9 +304,11 @@ def _best_baseline(table: Table, column: tuple[str, str]) -> tuple[str, str] | N
     return max(candidates, key=lambda r: sign * table.cells[(r, column)].mean)
 
 
-def _difference(
+def paired_difference(
     reference: str, a: dict[int, float], b: dict[int, float], metric: str, confidence: float
 ) -> Difference:
+    """``a`` (seed -> value) against ``reference``'s ``b`` on their shared seeds, signed so
+    that positive means ``a`` is better."""
     mean, lo, hi, n = paired_difference_ci(a, b, confidence)
     relative = (math.nan, math.nan, math.nan)
     if relative_gain_meaningful(metric) and all(b[s] != 0 for s in a.keys() & b):
