@@ -14,6 +14,7 @@ from test_report import DATASET, SEEDS, fixture_config, seed_means, write_fixtur
 
 from neurossl import catalog
 from neurossl.names import FIGURES, MODALITIES
+from neurossl.models.dual_axis import count_parameters
 from neurossl.report.build import build_report
 from neurossl.report.collect import RunKey
 from neurossl.report.figures import objective_matrix_figure
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPIKE_BPS = Column("spikes", "co_smoothing", "bps")
 CALCIUM_MAE = Column("calcium", "forecasting", "mae")
 CALCIUM_STIMULUS = Column("calcium", "stimulus_class", "bacc")
+TOKENS_PER_STEP = 96.0
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,10 @@ def built(tmp_path_factory):
     inputs = write_fixture(root, fixture_config())
     for seed in SEEDS:
         (root / f"results/{DATASET}/eval/poyo_ssl/calcium/tiny/seed{seed}/metrics.json").unlink()
+        # CalM's loss logs the tokens of each step; the fixture's mtm logs do not.
+        log = root / f"results/{DATASET}/pretrain/calm/calcium/tiny/seed{seed}/train_log.csv"
+        frame = pd.read_csv(log)
+        frame.assign(tokens=TOKENS_PER_STEP, seconds=0.5).to_csv(log, index=False)
     report_dir = root / "results" / DATASET / "report"
     collection = build_report(inputs, report_dir)
     per_seed = seed_values(collection.metrics)
@@ -205,3 +211,15 @@ def test_a_new_pairing_fills_its_cells_without_report_changes(built, monkeypatch
     # Its other spiking columns are now missing or not configured, never silently empty.
     choice = matrix.cells[("calm", Column("spikes", "choice", "bacc"))]
     assert choice.state == NOT_SUPPORTED
+
+
+def test_pretraining_budget_sums_logged_tokens_and_estimates_flops(built):
+    _, _, _, html = built
+    section = html[html.index("<table id='budget-table'>") :].split("</table>")[0]
+    rows = {r.split("</td>")[0].split(">")[-1]: r for r in section.split("<tr>")[2:]}
+    assert set(rows) == {"mtm", "calm"}  # the methods the fixture has pretraining logs for
+    tokens = 20 * TOKENS_PER_STEP  # 20 logged steps
+    flops = 6 * count_parameters("tiny") * tokens
+    assert f"<td>{tokens:.3g}</td>" in rows["calm"] and f"<td>{flops:.3e}</td>" in rows["calm"]
+    assert "not logged" in rows["mtm"]  # no tokens column: shown as such, never guessed
+    assert html.index("id='objective-matrix'") < html.index("id='budget-table'")

@@ -25,6 +25,9 @@ from neurossl.atomic import atomic_path
 LIVE_LOG = "train_log.csv"
 #: Column naming the phase of a stage in a merged log (absent in one-phase logs).
 PHASE = "phase"
+#: Column of a pretraining log with the input tokens the step's batch fed the backbone
+#: (an objective's loss reports it; the report sums it into the pretraining budget).
+TOKENS = "tokens"
 
 
 def step_gaps(steps: Sequence[int]) -> str | None:

@@ -259,3 +259,17 @@ class DualAxisTransformer(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         h = self.hidden(self.embed(codes, unit, session, values), neuron_mask)
         return h, self.readout(h)
+
+
+def count_parameters(size: str) -> int:
+    """Backbone parameters of a size preset: the neuron and time blocks and the final norm.
+
+    Embedding tables and the code read-out grow with units, sessions and the tokenizer's
+    vocabulary, not with the size preset, so they are left out (as the Perceiver's count
+    leaves out its unit embeddings); these are the parameters each token passes through.
+    """
+    model = DualAxisTransformer(
+        DualAxisConfig(vocab_size=1, n_units=1, n_sessions=1, **preset(size))
+    )
+    per_dataset = ("token_embed.", "unit_embed.", "session_embed.", "readout.", "value_in.")
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith(per_dataset))

@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from neurossl.models.dual_axis import DualAxisConfig, DualAxisTransformer
 from neurossl.models.tokenizer import Tokenizer
 from neurossl.train.optim import adamw
+from neurossl.train_logs import TOKENS
 
 FORECAST_MODES = ("direct", "greedy", "expected", "sample")
 #: Weight of the next-patch regression term next to the next-code cross-entropy.
@@ -218,6 +219,8 @@ def make_pretrain_loss(patch_weight: float = PATCH_WEIGHT):
         network = model.module if hasattr(model, "module") else model
         ce, acc = next_token_loss(out["logits"], out["codes"], batch["neuron_mask"])
         metrics = {"next_code_ce": float(ce.detach()), "next_code_acc": float(acc)}
+        # One token per (real neuron, patch step): what the dual-axis backbone attends over.
+        metrics[TOKENS] = float(batch["neuron_mask"].sum()) * out["codes"].shape[1]
         if patch_weight == 0:
             return ce, metrics
         mse = next_patch_loss(network, out["hidden"], out["traces"], batch["neuron_mask"])

@@ -19,6 +19,7 @@ from neurossl.atomic import write_text
 from neurossl.data.splits import read_splits
 from neurossl.names import FIGURES, METRICS, MODALITIES, check_method, check_task
 from neurossl.report import figures as fig
+from neurossl.report.budget import parity, pretraining_budgets
 from neurossl.report.bwb import bwb_html
 from neurossl.report.collect import (
     Collection,
@@ -170,6 +171,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
     sizes = _sizes(inputs.config)
     modalities = [m for m in MODALITIES if m in dataset_config["modalities"]]
     matrix = build_matrix(collection, per_seed, modalities, sizes[0], settings.confidence)
+    budgets = pretraining_budgets(_train_logs(inputs.dataset_dir, collection), sizes[0])
     paths = figure_paths(report_dir)
     calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths, matrix)
     calls.append((gather, (inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks")))
@@ -179,6 +181,8 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         confidence=settings.confidence,
         matrix=matrix,
+        budgets=budgets,
+        budget_parity=parity(budgets),
         tables=tables,
         differences=differences,
         missing=missing_table(collection),

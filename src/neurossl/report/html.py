@@ -22,6 +22,7 @@ import pandas as pd
 
 from neurossl.eval.glossary import METRIC_GLOSSARY
 from neurossl.names import ORACLE
+from neurossl.report.budget import Budget
 from neurossl.report.matrix import NOT_RUN, Matrix
 from neurossl.report.provenance import Provenance
 from neurossl.report.tables import MISSING, NOT_SUPPORTED, DifferenceTable, Table
@@ -62,6 +63,10 @@ class ReportContent:
     bwb: str = ""
     #: The headline objective x modality matrix (neurossl.report.matrix); None: not built.
     matrix: Matrix | None = None
+    #: Pretraining budget per objective (neurossl.report.budget) and, per modality, the
+    #: largest over smallest tokens seen.
+    budgets: Sequence[Budget] = ()
+    budget_parity: dict[str, float] = field(default_factory=dict)
 
 
 def _num(x: float) -> str:
