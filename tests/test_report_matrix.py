@@ -13,8 +13,8 @@ from scipy import stats
 from test_report import DATASET, SEEDS, fixture_config, seed_means, write_fixture
 
 from neurossl import catalog
-from neurossl.names import FIGURES, MODALITIES
 from neurossl.models.dual_axis import count_parameters
+from neurossl.names import FIGURES, MODALITIES
 from neurossl.report.build import build_report
 from neurossl.report.collect import RunKey
 from neurossl.report.figures import objective_matrix_figure
