@@ -79,11 +79,13 @@ row, the fitted task heads and ``n_parameters`` (backbone, as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import h5py
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -92,6 +94,8 @@ from neurossl import catalog
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
+from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
+from neurossl.eval.scoring import score_queries
 from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.records import eval_trials, put_decoding
@@ -107,13 +111,18 @@ from neurossl.models.perceiver import (
     make_config,
 )
 from neurossl.names import is_decoding_task
-from neurossl.objectives.poyo_ssl import diet_neuron_ids, reconstruction_loss_fn
+from neurossl.models.perceiver import RECONSTRUCTION
+from neurossl.objectives.poyo_ssl import diet_neuron_ids, log_rates, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
 from neurossl.train_logs import publish
 
-MODALITY = "calcium"
+#: The family serves both modalities; a stage's Session files say which it is on.
+MODALITY = "any"
+_LIKELIHOOD = {"calcium": "gaussian", "spikes": "poisson"}
+#: Smallest mean count per bin whose log seeds a unit's rate (a silent training trace).
+_RATE_FLOOR = 1e-3
 _DIET_OF = {"poyo_ssl": "predictable", "poyo_ssl_mixed": "all", "poyo_ssl_reverse": "unpredictable"}
 _FAMILY = (*_DIET_OF, "scratch_perceiver")
 #: What unit identification fits the new embeddings to: the decoding losses through the
@@ -122,9 +131,28 @@ UNIT_ID_LOSSES = ("task", "reconstruction")
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 
 
-def read_hparams(method: str, values: dict[str, Any]) -> PoyoHParams:
-    """The stage's hparams checked by :class:`PoyoHParams`; the diet defaults by method."""
-    return check(method, PoyoHParams, {"neuron_diet": _DIET_OF.get(method, "predictable")} | values)
+def read_hparams(method: str, values: dict[str, Any], modality: str = "calcium") -> PoyoHParams:
+    """The stage's hparams checked by :class:`PoyoHParams`; the diet defaults by method.
+
+    On spikes fine-tuning defaults to every neuron of the held-out sessions: the spiking
+    tasks (co-smoothing's held-in/held-out split, regions) are defined on the whole
+    population, and every other spiking method is scored on it.
+    """
+    defaults: dict[str, Any] = {"neuron_diet": _DIET_OF.get(method, "predictable")}
+    if modality == "spikes":
+        defaults["finetune_neurons"] = "all"
+    return check(method, PoyoHParams, defaults | values)
+
+
+def session_modality(inputs: StageInputs) -> str:
+    """The modality of the stage's Session files (they must agree)."""
+    found = set()
+    for path in inputs.session_paths.values():
+        with h5py.File(path, "r") as f:
+            found.add(str(f["activity"].attrs["modality"]))
+    if len(found) != 1:
+        raise ValueError(f"{inputs.method}: the stage's Session files mix modalities {found}")
+    return found.pop()
 
 
 class RowMaps:
@@ -135,7 +163,10 @@ class RowMaps:
     the same row means the same neuron in every later stage.
 
     ``unit_norm`` ([mean, std] per unit key, fitted on train windows by
-    :func:`unit_statistics` and saved with the weights) standardises each neuron's dF/F.
+    :func:`unit_statistics` and saved with the weights) standardises each neuron's dF/F
+    or counts; on spikes the raw counts (``counts``) and the log of each unit's mean
+    count (``log_mean``, the rate an untrained readout predicts) ride along for the
+    Poisson loss (:mod:`neurossl.objectives.poyo_ssl`).
     Why: raw dF/F scales differ several-fold between neurons and sessions, so without it
     the value embedding and the reconstruction loss are dominated by a few bright cells
     and a new animal's traces land off the range the pretrained encoder saw.
@@ -152,6 +183,7 @@ class RowMaps:
         self.session = _lookup(vocab.session_index, session_keys, "session")
         self.mean = torch.zeros(len(vocab.unit_index))
         self.scale = torch.ones(len(vocab.unit_index))
+        self.log_mean = torch.zeros(len(vocab.unit_index))
         if unit_norm is not None:
             if len(unit_norm) != len(unit_keys):
                 raise ValueError(
@@ -161,24 +193,34 @@ class RowMaps:
             for key, (mean, std) in zip(unit_keys, unit_norm, strict=True):
                 self.mean[index[key]] = float(mean)
                 self.scale[index[key]] = 1.0 / float(std)
+                self.log_mean[index[key]] = math.log(max(float(mean), _RATE_FLOOR))
         self._on: dict[torch.device, tuple[Tensor, ...]] = {}
 
     def apply(self, batch: Batch) -> Batch:
         device = batch["unit"].device
         if device not in self._on:
             self._on[device] = tuple(
-                t.to(device) for t in (self.unit, self.session, self.mean, self.scale)
+                t.to(device)
+                for t in (self.unit, self.session, self.mean, self.scale, self.log_mean)
             )
-        unit_map, session_map, mean, scale = self._on[device]
+        unit_map, session_map, mean, scale, log_mean = self._on[device]
         valid = batch["neuron_mask"]
         unit = torch.where(valid, unit_map[batch["unit"]], 0)
         session = session_map[batch["session"]]
         if (unit < 0).any() or (session < 0).any():
             raise KeyError("a batch holds units or sessions that have no row in the model")
         ids = batch["unit"]
-        activity = (batch["activity"] - mean[ids][:, None, :]) * scale[ids][:, None, :]
+        raw = batch["activity"]
+        activity = (raw - mean[ids][:, None, :]) * scale[ids][:, None, :]
         activity = torch.where(valid[:, None, :], activity, torch.zeros_like(activity))
-        return batch | {"unit": unit, "session": session, "activity": activity}
+        counts = torch.where(valid[:, None, :], raw, torch.zeros_like(raw))
+        return batch | {
+            "unit": unit,
+            "session": session,
+            "activity": activity,
+            "counts": counts,
+            "log_mean": torch.where(valid, log_mean[ids], 0.0),
+        }
 
 
 def unit_statistics(dataset: WindowDataset, keys: Sequence[str]) -> list[list[float]]:
@@ -261,7 +303,15 @@ class PoyoMethod:
         return catalog.method(self.name).pretrains
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        """Decoding tasks (calcium); :meth:`tasks_on` adds the spiking query tasks."""
         return tuple(t for t in tasks if is_decoding_task(t))
+
+    def tasks_on(self, modality: str, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        """The configured tasks scored on ``modality``: on spikes also the query tasks,
+        answered by the reconstruction readout (see :meth:`_score_queries`)."""
+        if modality == "spikes":
+            return tuple(t for t in tasks if t in SPIKING_QUERY_TASKS or is_decoding_task(t))
+        return self.supported_tasks(tasks)
 
     def _train_config(
         self, hp: PoyoHParams, seed: int, steps: int, lr: float, **kw: Any
@@ -284,15 +334,18 @@ class PoyoMethod:
     def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
         if not self.pretrains:
             raise RuntimeError(f"{self.name} has no pretraining stage")
-        hp = read_hparams(self.name, inputs.hparams)
+        modality = session_modality(inputs)
+        hp = read_hparams(self.name, inputs.hparams, modality)
         device = resolve_device(inputs.device)
         seed_everything(inputs.seed)
         sessions = inputs.splits.pretrain_sessions
-        chosen = diet_neuron_ids(inputs.splits, MODALITY, sessions, hp.neuron_diet)
+        chosen = diet_neuron_ids(inputs.splits, modality, sessions, hp.neuron_diet)
         ids = _neuron_ids(inputs, sessions, chosen)
         train_ds, valid_ds = _datasets(inputs, ids)
         unit_keys, session_keys = _unit_keys(ids), list(ids)
         model = Perceiver(make_config(inputs.size), len(unit_keys), len(session_keys))
+        if modality == "spikes":
+            _calibrate_readout(model)
         unit_norm = unit_statistics(train_ds, unit_keys)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         frames = model.config.frames_per_token
@@ -307,6 +360,7 @@ class PoyoMethod:
                 aux_heads,
                 hp.aux_weight,
                 hp.reconstruction_weight,
+                _LIKELIHOOD[modality],
             ),
             maps,
         )
@@ -331,31 +385,37 @@ class PoyoMethod:
                 "method": self.name,
                 "size": inputs.size,
                 "stage": "pretrain",
+                "modality": modality,
                 "neuron_diet": hp.neuron_diet,
             },
         )
 
     def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
-        hp = read_hparams(self.name, inputs.hparams)
+        modality = session_modality(inputs)
+        hp = read_hparams(self.name, inputs.hparams, modality)
         device = resolve_device(inputs.device)
         seed_everything(inputs.seed)
-        tasks = self.supported_tasks(inputs.tasks)
-        if not tasks:
-            raise ValueError(f"{self.name}: none of the tasks {inputs.tasks} is a decoding task")
+        scored = self.tasks_on(modality, inputs.tasks)
+        if not scored:
+            raise ValueError(f"{self.name}: none of the tasks {inputs.tasks} runs on {modality}")
+        _check_query_population(scored, hp.finetune_neurons, self.name)
+        tasks = tuple(t for t in scored if is_decoding_task(t))
         sessions = inputs.splits.heldout_sessions
-        chosen = diet_neuron_ids(inputs.splits, MODALITY, sessions, hp.finetune_neurons)
+        chosen = diet_neuron_ids(inputs.splits, modality, sessions, hp.finetune_neurons)
         ids = _neuron_ids(inputs, sessions, chosen)
         train_ds, valid_ds = _datasets(inputs, ids)
         new_units = _unit_keys(ids)
         model, unit_keys, session_keys, new_rows, unit_norm = self._adapted_model(
             inputs, pretrained, new_units, list(ids)
         )
+        if modality == "spikes" and not self.pretrains:
+            _calibrate_readout(model)
         unit_norm = unit_norm + unit_statistics(train_ds, new_units)
         heads = fit_task_heads(tasks, train_ds)
         _attach_heads(model, heads, train_ds)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
-        phases = _phases(hp, model.config, new_rows, task_loss_fn(heads))
+        phases = _phases(hp, model.config, new_rows, heads, modality, scored != tasks)
         logs = []
         for phase, steps, lr, trainable, loss_fn in phases:
             if steps < 1:
@@ -386,6 +446,7 @@ class PoyoMethod:
                 "method": self.name,
                 "size": inputs.size,
                 "stage": "finetune",
+                "modality": modality,
                 "finetune_neurons": hp.finetune_neurons,
             },
         )
@@ -421,21 +482,30 @@ class PoyoMethod:
         return model, unit_keys, session_keys, new_rows, _saved_norm(saved, pretrained)
 
     def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
-        hp = read_hparams(self.name, inputs.hparams)
+        modality = session_modality(inputs)
+        hp = read_hparams(self.name, inputs.hparams, modality)
         if finetuned is None:
             raise ValueError(f"{self.name}: evaluation needs the fine-tuned model file")
         device = resolve_device(inputs.device)
         model, saved = load_model(finetuned)
         if "task_heads" not in saved:
             raise ValueError(f"{finetuned}: not a fine-tuned model (no task heads)")
+        if saved.get("modality", "calcium") != modality:
+            raise ValueError(
+                f"{finetuned}: fine-tuned on {saved.get('modality')}, evaluated on {modality}"
+            )
         model.to(device).eval()
         heads = {h.name: h for h in (TaskHead.from_json(p) for p in saved["task_heads"])}
-        tasks = [t for t in self.supported_tasks(inputs.tasks) if t in heads]
-        missing = sorted(set(self.supported_tasks(inputs.tasks)) - set(heads))
+        scored = self.tasks_on(modality, inputs.tasks)
+        queries = [t for t in scored if t in SPIKING_QUERY_TASKS]
+        _check_query_population(scored, saved["finetune_neurons"], self.name)
+        decoding = [t for t in scored if t not in SPIKING_QUERY_TASKS]
+        tasks = [t for t in decoding if t in heads]
+        missing = sorted(set(decoding) - set(heads))
         if missing:
             raise ValueError(f"{finetuned}: no fine-tuned head for task(s) {missing}")
         sessions = inputs.splits.heldout_sessions
-        chosen = diet_neuron_ids(inputs.splits, MODALITY, sessions, saved["finetune_neurons"])
+        chosen = diet_neuron_ids(inputs.splits, modality, sessions, saved["finetune_neurons"])
         ids = _neuron_ids(inputs, sessions, chosen)
         evaluation = Evaluation()
         for session in ids:
@@ -451,6 +521,10 @@ class PoyoMethod:
             maps = RowMaps(
                 test.vocab, saved["unit_keys"], saved["session_keys"], _saved_norm(saved, finetuned)
             )
+            for task in queries:
+                _score_queries(inputs, task, session, model, test, maps, hp, device, evaluation)
+            if not tasks:
+                continue
             preds, targets, probas = _predict(
                 model, test, maps, [heads[t] for t in tasks], hp, device
             )
@@ -473,17 +547,45 @@ def _saved_norm(saved: dict[str, Any], path: Path) -> list[list[float]]:
     return [list(map(float, row)) for row in saved["unit_norm"]]
 
 
+def _check_query_population(tasks: Sequence[str], population: str, method: str) -> None:
+    """Query tasks are defined on every neuron of a session (see :func:`read_hparams`)."""
+    asked = [t for t in tasks if t in SPIKING_QUERY_TASKS]
+    if asked and population != "all":
+        raise ValueError(
+            f"hparams.{method}: spiking tasks {asked} score every neuron of a held-out "
+            f"session, but finetune_neurons is {population!r}; set it to 'all' (the "
+            "default on spikes) or drop those tasks"
+        )
+
+
 def _phases(
-    hp: PoyoHParams, config: PerceiverConfig, new_rows: set[str], task_loss: LossFn
+    hp: PoyoHParams,
+    config: PerceiverConfig,
+    new_rows: set[str],
+    heads: Sequence[TaskHead],
+    modality: str,
+    queries: bool,
 ) -> list[tuple[str, int, float, Callable[[str], bool] | None, LossFn]]:
-    """(name, steps, lr, trainable-parameter filter, loss) of each fine-tuning phase."""
+    """(name, steps, lr, trainable-parameter filter, loss) of each fine-tuning phase.
+
+    With spiking query tasks the reconstruction readout is what they are scored on, so
+    phases 2 and 3 train it too: Poisson reconstruction plus the decoding losses (only
+    the reconstruction when no decoding task is configured), as MtM fine-tunes with
+    its own objective on the held-out sessions.
+    """
     last_layers = range(max(0, config.depth - hp.unfreeze_layers), config.depth)
     readout = ("heads.", "task_embed.", "decoder.", "out_norm.")
     readout += tuple(f"latent_layers.{i}." for i in last_layers)
-    if hp.unit_id_loss == "task":
+    reconstruction = reconstruction_loss_fn(
+        hp.mask_ratio, hp.mask_span, config.frames_per_token, likelihood=_LIKELIHOOD[modality]
+    )
+    task_loss = task_loss_fn(heads) if heads else reconstruction
+    if queries and heads:
+        task_loss = _sum_losses(reconstruction, task_loss_fn(heads))
+    if hp.unit_id_loss == "task" and heads:
         unit_id_loss = task_loss
     else:
-        unit_id_loss = reconstruction_loss_fn(hp.mask_ratio, hp.mask_span, config.frames_per_token)
+        unit_id_loss = reconstruction
     return [
         ("unit_id", hp.unit_id_steps, hp.unit_id_lr or hp.lr, new_rows.__contains__, unit_id_loss),
         (
@@ -495,6 +597,75 @@ def _phases(
         ),
         ("full", hp.full_steps, hp.lr * hp.full_lr_scale, None, task_loss),
     ]
+
+
+def _calibrate_readout(model: Perceiver) -> None:
+    """Zero the reconstruction head, so a new model's log-rate is each unit's log mean
+    count (the offset of :func:`~neurossl.objectives.poyo_ssl.log_rates`): training starts
+    at the null model's bits/spike rather than at random rates, as NDT's read-out does."""
+    head = model.heads[RECONSTRUCTION]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+
+
+def _sum_losses(*losses: LossFn) -> LossFn:
+    def loss_fn(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        total, info = None, {}
+        for i, fn in enumerate(losses):
+            loss, part = fn(model, batch)
+            total = loss if total is None else total + loss
+            info |= {f"{k}_{i}": v for k, v in part.items()} | {f"loss_{i}": float(loss.detach())}
+        return total, info
+
+    return loss_fn
+
+
+def _score_queries(
+    inputs: StageInputs,
+    task: str,
+    session: str,
+    model: Perceiver,
+    test: WindowDataset,
+    maps: RowMaps,
+    hp: PoyoHParams,
+    device: str,
+    evaluation: Evaluation,
+) -> None:
+    """One spiking task on one session's test windows, scored like every spiking method.
+
+    Each query of :func:`~neurossl.eval.queries.spiking_queries` hides the entries the
+    model may not see behind the mask token (as pretraining masks them, so the unit
+    embedding of a held-out neuron still says *which* neuron to predict) and reads the
+    reconstruction readout's rates there: co-smoothing queries the held-out units'
+    embeddings, which unit identification fitted on the train windows, where every
+    neuron is visible (NLB's convention). A token is hidden when any of its samples is,
+    so nothing hidden leaks through a partly visible token.
+    """
+    neurons = read_neurons(inputs.session_paths[session])
+    held = set(map(str, inputs.splits.neuron_group("spikes", session, "held_out")))
+    held_out = np.array([str(i) in held for i in neurons["id"]])
+    regions = neurons["region"].astype(str).to_numpy()
+    counts = np.stack([test[i]["activity"] for i in range(len(test))]).astype(np.float32)
+    queries = spiking_queries(task, regions, held_out, counts.shape[1], inputs.splits.seed)
+    if not queries:
+        return  # the session cannot pose this task (e.g. one region)
+    predictions = []
+    with torch.no_grad(), autocast(device):
+        for query in queries:
+            hidden = torch.from_numpy(~query.visible).to(device)
+            rates = []
+            for batch in make_loader(test, hp.batch_size, False, 0, by_session=True):
+                batch = maps.apply({k: v.to(device) for k, v in batch.items()})
+                mask = hidden.expand(batch["activity"].shape[0], -1, -1)
+                mask = mask & batch["neuron_mask"][:, None, :]
+                out = model(batch, (RECONSTRUCTION,), mask)[RECONSTRUCTION]
+                rates.append(torch.exp(log_rates(out, batch)).cpu().numpy())
+            predictions.append(np.concatenate(rates).astype(np.float64))
+    values, pred = score_queries(queries, predictions, counts, "spikes")
+    evaluation.rows.extend(make_rows(inputs, session, task, values))
+    evaluation.arrays[f"{task}/{session}/pred"] = pred.astype(np.float32)
+    evaluation.arrays[f"{task}/{session}/target"] = counts
 
 
 def _required(path: Path | None, what: str) -> Path:

@@ -1,4 +1,4 @@
-"""POYO-SSL pretraining: masked reconstruction of dF/F on a chosen neuron diet.
+"""POYO-SSL pretraining: masked reconstruction of dF/F or spike counts on a neuron diet.
 
 Masking (the exact choice the report quotes): each neuron's sequence of tokens in a
 window is cut into consecutive segments of ``ceil(span / frames_per_token)`` tokens,
@@ -25,6 +25,16 @@ sessions' labels. The heads read the same masked forward pass as the reconstruct
 the term costs a few readout queries instead of a second pass through the encoder, and
 it asks the latents to carry the label from partly hidden inputs.
 
+Spike counts (``likelihood="poisson"``): the same masking and queries, but each query
+predicts the log-rate of its hidden bins and the loss is the Poisson negative
+log-likelihood of the raw counts (``batch["counts"]``; the value embedding still reads
+z-scored counts), as MtM/NDT score masked spiking entries. The log-rate is the head's
+output plus the log of the neuron's mean count on the train windows
+(``batch["log_mean"]``), so an untrained readout already predicts each neuron's mean rate
+(bits/spike near 0, not far below it), as NDT's calibrated read-out does. A squared error
+on z-scored counts would weigh a silent bin of a sparse neuron like a burst and give no
+rate to score with bits/spike.
+
 Neuron diet (the POYO-SSL idea): pretraining sees only the neurons of one group of the
 split step, which scored skewness and kurtosis on *training windows only*:
 ``predictable`` (POYO-SSL), ``all`` (the mixed ablation) or ``unpredictable`` (the
@@ -38,6 +48,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurossl.data.splits import Splits
@@ -46,6 +57,9 @@ from neurossl.models.perceiver import RECONSTRUCTION
 DIETS = ("predictable", "all", "unpredictable")
 DEFAULT_MASK_RATIO = 0.3
 DEFAULT_MASK_SPAN = 6
+#: What a reconstruction query predicts: z-scored dF/F (squared error) or a spike
+#: count's log-rate (Poisson NLL).
+LIKELIHOODS = ("gaussian", "poisson")
 
 
 def diet_neuron_ids(
@@ -101,6 +115,20 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tens
     return loss, count
 
 
+def log_rates(out: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """Log expected counts [B, T, N]: the reconstruction output plus each neuron's log mean
+    count (``batch["log_mean"]`` [B, N], see the module docstring)."""
+    return out.float() + batch["log_mean"][:, None, :].float()
+
+
+def masked_poisson_nll(log_rate: Tensor, counts: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Poisson NLL (without the log k! constant) over the True entries of ``mask``."""
+    count = mask.sum()
+    nll = F.poisson_nll_loss(log_rate, counts.float(), log_input=True, reduction="none")
+    loss = torch.where(mask, nll, torch.zeros_like(nll)).sum() / count.clamp(min=1)
+    return loss, count
+
+
 def token_span_mask(
     neuron_mask: Tensor, n_bins: int, ratio: float, span: int, frames_per_token: int
 ) -> Tensor:
@@ -131,6 +159,7 @@ def reconstruction_loss_fn(
     auxiliary: Sequence[AuxiliaryHead] = (),
     auxiliary_weight: float = 0.0,
     reconstruction_weight: float = 1.0,
+    likelihood: str = "gaussian",
 ) -> Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]:
     """The engine's ``loss_fn`` for masked reconstruction (batch rows already mapped).
 
@@ -139,7 +168,10 @@ def reconstruction_loss_fn(
     heads, ``auxiliary_weight`` x their decoding losses, read out of the same masked
     forward pass (see the module docstring for why). A ``reconstruction_weight`` of 0
     is the ablation that asks what the self-supervised term adds to the labels.
+    ``likelihood`` "poisson" scores spike counts (see the module docstring).
     """
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
     names = (RECONSTRUCTION, *(h.name for h in auxiliary))
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -148,7 +180,11 @@ def reconstruction_loss_fn(
             batch["neuron_mask"], activity.shape[1], ratio, span, frames_per_token
         )
         out = model(batch, names, mask)
-        reconstruction, count = masked_mse(out[RECONSTRUCTION], activity, mask)
+        if likelihood == "poisson":
+            rates = log_rates(out[RECONSTRUCTION], batch)
+            reconstruction, count = masked_poisson_nll(rates, batch["counts"], mask)
+        else:
+            reconstruction, count = masked_mse(out[RECONSTRUCTION], activity, mask)
         loss = reconstruction_weight * reconstruction
         info = {"masked_tokens": float(count)}
         if auxiliary:
