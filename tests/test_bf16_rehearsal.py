@@ -122,6 +122,15 @@ def test_poyo_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str, de
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_poyo_ssl_on_spikes_under_bf16(tmp_path: Path, bf16: _Bf16Seen, device: str) -> None:
+    paths, splits = make_dataset(tmp_path / "data", n_trials=20)
+    hp = POYO_FAST | {"unit_id_steps": 2}
+    inputs = StageInputs("toy", "poyo_ssl", "tiny", 0, paths, splits, SPIKING_TASKS, hp, device)
+    rows = _stages("poyo_ssl", inputs, tmp_path, bf16)
+    assert {"co_smoothing", "forecasting", "choice"} <= {r.task for r in rows}
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_calm_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, calm_dataset, device) -> None:  # noqa: F811
     paths, splits = calm_dataset
     tok_hp = TOKENIZER_HP | {"steps": 5, "vocab_sweep": [16], "alternative_quantizer": "none"}

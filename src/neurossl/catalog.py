@@ -85,7 +85,7 @@ def _ndt(name: str, objective: str | None, pretrains: bool) -> MethodSpec:
 
 def _poyo(name: str, objective: str | None, pretrains: bool, ablations=()) -> MethodSpec:
     return MethodSpec(
-        name, _POYO, _CALCIUM, f"{_HP}:PoyoHParams", "neurossl.models.perceiver", objective,
+        name, _POYO, _BOTH, f"{_HP}:PoyoHParams", "neurossl.models.perceiver", objective,
         pretrains, scratch="scratch_perceiver" if pretrains else None, ablations=ablations,
     )  # fmt: skip
 

@@ -11,7 +11,7 @@ equal to the module's constants.
 from __future__ import annotations
 
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import model_validator
 
@@ -92,11 +92,19 @@ class PoyoHParams(HParams):
     frame_delta: int = hparam(
         0, "within-delta accuracy for natural_movie_frame", ge=0, finetune_only=True
     )
+    spikes: dict[str, Any] | None = hparam(
+        None, "overrides of these keys on spiking recordings (e.g. shorter budgets)"
+    )
 
     @model_validator(mode="after")
     def _pretraining_has_a_loss(self) -> PoyoHParams:
         if self.reconstruction_weight + self.aux_weight == 0:
             raise ValueError("reconstruction_weight and aux_weight are both 0: no pretraining loss")
+        if self.spikes is not None:
+            if "spikes" in self.spikes:
+                raise ValueError("'spikes' overrides cannot nest another 'spikes'")
+            base = self.model_dump(exclude={"spikes"}, exclude_unset=True)
+            PoyoHParams(**(base | self.spikes))  # a misspelt override fails at planning
         return self
 
 

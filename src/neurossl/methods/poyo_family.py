@@ -7,8 +7,8 @@
 - ``scratch_perceiver``: no pretraining; the same fine-tuning from random weights.
 
 Every method fine-tunes and is scored on the same population: the *unpredictable*
-neurons of the held-out sessions (new animals), so the four differ only in what
-pretraining saw. Fine-tuning runs three phases, each a call of the shared engine with
+neurons of the held-out sessions (new animals; on spikes all of their units, see
+below), so the four differ only in what pretraining saw. Fine-tuning runs three phases, each a call of the shared engine with
 its own checkpoints (a killed job resumes inside the phase it was in):
 
 1. ``unit_id``: unit identification. New unit rows (the held-out neurons) and session
@@ -67,6 +67,45 @@ windows.
 
 Inputs are z-scored per neuron with statistics of the train windows of the stage
 (``unit_norm`` in the model file, see :class:`RowMaps`).
+
+On binned spike counts (the Session files' modality picks the path; the calcium path
+is unchanged). Each choice made to fit the objective to spikes, and why:
+
+- Tokens: the same (unit, ``frames_per_token`` bins) tokens of z-scored counts. POYO
+  itself tokenises each spike as an event (unit embedding at the spike time); the
+  Session contract holds binned counts, and the other spiking methods read the same
+  bins, so the comparison is on one input.
+- Loss: Poisson NLL of the masked bins' counts from a predicted log-rate (MtM/NDT's
+  likelihood for spiking entries) instead of the squared error on z-scored dF/F, with
+  each unit's log mean count as the rate offset (see
+  :mod:`neurossl.objectives.poyo_ssl`); the reconstruction head of a new spiking model
+  starts at zero, so training starts from the mean-rate model.
+- Diets: the split step scores skewness and excess kurtosis of every unit's binned
+  counts on the training windows, as of every ROI's dF/F, with knee-chosen thresholds
+  per modality (the paper's 3.51 / 22.62 are Allen dF/F values, not count values).
+  ``poyo_ssl`` pretrains on the predictable units, ``poyo_ssl_mixed`` on all and
+  ``poyo_ssl_reverse`` on the unpredictable ones, as on calcium.
+- Fine-tuning population: every unit of the held-out sessions (``finetune_neurons``
+  defaults to ``all`` on spikes). The spiking tasks are defined on the whole
+  population (co-smoothing's held-in/held-out split, regions) and every other spiking
+  method is scored on it; a subset would make the rows incomparable (an error says so).
+  The diet, where POYO-SSL's claim lives, is the pretraining one.
+- Query tasks (co-smoothing, forecasting, inter-/intra-region) are answered by the
+  reconstruction readout: the query's hidden entries go behind the mask token and the
+  readout's rates there are scored by :func:`neurossl.eval.scoring.score_queries`, the
+  path every spiking method uses. Co-smoothing queries the held-out units' own
+  embeddings, which unit identification fits on the train windows (where every unit
+  is visible, NLB's convention): POYO's query-based readout gives a rate for any unit
+  it has an embedding for, so no extra head is needed, and the same weights answer
+  every spiking task. Why not a linear map from held-in latents (NLB's usual
+  read-out): it would be fitted on the test session's held-out units per task, a
+  different adaptation from the other methods' and outside the model.
+- Fine-tuning loss with query tasks: Poisson reconstruction plus the decoding losses
+  in phases 2 and 3 (only the reconstruction when no decoding task is configured),
+  so the readout the query tasks are scored on adapts to the new animals as MtM's
+  does under its own objective.
+- Budgets: the ``spikes`` hparam key overrides any other key on spiking recordings
+  (the default config cuts the spiking runs to a smoke budget there).
 
 hparams: :class:`~neurossl.methods.hparam_models.PoyoHParams` (every key, default and
 bound is listed in ``docs/hparams.md``; ``neuron_diet`` defaults by method).
@@ -134,13 +173,18 @@ LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 def read_hparams(method: str, values: dict[str, Any], modality: str = "calcium") -> PoyoHParams:
     """The stage's hparams checked by :class:`PoyoHParams`; the diet defaults by method.
 
-    On spikes fine-tuning defaults to every neuron of the held-out sessions: the spiking
+    The ``spikes`` key holds overrides of the other keys that apply on spiking
+    recordings only (one method name serves both modalities, and their windows differ
+    several-fold in tokens). On spikes fine-tuning defaults to every neuron of the held-out sessions: the spiking
     tasks (co-smoothing's held-in/held-out split, regions) are defined on the whole
     population, and every other spiking method is scored on it.
     """
     defaults: dict[str, Any] = {"neuron_diet": _DIET_OF.get(method, "predictable")}
+    values = dict(values)
+    overrides = values.pop("spikes", None) or {}
     if modality == "spikes":
         defaults["finetune_neurons"] = "all"
+        values |= overrides
     return check(method, PoyoHParams, defaults | values)
 
 

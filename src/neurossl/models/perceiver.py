@@ -1,4 +1,4 @@
-"""POYO+-style Perceiver backbone for calcium traces (the POYO-SSL model).
+"""POYO+-style Perceiver backbone for calcium traces and binned spike counts (POYO-SSL).
 
 One input token per (neuron, ``frames_per_token`` consecutive samples; 1 is POYO+'s
 token per sample): a learned embedding of the unit modulated by an embedding of its
