@@ -101,9 +101,7 @@ def test_untrained_readout_predicts_each_units_mean_rate(data, tmp_path):
     trial-aligned windows, which differs from its mean over whole windows.)"""
     torch.set_num_threads(1)
     hp = {"unit_id_steps": 1, "head_steps": 0, "full_steps": 0, "lr": 1e-9, "unit_id_lr": 1e-9}
-    _, _, _, evaluation = _evaluate(
-        data, tmp_path, "scratch_perceiver", hp, ("co_smoothing",)
-    )
+    _, _, _, evaluation = _evaluate(data, tmp_path, "scratch_perceiver", hp, ("co_smoothing",))
     bps = [r.value for r in evaluation.rows if r.metric == "bps"]
     assert bps and all(-0.1 < v < 0.05 for v in bps), bps
 

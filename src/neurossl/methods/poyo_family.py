@@ -8,8 +8,9 @@
 
 Every method fine-tunes and is scored on the same population: the *unpredictable*
 neurons of the held-out sessions (new animals; on spikes all of their units, see
-below), so the four differ only in what pretraining saw. Fine-tuning runs three phases, each a call of the shared engine with
-its own checkpoints (a killed job resumes inside the phase it was in):
+below), so the four differ only in what pretraining saw. Fine-tuning runs three
+phases, each a call of the shared engine with its own checkpoints (a killed job
+resumes inside the phase it was in):
 
 1. ``unit_id``: unit identification. New unit rows (the held-out neurons) and session
    rows are appended to the embedding tables and trained alone, through the frozen
@@ -133,24 +134,24 @@ from neurossl import catalog
 from neurossl.contract import Evaluation, StageInputs, StageOutputs
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
-from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
-from neurossl.eval.scoring import score_queries
 from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
+from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
 from neurossl.eval.records import eval_trials, put_decoding
 from neurossl.eval.rows import make_rows
+from neurossl.eval.scoring import score_queries
 from neurossl.hparams import check, finetune_only_keys
 from neurossl.methods.hparam_models import PoyoHParams
 from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
 from neurossl.models.perceiver import (
     CLASSIFICATION,
+    RECONSTRUCTION,
     Perceiver,
     PerceiverConfig,
     backbone_parameters,
     make_config,
 )
 from neurossl.names import is_decoding_task
-from neurossl.models.perceiver import RECONSTRUCTION
 from neurossl.objectives.poyo_ssl import diet_neuron_ids, log_rates, reconstruction_loss_fn
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
@@ -175,9 +176,10 @@ def read_hparams(method: str, values: dict[str, Any], modality: str = "calcium")
 
     The ``spikes`` key holds overrides of the other keys that apply on spiking
     recordings only (one method name serves both modalities, and their windows differ
-    several-fold in tokens). On spikes fine-tuning defaults to every neuron of the held-out sessions: the spiking
-    tasks (co-smoothing's held-in/held-out split, regions) are defined on the whole
-    population, and every other spiking method is scored on it.
+    several-fold in tokens). On spikes fine-tuning defaults to every neuron of the
+    held-out sessions: the spiking tasks (co-smoothing's held-in/held-out split,
+    regions) are defined on the whole population, and every other spiking method is
+    scored on it.
     """
     defaults: dict[str, Any] = {"neuron_diet": _DIET_OF.get(method, "predictable")}
     values = dict(values)
@@ -626,10 +628,7 @@ def _phases(
     task_loss = task_loss_fn(heads) if heads else reconstruction
     if queries and heads:
         task_loss = _sum_losses(reconstruction, task_loss_fn(heads))
-    if hp.unit_id_loss == "task" and heads:
-        unit_id_loss = task_loss
-    else:
-        unit_id_loss = reconstruction
+    unit_id_loss = task_loss if hp.unit_id_loss == "task" and heads else reconstruction
     return [
         ("unit_id", hp.unit_id_steps, hp.unit_id_lr or hp.lr, new_rows.__contains__, unit_id_loss),
         (
