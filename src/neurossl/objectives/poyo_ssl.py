@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from neurossl.data.splits import Splits
 from neurossl.models.perceiver import RECONSTRUCTION
+from neurossl.train_logs import TOKENS
 
 DIETS = ("predictable", "all", "unpredictable")
 DEFAULT_MASK_RATIO = 0.3
@@ -186,7 +187,10 @@ def reconstruction_loss_fn(
         else:
             reconstruction, count = masked_mse(out[RECONSTRUCTION], activity, mask)
         loss = reconstruction_weight * reconstruction
-        info = {"masked_tokens": float(count)}
+        # Input tokens the encoder attended over: (real neuron, token of F samples) pairs
+        # (the report's pretraining budget reads this column).
+        n_tokens = -(-activity.shape[1] // frames_per_token)
+        info = {"masked_tokens": float(count), TOKENS: float(batch["neuron_mask"].sum()) * n_tokens}
         if auxiliary:
             info["reconstruction"] = float(reconstruction.detach())
             for head in auxiliary:
