@@ -78,7 +78,7 @@ _SPIKES, _CALCIUM, _BOTH = ("spikes",), ("calcium",), MODALITIES
 
 def _ndt(name: str, objective: str | None, pretrains: bool) -> MethodSpec:
     return MethodSpec(
-        name, _NDT, _SPIKES, f"{_HP}:NDTHParams", "neurossl.models.ndt", objective, pretrains,
+        name, _NDT, _BOTH, f"{_HP}:NDTHParams", "neurossl.models.ndt", objective, pretrains,
         scratch="scratch_ndt" if pretrains else None,
     )  # fmt: skip
 

@@ -56,6 +56,8 @@ class NDTHParams(HParams):
     causal_fraction: float = hparam(0.6, "causal masking: share of future bins", gt=0, lt=1)
     temporal_ratio: float = hparam(0.3, "temporal masking ratio", gt=0, lt=1)
     intra_ratio: float = hparam(0.5, "intra-region masking ratio", gt=0, lt=1)
+    context: int = hparam(32, "calcium forecast context (frames)", ge=1)
+    horizon: int = hparam(16, "calcium forecast horizon (frames)", ge=1)
 
 
 class PoyoHParams(HParams):

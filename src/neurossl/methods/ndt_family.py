@@ -62,6 +62,32 @@ batch 16 and scratch batch 32 (``config/protocol.yaml``; the table is in
   ``intra_ratio`` (0.5).
 
 The defaults finish a stage on the default synthetic dataset in a few seconds on CPU.
+
+Calcium (dF/F): the family runs on either modality, the Session files' modality picks
+the path (:func:`session_modality`); the spiking path is unchanged. What changes to fit
+MtM to imaging, and why:
+
+- Loss and scale: MSE on the masked entries of per-neuron z-scored dF/F (Gaussian NLL
+  with unit variance) instead of the Poisson NLL; the z-scoring moments come from each
+  stage's training windows and travel in the model file (``unit_norm``); predictions are
+  mapped back to dF/F before scoring. Argued in :mod:`neurossl.objectives.mtm`.
+- Read-out initialisation: spiking read-outs start at log mean rates (the bits/spike
+  null); on z-scored traces the mean is 0, which small read-out weights already give,
+  so ``init_rates`` is not used.
+- Masking schemes and prompts are MtM's four (neuron, causal, intra-, inter-region),
+  with regions from the Session's ``neurons.region`` (the imaging plane's visual area
+  on Allen data). Imaging sessions often record one area: the region schemes then drop
+  out for that session (as on a one-region probe), and neuron and causal masking remain.
+  Time bins are imaging frames (one token per frame), as MtM's tokens are time bins.
+- Tasks: forecasting and decoding, as every calcium method. Forecasting is scored on
+  the windows every calcium method uses (first ``context`` frames seen, next ``horizon``
+  frames predicted, :func:`neurossl.eval.queries.forecast_windows`) with the per-horizon
+  metrics of :func:`neurossl.eval.metrics.horizon_metrics`; the prediction is the one
+  read-out :func:`neurossl.objectives.mtm.forecast_readout` (MtM: the causal prompt and
+  causal attention over the context plus ``horizon`` masked frames, one pass). Decoding
+  is the spiking path's: fine-tuned heads (phase 3) and frozen linear probes on the
+  latents of z-scored inputs. Other activity tasks (co-smoothing, inter/intra-region)
+  use the spiking path's queries, scored with the calcium metrics (R^2, MSE, MAE).
 """
 
 from __future__ import annotations
@@ -81,7 +107,8 @@ from neurossl.data.loader import DatasetVocab, WindowDataset, WindowLoader, make
 from neurossl.data.session import read_neurons
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
-from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
+from neurossl.eval.metrics import horizon_metrics
+from neurossl.eval.queries import SPIKING_QUERY_TASKS, forecast_windows, spiking_queries
 from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
@@ -96,7 +123,13 @@ from neurossl.models.ndt import (
     make_config,
     session_parameter_filter,
 )
-from neurossl.names import BEHAVIOR_PREFIX, frozen_metric, is_decoding_task, label_columns
+from neurossl.names import (
+    BEHAVIOR_PREFIX,
+    frozen_metric,
+    is_decoding_task,
+    label_columns,
+    session_key,
+)
 from neurossl.objectives.mtm import (
     PROMPT_INDEX,
     SCHEMES,
@@ -104,6 +137,8 @@ from neurossl.objectives.mtm import (
     TEMPORAL,
     MaskedModelingLoss,
     MaskRatios,
+    UnitStandardizer,
+    forecast_readout,
     single_session,
 )
 from neurossl.train.engine import TrainConfig, train
@@ -112,9 +147,17 @@ from neurossl.train.runtime import seed_everything
 from neurossl.train_logs import LIVE_LOG, publish
 
 FAMILY = ("mtm", "ndt", "scratch_ndt")
-MODALITY = "spikes"
+CALCIUM = "calcium"
 
 _MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "attn_dropout", "max_bins")
+
+
+def session_modality(inputs: StageInputs) -> str:
+    """The modality of the stage's Session files (``{session}.{modality}.h5``)."""
+    found = {session_key(path)[1] for path in inputs.session_paths.values()}
+    if len(found) != 1:
+        raise ValueError(f"{inputs.method}: the stage's Session files mix modalities {found}")
+    return found.pop()
 
 
 def read_hparams(inputs: StageInputs) -> dict[str, Any]:
@@ -139,7 +182,8 @@ _PHASE_DIR = {"stitch": "stitch", "decode": "decode", "pretrain": "full", None: 
 class NDTFamily:
     """One of ``mtm``, ``ndt``, ``scratch_ndt`` (see the module docstring)."""
 
-    modality = MODALITY
+    #: Either modality: the Session files' modality picks the loss and the tasks' scoring.
+    modality = "any"
     finetune_only_hparams = finetune_only_keys(NDTHParams)
 
     def __init__(self, name: str) -> None:
@@ -163,10 +207,12 @@ class NDTFamily:
         sessions = inputs.splits.pretrain_sessions
         train_data = self._dataset(inputs, "train", sessions)
         model = NDT(self._model_config(hp), _neuron_counts(train_data))
-        for session, mean in _mean_counts(train_data).items():
-            model.init_rates(session, mean)
-        self._train(model, inputs, hp, train_data, sessions, outputs, phase="pretrain")
-        _save_model(model, outputs, self.name, "pretrain")
+        scaler = _standardizer(inputs, train_data)
+        if scaler is None:
+            for session, mean in _mean_counts(train_data).items():
+                model.init_rates(session, mean)
+        self._train(model, inputs, hp, train_data, sessions, outputs, "pretrain", scaler=scaler)
+        _save_model(model, outputs, self.name, "pretrain", scaler=scaler)
 
     def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
         hp = read_hparams(inputs)
@@ -179,19 +225,20 @@ class NDTFamily:
             model = load_model(pretrained)
         else:
             model = NDT(self._model_config(hp), {})
-        means = _mean_counts(train_data)
+        scaler = _standardizer(inputs, train_data)
+        means = _mean_counts(train_data) if scaler is None else {}
         for session, n in _neuron_counts(train_data).items():
             if session not in model.sessions:
                 model.add_session(session, n, means.get(session))
-        self._train(model, inputs, hp, train_data, sessions, outputs, phase="stitch")
-        self._train(model, inputs, hp, train_data, sessions, outputs, phase=None)
-        decoder = self._fit_decoder(model, inputs, hp, train_data, sessions, outputs)
+        self._train(model, inputs, hp, train_data, sessions, outputs, "stitch", scaler=scaler)
+        self._train(model, inputs, hp, train_data, sessions, outputs, None, scaler=scaler)
+        decoder = self._fit_decoder(model, inputs, hp, train_data, sessions, outputs, scaler)
         base = outputs.model.parent if outputs.model is not None else Path(".")
         checkpoints = outputs.checkpoint_dir or base / "checkpoints"
         phases = ["stitch", "full"] + (["decode"] if decoder is not None else [])
         publish([(p, checkpoints / p / LIVE_LOG) for p in phases],
                 outputs.train_log or base / "train_log.csv")  # fmt: skip
-        _save_model(model, outputs, self.name, "finetune", decoder)
+        _save_model(model, outputs, self.name, "finetune", decoder, scaler)
 
     def evaluate(self, inputs: StageInputs, finetuned: Path | None) -> Evaluation:
         if finetuned is None:
@@ -200,17 +247,20 @@ class NDTFamily:
         device = resolve_device(inputs.device)
         payload = _read_payload(finetuned)
         model = _model_from(payload, finetuned).to(device).eval()
+        scaler = _saved_scaler(payload, finetuned, session_modality(inputs))
         decoder = None
         if "decoder" in payload:
             session_ids = DatasetVocab.from_paths(inputs.session_paths).session_ids
-            decoder = _decoder_from(payload, finetuned, session_ids).to(device).eval()
+            decoder = _decoder_from(payload, finetuned, session_ids, scaler).to(device).eval()
         evaluation = Evaluation()
         tasks = self.supported_tasks(inputs.tasks)
         head_tasks = [t for t in tasks if decoder is not None and t in decoder.task_heads]
         for session in inputs.splits.heldout_sessions:
-            reader = _SessionReader(inputs, session, model, device, hp["batch_size"])
+            reader = _SessionReader(inputs, session, model, device, hp["batch_size"], scaler)
             for task in tasks:
-                if task in SPIKING_QUERY_TASKS:
+                if task == "forecasting" and scaler is not None:
+                    self._score_forecast(inputs, hp, reader, evaluation)
+                elif task in SPIKING_QUERY_TASKS:
                     self._score_queries(inputs, reader, task, evaluation)
                 else:
                     self._score_decoding(inputs, reader, task, evaluation)
@@ -239,9 +289,11 @@ class NDTFamily:
         outputs: StageOutputs,
         phase: str | None,
         loss: Callable[[nn.Module, dict[str, torch.Tensor]], tuple] | None = None,
+        scaler: UnitStandardizer | None = None,
     ) -> None:
         """One engine run: ``phase`` "pretrain", "stitch", "decode" or None (full
-        fine-tuning); ``loss`` replaces the family's masking objective (phase "decode")."""
+        fine-tuning); ``loss`` replaces the family's masking objective (phase "decode").
+        ``scaler``: calcium's z-scoring (None on spikes)."""
         if outputs.model is None:
             raise ValueError(f"{self.name}: StageOutputs.model is required")
         base = outputs.model.parent
@@ -280,6 +332,8 @@ class NDTFamily:
             ),
             self.prompts,
             train_data.vocab.session_ids,
+            session_modality(inputs),
+            scaler,
         )
         valid_data = WindowDataset(inputs.session_paths, inputs.splits, "valid", sessions)
         train(
@@ -301,6 +355,7 @@ class NDTFamily:
         train_data: WindowDataset,
         sessions: Sequence[str],
         outputs: StageOutputs,
+        scaler: UnitStandardizer | None = None,
     ) -> DecodingNDT | None:
         """Phase 3: a copy of the fine-tuned model trained end to end with task heads."""
         tasks = [t for t in self.supported_tasks(inputs.tasks) if is_decoding_task(t)]
@@ -308,7 +363,9 @@ class NDTFamily:
             return None
         heads = fit_task_heads(tasks, train_data)
         prompt, _ = self._mode(tasks[0])  # every decoding task reads the same mode
-        decoder = DecodingNDT(copy.deepcopy(model), heads, prompt, train_data.vocab.session_ids)
+        decoder = DecodingNDT(
+            copy.deepcopy(model), heads, prompt, train_data.vocab.session_ids, scaler
+        )
         self._train(
             decoder, inputs, hp, train_data, sessions, outputs, "decode", task_loss_fn(heads)
         )
@@ -358,6 +415,26 @@ class NDTFamily:
         scheme = TASK_SCHEME.get(task, "neuron")
         return PROMPT_INDEX[scheme], scheme == "causal"
 
+    def _score_forecast(
+        self,
+        inputs: StageInputs,
+        hp: dict[str, Any],
+        reader: _SessionReader,
+        evaluation: Evaluation,
+    ) -> None:
+        """Calcium forecasting on the calcium methods' windows, per horizon step."""
+        activity = reader.activity(inputs.eval_split)
+        past, future = forecast_windows(activity, hp["context"], hp["horizon"])
+        prompt, causal = self._mode("forecasting")
+        z = forecast_readout(
+            reader.outputs, reader.scaler.apply(reader.session, past), hp["horizon"], prompt, causal
+        )
+        pred = reader.scaler.invert(reader.session, z)
+        values = horizon_metrics(pred, future)
+        evaluation.rows.extend(make_rows(inputs, reader.session, "forecasting", values))
+        evaluation.arrays[f"forecasting/{reader.session}/pred"] = pred.astype(np.float32)
+        evaluation.arrays[f"forecasting/{reader.session}/target"] = future
+
     def _score_queries(
         self, inputs: StageInputs, reader: _SessionReader, task: str, evaluation: Evaluation
     ) -> None:
@@ -371,9 +448,8 @@ class NDTFamily:
         predictions = []
         for query in queries:
             hidden = np.broadcast_to(~query.visible, activity.shape)
-            masked = np.where(hidden, 0.0, activity).astype(np.float32)
-            predictions.append(np.exp(reader.log_rates(masked, prompt, causal)))
-        values, pred = score_queries(queries, predictions, activity, MODALITY)
+            predictions.append(reader.predict_masked(activity, hidden, prompt, causal))
+        values, pred = score_queries(queries, predictions, activity, reader.modality)
         evaluation.rows.extend(make_rows(inputs, reader.session, task, values))
         evaluation.arrays[f"{task}/{reader.session}/pred"] = pred.astype(np.float32)
         evaluation.arrays[f"{task}/{reader.session}/target"] = activity
@@ -411,17 +487,29 @@ class _SessionReader:
     """One held-out session's windows and the model's answers on them, read once each."""
 
     def __init__(
-        self, inputs: StageInputs, session: str, model: NDT, device: str, batch_size: int
+        self,
+        inputs: StageInputs,
+        session: str,
+        model: NDT,
+        device: str,
+        batch_size: int,
+        scaler: UnitStandardizer | None = None,
     ) -> None:
         self.inputs, self.session, self.model = inputs, session, model
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.scaler = device, batch_size, scaler
+        self.modality = session_modality(inputs)
         neurons = read_neurons(inputs.session_paths[session])
-        ids = [str(i) for i in neurons["id"]]
-        held_out = set(map(str, inputs.splits.neuron_group(MODALITY, session, "held_out")))
-        self.held_out = np.array([i in held_out for i in ids])
+        self._ids = [str(i) for i in neurons["id"]]
         self.regions = neurons["region"].astype(str).to_numpy()
         self._data: dict[str, WindowDataset] = {}
         self._activity: dict[str, np.ndarray] = {}
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """bool [N]: the splits' held-out neurons (read only by the tasks that need them)."""
+        group = self.inputs.splits.neuron_group(self.modality, self.session, "held_out")
+        held_out = set(map(str, group))
+        return np.array([i in held_out for i in self._ids])
 
     def dataset(self, split: str) -> WindowDataset:
         if split not in self._data:
@@ -480,12 +568,27 @@ class _SessionReader:
                 out.append(y.float().cpu().numpy())
         return np.concatenate(out)
 
-    def log_rates(self, masked: np.ndarray, prompt: int | None, causal: bool) -> np.ndarray:
-        return self._run(masked, prompt, causal, latent=False).astype(np.float64)
+    def outputs(self, x: np.ndarray, prompt: int | None, causal: bool) -> np.ndarray:
+        """The model's per-neuron outputs on model-scale input (see :meth:`NDT.forward`)."""
+        return self._run(x, prompt, causal, latent=False).astype(np.float64)
+
+    def predict_masked(
+        self, activity: np.ndarray, hidden: np.ndarray, prompt: int | None, causal: bool
+    ) -> np.ndarray:
+        """Predictions in the data's units (expected counts or dF/F) with ``hidden`` zeroed
+        on the model's scale, as the training masks zero them."""
+        if self.scaler is None:
+            masked = np.where(hidden, 0.0, activity).astype(np.float32)
+            return np.exp(self.outputs(masked, prompt, causal))
+        z = np.where(hidden, 0.0, self.scaler.apply(self.session, activity)).astype(np.float32)
+        return self.scaler.invert(self.session, self.outputs(z, prompt, causal))
 
     def latents(self, split: str, prompt: int | None, causal: bool) -> np.ndarray:
         """Per-bin representation [W, T, d] of unmasked windows."""
-        return self._run(self.activity(split), prompt, causal, latent=True)
+        x = self.activity(split)
+        if self.scaler is not None:
+            x = self.scaler.apply(self.session, x)
+        return self._run(x, prompt, causal, latent=True)
 
 
 def _neuron_counts(data: WindowDataset) -> dict[str, int]:
@@ -514,11 +617,14 @@ def _save_model(
     method: str,
     stage: str,
     decoder: DecodingNDT | None = None,
+    scaler: UnitStandardizer | None = None,
 ) -> None:
     payload: dict[str, Any] = {
         "description": model.describe(),
         "state_dict": _cpu_state(model),
     }
+    if scaler is not None:
+        payload["unit_norm"] = scaler.to_json()
     if decoder is not None:
         payload["decoder"] = {
             "prompt": decoder.prompt,
@@ -550,13 +656,33 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-def _decoder_from(payload: dict[str, Any], path: Path, session_ids: Sequence[str]) -> DecodingNDT:
+def _standardizer(inputs: StageInputs, train_data: WindowDataset) -> UnitStandardizer | None:
+    """Calcium's per-neuron z-scoring from the stage's training windows; None on spikes."""
+    if session_modality(inputs) != CALCIUM:
+        return None
+    return UnitStandardizer.fit(train_data)
+
+
+def _saved_scaler(payload: dict[str, Any], path: Path, modality: str) -> UnitStandardizer | None:
+    if modality != CALCIUM:
+        return None
+    if "unit_norm" not in payload:
+        raise ValueError(f"{path}: calcium NDT model file lacks 'unit_norm' (spiking model?)")
+    return UnitStandardizer.from_json(payload["unit_norm"])
+
+
+def _decoder_from(
+    payload: dict[str, Any],
+    path: Path,
+    session_ids: Sequence[str],
+    scaler: UnitStandardizer | None = None,
+) -> DecodingNDT:
     """The fine-tuned decoding model saved beside the NDT (phase 3)."""
     saved = payload["decoder"]
     try:
         heads = [TaskHead.from_json(h) for h in saved["task_heads"]]
         backbone = build_from_description(payload["description"])
-        decoder = DecodingNDT(backbone, heads, saved["prompt"], session_ids)
+        decoder = DecodingNDT(backbone, heads, saved["prompt"], session_ids, scaler)
         decoder.load_state_dict(saved["state_dict"])
     except (KeyError, RuntimeError, TypeError) as err:
         raise ValueError(f"{path}: malformed fine-tuned decoder ({err})") from err
@@ -568,7 +694,8 @@ class DecodingNDT(nn.Module):
 
     Window labels read the time-averaged latent (one decision per trial), behaviour the
     latent of each bin. ``session_ids`` maps a batch's ``session`` index to the
-    stitcher (the dataset vocabulary, the same for every stage of a dataset).
+    stitcher (the dataset vocabulary, the same for every stage of a dataset);
+    ``scaler`` z-scores calcium batches as the backbone was trained (None on spikes).
     """
 
     def __init__(
@@ -577,9 +704,11 @@ class DecodingNDT(nn.Module):
         heads: Sequence[TaskHead],
         prompt: int | None,
         session_ids: Sequence[str],
+        scaler: UnitStandardizer | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.scaler = scaler
         self.prompt = prompt
         self.session_ids = tuple(session_ids)
         self.task_heads = {h.name: h for h in heads}
@@ -588,6 +717,8 @@ class DecodingNDT(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], names: Sequence[str]) -> dict:
         session, counts, _ = single_session(batch, self.session_ids)
+        if self.scaler is not None:
+            counts = self.scaler(session, counts)
         latent = self.backbone.encode(counts, session, self.prompt, causal=False)
         out = {}
         for name in names:

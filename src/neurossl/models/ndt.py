@@ -219,7 +219,8 @@ class NDT(nn.Module):
     def forward(
         self, activity: Tensor, session: str, prompt: int | None = None, causal: bool = False
     ) -> Tensor:
-        """Log-rates (log expected counts per bin) [B, T, N_session]."""
+        """Per-neuron outputs [B, T, N_session]: log-rates (log expected counts per bin)
+        on spikes, z-scored dF/F on calcium (the objective decides the link)."""
         return self.stitch_out[_key(session)](self.encode(activity, session, prompt, causal))
 
     def describe(self) -> dict:

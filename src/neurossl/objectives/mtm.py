@@ -24,17 +24,42 @@ the model which one through a learned prompt token (index :data:`PROMPT_INDEX`).
 Masked inputs are zeroed (the reference's ``zero_ratio: 1``). Random draws use the
 global torch RNG on CPU, which the engine checkpoints, so masks are reproducible and
 device-independent.
+
+On calcium (dF/F) the masks, schemes and prompts are the same; two things change, both
+declared here (:data:`RECONSTRUCTION`, :class:`UnitStandardizer`):
+
+- The loss is the mean squared error on the masked entries of per-neuron z-scored
+  dF/F, i.e. the Gaussian NLL with unit variance: the continuous counterpart of the
+  Poisson NLL, one predicted quantity (the mean) per entry, and exactly what the
+  calcium metrics (MAE/MSE/R^2 per horizon step, ZAPBench) score. A learned variance
+  head (full Gaussian NLL) was not taken: it lets the model down-weight the entries it
+  finds hard, which trades mean accuracy for calibration nobody scores here.
+- Inputs and targets are z-scored per neuron with the stage's training-window moments
+  (:func:`neurossl.data.unit_stats.unit_moments`, the normalisation POYO and CalM use),
+  so zeroing a masked entry fills it with the neuron's mean, the same neutral "no
+  information" value zero is for sparse spike counts, and ROIs of different brightness
+  weigh equally in the loss.
+
+Forecasting is read out from a masked model in one way, :func:`forecast_readout`: the
+causal scheme's prompt and causal attention, the context followed by ``horizon``
+zeroed (masked) bins, and the predictions at those bins in one pass (MtM's forward
+prediction; no rollout). The NDT baseline, which has no prompt, answers the same input
+with bidirectional attention, as it does every task.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from neurossl.data.loader import WindowDataset
+from neurossl.data.unit_stats import unit_moments
 
 SCHEMES = ("neuron", "causal", "intra_region", "inter_region")
 TEMPORAL = "temporal"
@@ -46,6 +71,9 @@ TASK_SCHEME = {
     "intra_region": "intra_region",
     "inter_region": "inter_region",
 }
+
+#: Masked-reconstruction loss per modality (see the module docstring).
+RECONSTRUCTION = {"spikes": "poisson", "calcium": "mse"}
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,92 @@ def masked_poisson_nll(log_rates: Tensor, counts: Tensor, target: Tensor) -> Ten
     return nll[target].mean()
 
 
+def masked_mse(pred: Tensor, values: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over ``target`` entries only (z-scored dF/F)."""
+    if not target.any():
+        raise ValueError("mask selects no entry to score")
+    return F.mse_loss(pred.float()[target], values.float()[target])
+
+
+def reconstruction_loss(kind: str, output: Tensor, values: Tensor, target: Tensor) -> Tensor:
+    """The masked loss named by :data:`RECONSTRUCTION` (model output: log-rates or values)."""
+    if kind == "poisson":
+        return masked_poisson_nll(output, values, target)
+    if kind == "mse":
+        return masked_mse(output, values, target)
+    raise ValueError(f"unknown reconstruction {kind!r}; expected {sorted(set(RECONSTRUCTION.values()))}")
+
+
+class UnitStandardizer:
+    """Per-session, per-neuron z-scoring of calcium traces (moments of training windows).
+
+    Stored in the model file (:meth:`to_json`) so evaluation scales a session exactly as
+    training did, and predictions are mapped back to dF/F (:meth:`invert`) before they
+    are scored against the raw traces, like every other calcium method's.
+    """
+
+    def __init__(self, moments: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        self.moments = {
+            s: (np.asarray(m, dtype=np.float32), np.asarray(d, dtype=np.float32))
+            for s, (m, d) in moments.items()
+        }
+
+    @classmethod
+    def fit(cls, data: WindowDataset) -> UnitStandardizer:
+        """Moments of each session's neurons (in column order) over ``data``'s windows."""
+        moments = {}
+        for session, indices in data.indices_by_session().items():
+            if indices.size == 0:
+                continue
+            rows = data[int(indices[0])]["unit"]
+            moments[session] = unit_moments(data, [data.vocab.unit_ids[int(r)] for r in rows])
+        return cls(moments)
+
+    def _of(self, session: str) -> tuple[np.ndarray, np.ndarray]:
+        if session not in self.moments:
+            raise KeyError(f"no calcium normalisation for session {session!r}")
+        return self.moments[session]
+
+    def __call__(self, session: str, x: Tensor) -> Tensor:
+        mean, std = (torch.as_tensor(v, device=x.device) for v in self._of(session))
+        return (x - mean) / std
+
+    def apply(self, session: str, x: np.ndarray) -> np.ndarray:
+        mean, std = self._of(session)
+        return ((x - mean) / std).astype(np.float32)
+
+    def invert(self, session: str, z: np.ndarray) -> np.ndarray:
+        mean, std = self._of(session)
+        return z * std + mean
+
+    def update(self, other: UnitStandardizer) -> None:
+        self.moments.update(other.moments)
+
+    def to_json(self) -> dict[str, list[list[float]]]:
+        return {s: [m.tolist(), d.tolist()] for s, (m, d) in self.moments.items()}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, list[list[float]]]) -> UnitStandardizer:
+        return cls({s: (np.asarray(m), np.asarray(d)) for s, (m, d) in saved.items()})
+
+
+def forecast_readout(
+    predict: Callable[[np.ndarray, int | None, bool], np.ndarray],
+    past: np.ndarray,
+    horizon: int,
+    prompt: int | None,
+    causal: bool,
+) -> np.ndarray:
+    """The family's one forecasting read-out: ``past`` [W, C, N] (model scale) followed by
+    ``horizon`` zeroed bins, answered in one pass; returns the outputs at those bins
+    [W, horizon, N]. ``predict(x, prompt, causal)`` is the model's output on ``x``;
+    MtM passes the causal scheme's prompt with causal attention (the mask it was
+    trained to fill), so a bin's prediction uses only earlier bins."""
+    w, _, n = past.shape
+    x = np.concatenate([past, np.zeros((w, horizon, n), dtype=past.dtype)], axis=1)
+    return predict(x, prompt, causal)[:, -horizon:]
+
+
 def _at_least_one(hidden: Tensor) -> Tensor:
     """Rows with nothing hidden get one random entry, so every window has a target."""
     empty = ~hidden.any(dim=1)
@@ -168,12 +282,25 @@ class MaskedModelingLoss:
     """``loss_fn(model, batch)`` for the engine: draw one scheme, mask, score the masked.
 
     ``session_ids`` maps the batch's ``session`` index to the model's stitcher name;
-    batches must hold one session (``make_loader(by_session=True)``).
+    batches must hold one session (``make_loader(by_session=True)``). ``modality`` picks
+    the loss (:data:`RECONSTRUCTION`); calcium batches are z-scored by ``standardize``.
     """
 
     def __init__(
-        self, schemes: Sequence[str], ratios: MaskRatios, prompts: bool, session_ids: Sequence[str]
+        self,
+        schemes: Sequence[str],
+        ratios: MaskRatios,
+        prompts: bool,
+        session_ids: Sequence[str],
+        modality: str = "spikes",
+        standardize: UnitStandardizer | None = None,
     ) -> None:
+        if modality not in RECONSTRUCTION:
+            raise ValueError(f"unknown modality {modality!r}; expected {tuple(RECONSTRUCTION)}")
+        if modality == "calcium" and standardize is None:
+            raise ValueError("calcium masked modelling needs a UnitStandardizer")
+        self.reconstruction = RECONSTRUCTION[modality]
+        self.standardize = standardize if modality == "calcium" else None
         if not schemes:
             raise ValueError("MaskedModelingLoss needs at least one scheme")
         for scheme in schemes:
@@ -187,6 +314,8 @@ class MaskedModelingLoss:
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
         session, counts, regions = single_session(batch, self.session_ids)
+        if self.standardize is not None:
+            counts = self.standardize(session, counts)
         b, t, _ = counts.shape
         allowed = available_schemes(self.schemes, regions)
         if not allowed:
@@ -195,8 +324,8 @@ class MaskedModelingLoss:
         mask = draw_mask(scheme, b, t, regions, self.ratios)
         hidden, target = mask.hidden.to(counts.device), mask.target.to(counts.device)
         prompt = PROMPT_INDEX[scheme] if self.prompts else None
-        log_rates = model(counts.masked_fill(hidden, 0.0), session, prompt, mask.causal)
-        loss = masked_poisson_nll(log_rates, counts, target)
+        output = model(counts.masked_fill(hidden, 0.0), session, prompt, mask.causal)
+        loss = reconstruction_loss(self.reconstruction, output, counts, target)
         return loss, {
             "scheme": float(self.all_schemes.index(scheme)),
             "target_fraction": float(target.float().mean()),
