@@ -20,6 +20,7 @@ from neurossl.objectives.mtm import (
     MaskedModelingLoss,
     MaskRatios,
     UnitStandardizer,
+    causal_start,
     forecast_readout,
 )
 
@@ -124,16 +125,22 @@ def test_calcium_loss_is_masked_mse_on_z_scores(dataset):
         MaskedModelingLoss(("neuron",), MaskRatios(), True, data.vocab.session_ids, "calcium")
 
 
-def test_forecast_readout_sees_only_the_context():
-    """One pass over the context plus masked bins; the future values never enter."""
+def test_forecast_readout_places_the_masked_bins_where_the_causal_mask_starts():
+    """One pass over the end of the context plus masked bins at the causal scheme's start;
+    the future values never enter."""
     seen = []
 
     def predict(x, prompt, causal):
         seen.append((x.copy(), prompt, causal))
         return x + 1.0
 
-    past = np.ones((2, 5, 3), dtype=np.float32)
-    out = forecast_readout(predict, past, 4, 1, True)
+    past = np.arange(2 * 6 * 3, dtype=np.float32).reshape(2, 6, 3)
+    start = causal_start(10, 0.6)
+    assert start == 4
+    out = forecast_readout(predict, past, 4, start, 1, True)
     x, prompt, causal = seen[0]
     assert out.shape == (2, 4, 3) and np.all(out == 1.0)
-    assert x.shape == (2, 9, 3) and np.all(x[:, 5:] == 0) and (prompt, causal) == (1, True)
+    assert x.shape == (2, 8, 3) and np.array_equal(x[:, :4], past[:, 2:])
+    assert np.all(x[:, 4:] == 0) and (prompt, causal) == (1, True)
+    with pytest.raises(ValueError, match="start"):
+        forecast_readout(predict, past, 4, 7, 1, True)

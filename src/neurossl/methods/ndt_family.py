@@ -84,7 +84,8 @@ MtM to imaging, and why:
   frames predicted, :func:`neurossl.eval.queries.forecast_windows`) with the per-horizon
   metrics of :func:`neurossl.eval.metrics.horizon_metrics`; the prediction is the one
   read-out :func:`neurossl.objectives.mtm.forecast_readout` (MtM: the causal prompt and
-  causal attention over the context plus ``horizon`` masked frames, one pass). Decoding
+  causal attention over the end of the context plus ``horizon`` masked frames placed
+  where the causal training mask begins, one pass). Decoding
   is the spiking path's: fine-tuned heads (phase 3) and frozen linear probes on the
   latents of z-scored inputs. Other activity tasks (co-smoothing, inter/intra-region)
   use the spiking path's queries, scored with the calcium metrics (R^2, MSE, MAE).
@@ -138,6 +139,7 @@ from neurossl.objectives.mtm import (
     MaskedModelingLoss,
     MaskRatios,
     UnitStandardizer,
+    causal_start,
     forecast_readout,
     single_session,
 )
@@ -426,9 +428,11 @@ class NDTFamily:
         activity = reader.activity(inputs.eval_split)
         past, future = forecast_windows(activity, hp["context"], hp["horizon"])
         prompt, causal = self._mode("forecasting")
+        start = min(causal_start(activity.shape[1], hp["causal_fraction"]), past.shape[1])
         z = forecast_readout(
-            reader.outputs, reader.scaler.apply(reader.session, past), hp["horizon"], prompt, causal
-        )
+            reader.outputs, reader.scaler.apply(reader.session, past), hp["horizon"], start,
+            prompt, causal,
+        )  # fmt: skip
         pred = reader.scaler.invert(reader.session, z)
         values = horizon_metrics(pred, future)
         evaluation.rows.extend(make_rows(inputs, reader.session, "forecasting", values))

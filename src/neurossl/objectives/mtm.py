@@ -41,9 +41,9 @@ declared here (:data:`RECONSTRUCTION`, :class:`UnitStandardizer`):
   weigh equally in the loss.
 
 Forecasting is read out from a masked model in one way, :func:`forecast_readout`: the
-causal scheme's prompt and causal attention, the context followed by ``horizon``
-zeroed (masked) bins, and the predictions at those bins in one pass (MtM's forward
-prediction; no rollout). The NDT baseline, which has no prompt, answers the same input
+causal scheme's prompt and causal attention, the end of the context followed by
+``horizon`` zeroed (masked) bins placed where the causal training mask begins, and the
+predictions at those bins in one pass (MtM's forward prediction; no rollout). The NDT baseline, which has no prompt, answers the same input
 with bidirectional attention, as it does every task.
 """
 
@@ -104,8 +104,13 @@ def neuron_mask(b: int, t: int, n: int, ratio: float) -> Mask:
     return Mask("neuron", full, full, causal=False)
 
 
+def causal_start(t: int, fraction: float) -> int:
+    """First bin the causal scheme hides in a window of ``t`` bins."""
+    return t - max(1, math.ceil(round(fraction * t, 6)))
+
+
 def causal_mask(b: int, t: int, n: int, fraction: float) -> Mask:
-    first = t - max(1, math.ceil(round(fraction * t, 6)))
+    first = causal_start(t, fraction)
     bins = torch.arange(t) >= first
     full = bins[None, :, None].expand(b, t, n)
     return Mask("causal", full, full, causal=True)
@@ -255,17 +260,26 @@ def forecast_readout(
     predict: Callable[[np.ndarray, int | None, bool], np.ndarray],
     past: np.ndarray,
     horizon: int,
+    start: int,
     prompt: int | None,
     causal: bool,
 ) -> np.ndarray:
-    """The family's one forecasting read-out: ``past`` [W, C, N] (model scale) followed by
-    ``horizon`` zeroed bins, answered in one pass; returns the outputs at those bins
-    [W, horizon, N]. ``predict(x, prompt, causal)`` is the model's output on ``x``;
-    MtM passes the causal scheme's prompt with causal attention (the mask it was
-    trained to fill), so a bin's prediction uses only earlier bins."""
-    w, _, n = past.shape
-    x = np.concatenate([past, np.zeros((w, horizon, n), dtype=past.dtype)], axis=1)
-    return predict(x, prompt, causal)[:, -horizon:]
+    """The family's one forecasting read-out: the last ``start`` bins of ``past``
+    [W, C, N] (model scale) followed by ``horizon`` zeroed bins, answered in one pass;
+    returns the outputs at those bins [W, horizon, N]. ``predict(x, prompt, causal)``
+    is the model's output on ``x``.
+
+    ``start`` is where the causal scheme's mask begins in a training window
+    (:func:`causal_start`), so the masked bins sit at the positions the model learned
+    to fill from the bins before them: the query is the training mask, as MtM asks of
+    every task. Context bins beyond ``start`` would sit at positions the causal scheme
+    always hides, inputs the model never saw observed. MtM passes the causal prompt
+    with causal attention, so a bin's prediction uses only earlier bins."""
+    w, c, n = past.shape
+    if not 1 <= start <= c:
+        raise ValueError(f"forecast read-out needs 1 <= start <= context ({c}), got {start}")
+    x = np.concatenate([past[:, c - start :], np.zeros((w, horizon, n), past.dtype)], axis=1)
+    return predict(x, prompt, causal)[:, start:]
 
 
 def _at_least_one(hidden: Tensor) -> Tensor:
