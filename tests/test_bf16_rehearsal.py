@@ -112,6 +112,15 @@ def test_ndt_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str, dev
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_mtm_on_calcium_under_bf16(tmp_path: Path, bf16: _Bf16Seen, calm_dataset, device) -> None:  # noqa: F811
+    paths, splits = calm_dataset
+    hp = NDT_FAST | {"context": 16, "horizon": 8}
+    inputs = StageInputs("tiny", "mtm", "tiny", 0, paths, splits, CALCIUM_TASKS, hp, device)
+    rows = _stages("mtm", inputs, tmp_path, bf16)
+    assert {"mae_h8", "bacc", "frozen_r2"} <= {r.metric for r in rows}
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", ["poyo_ssl", "scratch_perceiver"])
 def test_poyo_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str, device: str) -> None:
     paths, splits = build_calcium(tmp_path / "data")

@@ -119,7 +119,7 @@ def test_calcium_loss_is_masked_mse_on_z_scores(dataset):
     model = NDT(make_config("tiny", d_model=16, n_prompts=4), {"a-1": 6})
     loss = MaskedModelingLoss(("neuron",), MaskRatios(), True, data.vocab.session_ids,
                               "calcium", scaler)  # fmt: skip
-    value, info = loss(model, batch)
+    value, _ = loss(model, batch)
     assert torch.isfinite(value) and value > 0
     with pytest.raises(ValueError, match="UnitStandardizer"):
         MaskedModelingLoss(("neuron",), MaskRatios(), True, data.vocab.session_ids, "calcium")

@@ -43,8 +43,9 @@ declared here (:data:`RECONSTRUCTION`, :class:`UnitStandardizer`):
 Forecasting is read out from a masked model in one way, :func:`forecast_readout`: the
 causal scheme's prompt and causal attention, the end of the context followed by
 ``horizon`` zeroed (masked) bins placed where the causal training mask begins, and the
-predictions at those bins in one pass (MtM's forward prediction; no rollout). The NDT baseline, which has no prompt, answers the same input
-with bidirectional attention, as it does every task.
+predictions at those bins in one pass (MtM's forward prediction; no rollout). The NDT
+baseline, which has no prompt, answers the same input with bidirectional attention, as
+it does every task.
 """
 
 from __future__ import annotations
@@ -200,7 +201,9 @@ def reconstruction_loss(kind: str, output: Tensor, values: Tensor, target: Tenso
         return masked_poisson_nll(output, values, target)
     if kind == "mse":
         return masked_mse(output, values, target)
-    raise ValueError(f"unknown reconstruction {kind!r}; expected {sorted(set(RECONSTRUCTION.values()))}")
+    raise ValueError(
+        f"unknown reconstruction {kind!r}; expected {sorted(set(RECONSTRUCTION.values()))}"
+    )
 
 
 class UnitStandardizer:
