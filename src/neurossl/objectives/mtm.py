@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from neurossl.data.loader import WindowDataset
 from neurossl.data.unit_stats import unit_moments
+from neurossl.train_logs import TOKENS
 
 SCHEMES = ("neuron", "causal", "intra_region", "inter_region")
 TEMPORAL = "temporal"
@@ -346,6 +347,7 @@ class MaskedModelingLoss:
         return loss, {
             "scheme": float(self.all_schemes.index(scheme)),
             "target_fraction": float(target.float().mean()),
+            TOKENS: float(b * t),  # one token per time bin (the report's budget table)
         }
 
 
