@@ -27,17 +27,6 @@ def test_the_protocol_sets_every_hparam_the_demo_sets():
     assert not missing, f"config/protocol.yaml leaves the demo's budget in place for {missing}"
 
 
-def test_the_protocol_sets_every_modality_hparam_the_demo_sets():
-    demo, protocol = _load("config.yaml"), _load("protocol.yaml")
-    for modality, methods in demo.get("modality_hparams", {}).items():
-        pinned = protocol.get("modality_hparams", {}).get(modality, {})
-        for method, keys in methods.items():
-            assert set(keys) <= set(pinned.get(method, {})), (modality, method)
-            for key, value in keys.items():
-                if key.endswith("steps"):
-                    assert value <= pinned[method][key], (modality, method, key)
-
-
 def test_the_demo_trains_less_than_the_protocol_and_the_same_recipe():
     """The demo cuts step counts only: objectives and batch sizes match, so its report
     exercises the same code paths as the protocol's."""
@@ -60,7 +49,7 @@ def test_the_protocol_writes_its_own_results_on_at_least_three_seeds():
     demo, protocol = _load("config.yaml"), _load("protocol.yaml")
     assert protocol["results"] != demo["results"]
     assert len(protocol["seeds"]) >= 3
-    assert set(protocol) <= {"results", "seeds", "hparams", "modality_hparams"}
+    assert set(protocol) <= {"results", "seeds", "hparams"}
 
 
 def test_the_large_corpus_overlay_varies_only_the_diet_in_pretraining():

@@ -4,6 +4,7 @@ scored like every calcium method (forecasting per horizon step, decoding)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -144,3 +145,19 @@ def test_forecast_readout_places_the_masked_bins_where_the_causal_mask_starts():
     assert np.all(x[:, 4:] == 0) and (prompt, causal) == (1, True)
     with pytest.raises(ValueError, match="start"):
         forecast_readout(predict, past, 4, 7, 1, True)
+
+
+def test_calcium_overrides_apply_to_calcium_sessions_only(dataset, tmp_path):
+    from test_loader import make_dataset
+
+    from neurossl.hparams import HParamError
+    from neurossl.methods.ndt_family import read_hparams
+
+    hp = {"pretrain_steps": 250, "calcium": {"pretrain_steps": 100}}
+    calcium = read_hparams(replace(_inputs(dataset, "mtm"), hparams=hp))
+    assert calcium["pretrain_steps"] == 100
+    paths, splits = make_dataset(tmp_path, n_sessions=2, n_trials=4)
+    spikes = StageInputs("toy", "mtm", "tiny", 0, paths, splits, ("forecasting",), hp)
+    assert read_hparams(spikes)["pretrain_steps"] == 250
+    with pytest.raises(HParamError, match="pretrain_stepz"):
+        read_hparams(replace(_inputs(dataset, "mtm"), hparams={"calcium": {"pretrain_stepz": 1}}))

@@ -38,9 +38,6 @@ finally:
 # instead of a training job (docs/hparams.md lists the keys).
 for _owner, _values in config.get("hparams", {}).items():
     check_hparams(_owner, _values)
-for _modality, _by_method in config.get("modality_hparams", {}).items():
-    for _owner, _values in _by_method.items():
-        check_hparams(_owner, {**config.get("hparams", {}).get(_owner, {}), **_values})
 # What a job would reject fails here, before any job deletes outputs it would replace.
 check_config(config)
 
@@ -193,10 +190,8 @@ def pretrained_model(wc):
 
 
 def stage_hparams(wc):
-    """The method's hparams from the config (``modality_hparams.<modality>.<method>`` over
-    ``hparams.<method>``), plus the tokenizer for CalM-family models."""
+    """The method's hparams from the config, plus the tokenizer for CalM-family models."""
     hparams = dict(config.get("hparams", {}).get(wc.method, {}))
-    hparams.update(config.get("modality_hparams", {}).get(wc.modality, {}).get(wc.method, {}))
     if wc.method in TOKENIZER_METHODS:
         hparams["tokenizer_path"] = tokenizer_path(wc.dataset)
     return json.dumps(hparams, sort_keys=True)

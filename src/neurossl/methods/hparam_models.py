@@ -58,6 +58,18 @@ class NDTHParams(HParams):
     intra_ratio: float = hparam(0.5, "intra-region masking ratio", gt=0, lt=1)
     context: int = hparam(32, "calcium forecast context (frames)", ge=1)
     horizon: int = hparam(16, "calcium forecast horizon (frames)", ge=1)
+    calcium: dict[str, Any] | None = hparam(
+        None, "overrides of these keys on calcium recordings (e.g. shorter budgets)"
+    )
+
+    @model_validator(mode="after")
+    def _calcium_overrides_are_keys(self) -> NDTHParams:
+        if self.calcium is not None:
+            if "calcium" in self.calcium:
+                raise ValueError("'calcium' overrides cannot nest another 'calcium'")
+            base = self.model_dump(exclude={"calcium"}, exclude_unset=True)
+            NDTHParams(**(base | self.calcium))  # a misspelt override fails at planning
+        return self
 
 
 class PoyoHParams(HParams):

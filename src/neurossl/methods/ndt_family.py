@@ -163,8 +163,16 @@ def session_modality(inputs: StageInputs) -> str:
 
 
 def read_hparams(inputs: StageInputs) -> dict[str, Any]:
-    """The stage's hparams checked by :class:`NDTHParams` (defaults filled in)."""
-    merged = check(inputs.method, NDTHParams, inputs.hparams).model_dump()
+    """The stage's hparams checked by :class:`NDTHParams` (defaults filled in).
+
+    The ``calcium`` key holds overrides of the other keys that apply on calcium
+    recordings only (one method name serves both modalities, with budgets of their own).
+    """
+    values = dict(inputs.hparams)
+    overrides = values.pop("calcium", None) or {}
+    if session_modality(inputs) == CALCIUM:
+        values |= overrides
+    merged = check(inputs.method, NDTHParams, values).model_dump()
     if merged["preset"] is None:
         # A size the backbone does not have is refused: training a tiny model under a
         # real-size name would mislabel every number of the run.
