@@ -60,6 +60,9 @@ batch 16 and scratch batch 32 (``config/protocol.yaml``; the table is in
 ``docs/hparam_selection.md``).
 - masking: ``neuron_ratio`` (0.3), ``causal_fraction`` (0.6), ``temporal_ratio`` (0.3),
   ``intra_ratio`` (0.5).
+- calcium: ``context`` (32) and ``horizon`` (16) frames of the forecasting windows (the
+  other calcium methods' defaults); ``calcium`` (a mapping of the keys above that apply
+  on calcium recordings only, e.g. a shorter demo budget).
 
 The defaults finish a stage on the default synthetic dataset in a few seconds on CPU.
 
