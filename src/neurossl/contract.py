@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import h5py
 import numpy as np
 
 from neurossl.data.splits import Splits
@@ -48,6 +49,18 @@ class StageInputs:
     #: Windows evaluation scores: "test" for reported numbers, "valid" for choosing
     #: hyper-parameters without looking at the test windows.
     eval_split: str = "test"
+
+
+def session_modality(inputs: StageInputs) -> str:
+    """The modality the stage's Session files record (they must agree): methods that
+    serve both modalities branch on it."""
+    found = set()
+    for path in inputs.session_paths.values():
+        with h5py.File(path, "r") as f:
+            found.add(str(f["activity"].attrs["modality"]))
+    if len(found) != 1:
+        raise ValueError(f"{inputs.method}: the stage's Session files mix modalities {found}")
+    return found.pop()
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ import torch
 from torch import nn
 
 from neurossl import catalog
-from neurossl.contract import Evaluation, StageInputs, StageOutputs
+from neurossl.contract import Evaluation, StageInputs, StageOutputs, session_modality
 from neurossl.data.loader import DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.device import autocast, resolve_device
@@ -132,7 +132,6 @@ from neurossl.names import (
     frozen_metric,
     is_decoding_task,
     label_columns,
-    session_key,
 )
 from neurossl.objectives.mtm import (
     PROMPT_INDEX,
@@ -155,14 +154,6 @@ FAMILY = ("mtm", "ndt", "scratch_ndt")
 CALCIUM = "calcium"
 
 _MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "attn_dropout", "max_bins")
-
-
-def session_modality(inputs: StageInputs) -> str:
-    """The modality of the stage's Session files (``{session}.{modality}.h5``)."""
-    found = {session_key(path)[1] for path in inputs.session_paths.values()}
-    if len(found) != 1:
-        raise ValueError(f"{inputs.method}: the stage's Session files mix modalities {found}")
-    return found.pop()
 
 
 def read_hparams(inputs: StageInputs) -> dict[str, Any]:

@@ -125,13 +125,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from neurossl import catalog
-from neurossl.contract import Evaluation, StageInputs, StageOutputs
+from neurossl.contract import Evaluation, StageInputs, StageOutputs, session_modality
 from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoader, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.data.unit_stats import unit_moments
@@ -188,17 +187,6 @@ def read_hparams(method: str, values: dict[str, Any], modality: str = "calcium")
         defaults["finetune_neurons"] = "all"
         values |= overrides
     return check(method, PoyoHParams, defaults | values)
-
-
-def session_modality(inputs: StageInputs) -> str:
-    """The modality of the stage's Session files (they must agree)."""
-    found = set()
-    for path in inputs.session_paths.values():
-        with h5py.File(path, "r") as f:
-            found.add(str(f["activity"].attrs["modality"]))
-    if len(found) != 1:
-        raise ValueError(f"{inputs.method}: the stage's Session files mix modalities {found}")
-    return found.pop()
 
 
 class RowMaps:
