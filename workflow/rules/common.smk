@@ -190,8 +190,17 @@ def pretrained_model(wc):
 
 
 def stage_hparams(wc):
-    """The method's hparams from the config, plus the tokenizer for CalM-family models."""
+    """The method's hparams from the config, plus the tokenizer for CalM-family models.
+
+    A key named after a modality (``spikes: {...}``, ``calcium: {...}``) holds overrides
+    for that modality's jobs: they are merged here, for the job's own modality only, so
+    editing one modality's budget never reruns the other modality's jobs.
+    """
     hparams = dict(config.get("hparams", {}).get(wc.method, {}))
+    for modality in names.MODALITIES:
+        override = hparams.pop(modality, None)
+        if override and modality == getattr(wc, "modality", None):
+            hparams.update(override)
     if wc.method in TOKENIZER_METHODS:
         hparams["tokenizer_path"] = tokenizer_path(wc.dataset)
     return json.dumps(hparams, sort_keys=True)
