@@ -27,7 +27,14 @@ from neurossl import catalog
 from neurossl.eval.stats import mean_ci
 from neurossl.names import ACTIVITY_TASKS, BEHAVIOR_PREFIX, higher_is_better
 from neurossl.report.collect import Collection
-from neurossl.report.tables import MISSING, NOT_SUPPORTED, OK, Difference, paired_difference
+from neurossl.report.tables import (
+    MISSING,
+    NOT_SUPPORTED,
+    OK,
+    Cell,
+    Difference,
+    paired_difference,
+)
 
 NOT_RUN = "not_run"
 
@@ -78,14 +85,9 @@ class Column:
 
 
 @dataclass(frozen=True)
-class MatrixCell:
-    state: str
-    mean: float = math.nan
-    lo: float = math.nan
-    hi: float = math.nan
-    n_seeds: int = 0
-    n_missing: int = 0
-    best: bool = False
+class MatrixCell(Cell):
+    """A results-table cell plus its gain over scratch and, when empty, the reason."""
+
     #: Paired improvement over the scratch control (None: no shared seed).
     gain: Difference | None = None
     #: Why a cell without a value has none (shown in the cell).
