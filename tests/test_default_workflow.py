@@ -30,6 +30,7 @@ from recompute import mismatched_rows
 from test_report_browser import chromium, probe
 
 from neurossl.eval.stats import relative_gain_ci
+from neurossl.names import METHOD_MODALITIES, MODALITIES
 from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -87,7 +88,10 @@ def poyo_two_seed_run(default_run, tmp_path_factory) -> Path:
     overlay = _overlay(workdir.parent, "two_seeds", {"seeds": [0, 1], "methods": POYO_GAIN_METHODS})
     result = run_snakemake(workdir, configfile=(DEFAULT, overlay))
     jobs = _job_counts(result.stdout + result.stderr)
-    assert jobs.get("pretrain") == 2 and jobs.get("finetune") == 3, jobs  # seed 1 only
+    # seed 1 only, on every modality the POYO family runs on
+    n_modalities = len(METHOD_MODALITIES["poyo_ssl"])
+    assert jobs.get("pretrain") == 2 * n_modalities, jobs
+    assert jobs.get("finetune") == 3 * n_modalities, jobs
     return workdir / "results" / "synthetic"
 
 
@@ -168,7 +172,12 @@ def test_the_protocol_run_trains_three_seeds_beside_the_demo(
     _, jobs = protocol_run
     assert "synthesize_session" not in jobs, jobs
     for rule in ("pretrain", "finetune"):
-        trained = [m for m in CLAIM_METHODS if (default_run / rule / m).is_dir()]
+        trained = [
+            (m, modality)
+            for m in CLAIM_METHODS
+            for modality in MODALITIES
+            if (default_run / rule / m / modality).is_dir()
+        ]
         assert trained and jobs[rule] == 3 * len(trained), (rule, jobs)
     assert set(claim_metrics["seed"]) == {0, 1, 2}
     assert set(claim_metrics["method"]) == set(CLAIM_METHODS)
