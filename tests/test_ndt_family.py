@@ -13,7 +13,7 @@ from test_loader import make_dataset
 
 from neurossl.contract import StageInputs, StageOutputs
 from neurossl.methods.registry import get_method
-from neurossl.models.ndt import NDT, RATE_FLOOR, make_config
+from neurossl.models.ndt import NDT, RATE_FLOOR, count_parameters, make_config
 from neurossl.names import is_metric
 
 TASKS = ("co_smoothing", "forecasting", "inter_region", "intra_region", "choice",
@@ -178,3 +178,12 @@ def test_pretraining_ignores_the_finetune_only_hparams(data, tmp_path):
         method.pretrain(_inputs(data, "mtm", extra), out)
         states.append(torch.load(out.model, weights_only=False)["state_dict"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_count_parameters_is_the_shared_part_of_a_built_model() -> None:
+    """The budget table's FLOPs for MtM/NDT read this count; it must be the session-free part."""
+    model = NDT(make_config("tiny"), {"a": 7, "b": 11})
+    per_session = ("stitch_in.", "stitch_out.", "session_token.")
+    shared = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(per_session))
+    assert count_parameters("tiny") == shared
+    assert count_parameters("published") > 100 * count_parameters("tiny")

@@ -241,3 +241,14 @@ def session_parameter_filter(sessions: Sequence[str]) -> Callable[[str], bool]:
         return parts[0] in ("stitch_in", "stitch_out", "session_token") and parts[1] in keys
 
     return selected
+
+
+def count_parameters(size: str) -> int:
+    """Backbone parameters of a size preset: time embedding, transformer blocks, final norm.
+
+    Stitchers and session tokens grow with the sessions, not the preset, and MtM's few
+    prompt embeddings are a per-objective addition; both are left out, as the other
+    backbones leave out their per-dataset tables. These are what each bin token passes
+    through, the count the budget table's FLOPs estimate needs.
+    """
+    return sum(p.numel() for p in NDT(make_config(size), {}).parameters())
