@@ -12,7 +12,7 @@ The layers, lowest first (docs/methods.md, "Layers", says why each sits where it
 - ``train``: the engine, optimiser, checkpoints (generic over any nn.Module)
 - ``eval``: metrics and scoring on arrays and files, no model
 - ``models``: networks only (no training loop, no metric)
-- ``objectives``: losses, masking and the loops that are part of an objective
+- ``objectives``: losses, masking and the fits that are part of an objective (in the engine)
 - ``baselines``: the simple baselines' fitting
 - ``methods``: one family per module, combining the layers below
 - ``config_checks``: planning-time checks of a config against the data layer's rules

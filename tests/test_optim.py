@@ -13,7 +13,6 @@ from torch import nn
 
 from neurossl.train.optim import (
     adamw,
-    cosine_to_zero,
     load_optimizer_state,
     make_optimizer,
     make_scheduler,
@@ -89,14 +88,15 @@ def test_fused_kernel_only_when_every_parameter_is_on_cuda():
         adamw([], 1e-3)
 
 
-def test_cosine_to_zero_ends_at_zero():
+def test_floor_zero_is_cosine_to_zero_and_floor_one_is_constant():
     model = _net(1)
     optimizer = adamw(model.parameters(), 1e-2, weight_decay=0.0)
-    lrs = _train(model, optimizer, cosine_to_zero(optimizer, 25), range(25))
+    lrs = _train(model, optimizer, make_scheduler(optimizer, 0, 25, floor=0.0), range(25))
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
     assert lrs[11] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 12 / 25)))
-    with pytest.raises(ValueError, match="steps >= 1"):
-        cosine_to_zero(optimizer, 0)
+    optimizer = adamw(model.parameters(), 1e-2, weight_decay=0.0)
+    lrs = _train(model, optimizer, make_scheduler(optimizer, 0, 25, floor=1.0), range(25))
+    assert lrs == pytest.approx([1e-2] * 25)
 
 
 def _saved(obj) -> dict:

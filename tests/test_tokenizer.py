@@ -18,9 +18,11 @@ from neurossl.models.tokenizer import (
 from neurossl.objectives.tokenizer import FitConfig, fit_tokenizer, tokenizer_report
 
 torch.set_num_threads(1)
-#: Stated bound: a tiny tokenizer trained for 150 steps reconstructs smooth traces with
-#: R^2 above this on held-out windows (measured 0.89 with Gumbel, 0.97 with FSQ).
-SMOOTH_R2_BOUND = 0.85
+#: Stated bounds: a tiny tokenizer trained for 150 steps reconstructs smooth traces with
+#: R^2 above these on held-out windows. FSQ measured 0.95-0.97; Gumbel's R^2 depends on
+#: the seed (0.77-0.93 over seeds 0-23, median 0.90; docs/engine.md), so its bound sits
+#: below the spread and still far above an untrained tokenizer's.
+SMOOTH_R2_BOUND = {"gumbel": 0.75, "fsq": 0.9}
 
 
 def smooth_traces(windows: int, frames: int, neurons: int, seed: int) -> np.ndarray:
@@ -76,7 +78,7 @@ def test_trained_tokenizer_reconstructs_smooth_traces(quantizer: str) -> None:
         train, tiny_config(quantizer), FitConfig(steps=150, batch_size=32, lr=5e-3, seed=0)
     )
     report = tokenizer_report(tok, test)
-    assert report["r2"] > SMOOTH_R2_BOUND > untrained["r2"]
+    assert report["r2"] > SMOOTH_R2_BOUND[quantizer] > untrained["r2"]
     assert 1.0 <= report["perplexity"] <= 64.0
     assert 0.0 < report["code_usage"] <= 1.0
 

@@ -18,8 +18,8 @@ one (ZAPBench and POCO use the same ladder):
 
 All but ``mean`` and ``persistence`` work on per-neuron z-scored data (train statistics)
 and predict in that space; the trained ones predict an offset from the last context
-value. Trained models are tiny, run in fp32 on the given device and are deterministic
-on CPU for a fixed seed.
+value. Trained models are tiny, train in the engine (fp32 on CPU, bf16 autocast on
+CUDA, like every training run) and are deterministic on CPU for a fixed seed.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import torch
 from torch import nn
 
 from neurossl.eval.linear_maps import LinearMap, fit_ridge_cv, group_folds
-from neurossl.train.optim import adamw, cosine_to_zero
-from neurossl.train.progress import Progress
+from neurossl.train.engine import TrainConfig, train
+from neurossl.train.optim import DEFAULT_BETAS
+from neurossl.train.sources import RandomRows
 
 #: Share of a trained forecaster's pairs held out for early stopping.
 VALID_FRACTION = 0.15
@@ -279,7 +280,9 @@ class TorchForecaster(Forecaster):
     - *Early stopping.* The last ``VALID_FRACTION`` of the pairs (whole windows, up to
       one straddling window, since pairs come window by window) is held out; the weights
       with the lowest held-out MSE, checked every ``EVAL_EVERY`` steps, are kept, so more
-      ``steps`` never means a worse model. AdamW with weight decay and a cosine schedule.
+      ``steps`` never means a worse model. AdamW with weight decay and a cosine schedule
+      to zero, in the engine (:func:`neurossl.train.engine.train`) with the best
+      weights kept in memory: a fit takes seconds, so it is not checkpointed.
     """
 
     net_class: type[nn.Module] = nn.Module
@@ -293,38 +296,28 @@ class TorchForecaster(Forecaster):
         self.norm = Normalizer.fit(context, future)
         self.shape = (context.shape[2], context.shape[1])
         torch.manual_seed(seed)
-        net = self._build(*self.shape).to(device)
-        x = torch.as_tensor(self.norm.forward(context), dtype=torch.float32, device=device)
-        y = torch.as_tensor(self.norm.forward(future), dtype=torch.float32, device=device)
+        net = self._build(*self.shape)
+        x = torch.as_tensor(self.norm.forward(context), dtype=torch.float32)
+        y = torch.as_tensor(self.norm.forward(future), dtype=torch.float32)
         n_valid = round(VALID_FRACTION * x.shape[0]) if x.shape[0] >= 10 else 0
         n_train = x.shape[0] - n_valid
-        steps = int(self.hparams["steps"])
-        optimizer = adamw(net.parameters(), float(self.hparams["lr"]), weight_decay=WEIGHT_DECAY)
-        schedule = cosine_to_zero(optimizer, max(1, steps))
-        generator = torch.Generator().manual_seed(seed)
-        batch = min(int(self.hparams["batch_size"]), n_train)
-        best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()})
-        progress = Progress(steps, desc="forecaster")
-        for step in range(1, steps + 1):
-            net.train()
-            rows = torch.randperm(n_train, generator=generator)[:batch].to(device)
-            loss = nn.functional.mse_loss(net(x[rows]), y[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            valid = math.nan
-            if n_valid and (step % EVAL_EVERY == 0 or step == steps):
-                net.eval()
-                with torch.no_grad():
-                    valid = float(nn.functional.mse_loss(net(x[n_train:]), y[n_train:]))
-                if valid < best[0]:
-                    best = (valid, {k: v.clone() for k, v in net.state_dict().items()})
-            progress.update(step, loss.detach(), valid)
-        progress.close()
-        if n_valid:
-            net.load_state_dict(best[1])
+        batch = int(self.hparams["batch_size"])
+        rows = RandomRows({"context": x[:n_train], "future": y[:n_train]}, batch, seed)
+        held = [{"context": x[n_train:], "future": y[n_train:]}] if n_valid else None
+        settings = TrainConfig(
+            max_steps=int(self.hparams["steps"]),
+            lr=float(self.hparams["lr"]),
+            weight_decay=WEIGHT_DECAY,
+            warmup_steps=0,
+            lr_floor=0.0,
+            betas=DEFAULT_BETAS,
+            grad_clip=1.0,
+            batch_size=batch,
+            eval_every=EVAL_EVERY,
+            seed=seed,
+            desc="forecaster",
+        )
+        train(net, _forecast_loss, rows, held, settings, None, None, device)
         self.net = net.cpu().eval()
 
     def _predict(self, context: np.ndarray) -> np.ndarray:
@@ -373,6 +366,13 @@ def make_forecaster(method: str, hparams: dict[str, Any]) -> Forecaster:
             f"method {method!r} has no forecaster; expected one of {sorted(FORECASTERS)}"
         )
     return FORECASTERS[method](hparams)
+
+
+def _forecast_loss(
+    net: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """MSE of every predicted (z-scored) future step."""
+    return nn.functional.mse_loss(net(batch["context"]), batch["future"]), {}
 
 
 def _order(hparams: dict[str, Any], context: int) -> int:

@@ -56,7 +56,9 @@ from torch import Tensor, nn
 
 from neurossl.models.dual_axis import DualAxisConfig, DualAxisTransformer
 from neurossl.models.tokenizer import Tokenizer
-from neurossl.train.optim import adamw
+from neurossl.train.engine import TrainConfig, TrainResult, train
+from neurossl.train.optim import DEFAULT_BETAS
+from neurossl.train.sources import FullBatches
 from neurossl.train_logs import TOKENS
 
 FORECAST_MODES = ("direct", "greedy", "expected", "sample")
@@ -281,34 +283,48 @@ def head_outputs(
     return out
 
 
+class _HeadProbe(nn.Module):
+    """A network's heads alone, reading backbone states a batch carries as ``hidden``."""
+
+    def __init__(self, network: CalmNetwork) -> None:
+        super().__init__()
+        self.heads, self.head_specs = network.heads, network.head_specs
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return head_outputs(self, batch["hidden"], batch["unit"], batch["neuron_mask"])  # type: ignore[arg-type]
+
+
 def probe_heads(
     network: CalmNetwork, batches: list[dict[str, Tensor]], steps: int, lr: float,
     weight_decay: float,
-) -> list[float]:  # fmt: skip
-    """Train only the heads, full batch, on the frozen backbone's states; loss per step.
+) -> TrainResult | None:  # fmt: skip
+    """Train only the heads, full batch, on the frozen backbone's states (None: 0 steps).
 
     The linear-probe half of LP-FT (Kumar et al. 2022): fine-tuning the backbone through
     freshly initialised heads first spends its few steps on the heads and pushes random
     gradients into pretrained features; starting the joint fine-tune from probed heads
-    avoids both. The states are computed once, so a step costs only the heads.
+    avoids both. The states are computed once, so a step costs only the heads. It runs
+    in the engine with every batch in each step (:class:`neurossl.train.sources.FullBatches`),
+    Adam's default betas, a constant LR and no clipping.
     """
+    if steps < 1 or not batches:
+        return None
     network.eval()
     with torch.no_grad():
-        states = [network(b)["hidden"].float() for b in batches]
-    params = [p for p in network.heads.parameters()]
-    optimizer = adamw(params, lr, weight_decay=weight_decay)
-    history = []
-    for _ in range(steps):
-        total = torch.zeros((), device=states[0].device)
-        for hidden, batch in zip(states, batches, strict=True):
-            outputs = head_outputs(network, hidden, batch["unit"], batch["neuron_mask"])
-            total = total + sum(head_losses(network, outputs, batch).values()) * len(hidden)
-        loss = total / sum(len(h) for h in states)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(float(loss.detach()))
-    return history
+        states = [{**b, "hidden": network(b)["hidden"].float()} for b in batches]
+    probe = _HeadProbe(network)
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        outputs = model(batch)
+        # A batch without labels adds zero, still tied to the heads' graph.
+        zero = sum(o.sum() for o in outputs.values()) * 0.0
+        return sum(head_losses(probe, outputs, batch).values(), zero), {}  # type: ignore[arg-type]
+
+    settings = TrainConfig(max_steps=steps, lr=lr, weight_decay=weight_decay, warmup_steps=0,
+                           lr_floor=1.0, betas=DEFAULT_BETAS, grad_clip=0.0, eval_every=steps,
+                           desc="probe")  # fmt: skip
+    device = str(states[0]["hidden"].device)
+    return train(probe, loss_fn, FullBatches(states), None, settings, None, None, device)
 
 
 def head_losses(

@@ -3,7 +3,10 @@
 The tokenizer's objective (reconstruction of single-neuron traces plus the quantiser's
 auxiliary loss, temperature annealed) lives here, above the model
 (:mod:`neurossl.models.tokenizer`), so the model module holds no training loop and
-imports neither the optimiser nor the metrics.
+imports neither the optimiser nor the metrics. It trains in the engine
+(:func:`neurossl.train.engine.train`) like every other model, with Adam's default betas,
+a constant LR and no gradient clipping, no validation and no checkpoint: a fit takes
+seconds and the stage that calls it is rerun whole.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import torch.nn.functional as F
 
 from neurossl.eval.metrics import r2
 from neurossl.models.tokenizer import Tokenizer, TokenizerConfig, reconstruct
-from neurossl.train.optim import adamw
-from neurossl.train.progress import Progress
+from neurossl.train.engine import TrainConfig, train
+from neurossl.train.optim import DEFAULT_BETAS
+from neurossl.train.sources import RandomRows
 
 
 @dataclass(frozen=True)
@@ -45,26 +49,40 @@ def fit_tokenizer(
     """
     per_neuron = _neuron_traces(traces)
     torch.manual_seed(fit.seed)
-    rng = np.random.default_rng(fit.seed)
-    model = Tokenizer(config).to(device)
-    optimizer = adamw(model.parameters(), fit.lr, weight_decay=0.0)  # Adam
+    model = Tokenizer(config)
     decay = (fit.tau_end / fit.tau_start) ** (1 / max(1, fit.steps - 1))
-    data = torch.from_numpy(per_neuron).to(device)
-    model.train()
-    progress = Progress(fit.steps, bar=fit.progress, desc="tokenizer")
-    for step in range(fit.steps):
+
+    def anneal(step: int) -> None:
         model.quantizer.temperature = fit.tau_start * decay**step
-        index = torch.from_numpy(rng.integers(0, data.shape[0], size=fit.batch_size))
-        batch = data[index.to(device)][:, :, None]  # [B, T, 1]
-        recon, _, aux = model(batch)
-        loss = F.mse_loss(recon, batch[:, : recon.shape[1]]) + aux
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        progress.update(step + 1, loss.detach())
-    progress.close()
+
+    rows = RandomRows({"trace": torch.from_numpy(per_neuron)}, fit.batch_size, fit.seed)
+    settings = TrainConfig(
+        max_steps=fit.steps,
+        lr=fit.lr,
+        weight_decay=0.0,  # Adam
+        warmup_steps=0,
+        lr_floor=1.0,
+        betas=DEFAULT_BETAS,
+        grad_clip=0.0,
+        batch_size=fit.batch_size,
+        eval_every=fit.steps,
+        seed=fit.seed,
+        progress=fit.progress,
+        desc="tokenizer",
+        before_step=anneal,
+    )
+    train(model, _reconstruction_loss, rows, None, settings, None, None, device)
     model.eval()
     return model
+
+
+def _reconstruction_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """MSE of the reconstructed whole patches plus the quantiser's auxiliary loss."""
+    traces = batch["trace"][:, :, None]  # [B, T, 1]: one neuron per row
+    recon, _, aux = model(traces)
+    return F.mse_loss(recon, traces[:, : recon.shape[1]]) + aux, {}
 
 
 def _neuron_traces(traces: np.ndarray) -> np.ndarray:

@@ -15,6 +15,14 @@ CPU job rerun therefore ends with bit-identical weights and log values.
 
 ``loss_fn`` receives the DDP-wrapped (or compiled) model under DDP, so it must reach the
 model only through ``model(...)``.
+
+Short fits run through the same loop: the tokenizer, CalM's head probe and the trained
+forecasters. They pass batch sources from :mod:`neurossl.train.sources` (rows drawn from
+in-memory tensors, or a fixed list of full batches that counts as one step), no
+checkpoint folder (weights of the best validation are then kept in memory), and their
+optimiser settings (betas, the final LR fraction ``lr_floor``, a per-step hook for
+non-LR schedules such as the tokenizer's temperature) as :class:`TrainConfig` fields, so
+every fit shares the optimiser set-up, autocast, clipping, progress lines and logging.
 """
 
 from __future__ import annotations
@@ -22,18 +30,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-from neurossl.data.loader import Batch, WindowLoader
 from neurossl.device import autocast
 from neurossl.train import checkpoint
 from neurossl.train.distributed import DistInfo, all_agree, barrier, init_distributed
 from neurossl.train.optim import (
+    TRANSFORMER_BETAS,
     load_optimizer_state,
     make_optimizer,
     make_scheduler,
@@ -45,7 +54,19 @@ from neurossl.train_logs import LIVE_LOG, StepLog, publish
 
 logger = logging.getLogger("neurossl")
 
+Batch = dict[str, Tensor]
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
+
+
+class BatchSource(Protocol):
+    """What the engine trains on: :class:`neurossl.data.loader.WindowLoader` or a source
+    of :mod:`neurossl.train.sources`. A step's item is a batch, or a list of batches that
+    form one step together (their loss is the row-weighted mean; gradients accumulate)."""
+
+    def iter_from(
+        self, step: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch | list[Batch]]: ...
+
 
 #: Settings that must not change between a killed run and its resumption.
 _RESUME_KEYS = ("max_steps", "lr", "weight_decay", "warmup_steps", "batch_size", "seed")
@@ -71,6 +92,14 @@ class TrainConfig:
     progress: bool = True
     #: A progress line (step, loss, validation loss, steps/s, ETA) every this many steps.
     log_every: int = 50
+    #: Name of the run in its progress lines ("train", "tokenizer", "probe", ...).
+    desc: str = "train"
+    #: AdamW's betas (the transformer recipe; short fits use torch's default).
+    betas: tuple[float, float] = TRANSFORMER_BETAS
+    #: LR at ``max_steps`` as a fraction of the peak (0: cosine to zero, 1: constant).
+    lr_floor: float = 0.1
+    #: Called with the step index (0-based) before each step: schedules other than the LR.
+    before_step: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
@@ -78,6 +107,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.warmup_steps < 0 or self.patience < 0 or self.grad_clip < 0:
             raise ValueError(f"TrainConfig has a negative or zero setting: {self}")
+        if not 0.0 <= self.lr_floor <= 1.0:
+            raise ValueError(f"TrainConfig.lr_floor must be in [0, 1], got {self.lr_floor}")
 
 
 @dataclass(frozen=True)
@@ -88,36 +119,41 @@ class TrainResult:
     stopped_early: bool
     #: Step of the checkpoint this call resumed from (None: started fresh).
     resumed_from: int | None
+    #: Training loss of the last step this call ran (NaN when it ran none).
+    last_loss: float = math.nan
 
 
 def train(
     model: nn.Module,
     loss_fn: LossFn,
-    train_loader: WindowLoader,
-    valid_loader: WindowLoader | None,
+    train_loader: BatchSource,
+    valid_loader: Iterable[Batch] | None,
     config: TrainConfig,
-    checkpoint_dir: Path,
-    log_path: Path,
+    checkpoint_dir: Path | None,
+    log_path: Path | None,
     device: str,
 ) -> TrainResult:
     """Train ``model`` in place; on return it holds the best-on-validation weights.
 
     The per-step log lives in ``checkpoint_dir`` (it must outlive a killed job whose
     outputs Snakemake deletes) and is published whole to ``log_path`` on return, also
-    when the run had already finished and nothing trained.
+    when the run had already finished and nothing trained. Without ``checkpoint_dir``
+    (short fits) nothing is saved or resumed, the best weights are kept in memory and
+    the log, if ``log_path`` is given, is written there directly.
     """
-    checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
+    log_path = None if log_path is None else Path(log_path)
+    checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     info, device = init_distributed(device)
     if info.is_main:
-        logger.info("training on %s, %d process(es)", device, info.world_size)
+        logger.info("%s on %s, %d process(es)", config.desc, device, info.world_size)
     seed_everything(config.seed)
     model.to(device)
     params = trainable_parameters(model, config.trainable)
     frozen = _freeze_others(model, {n for n, _ in params})
-    optimizer = make_optimizer(params, config.lr, config.weight_decay)
-    scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps)
+    optimizer = make_optimizer(params, config.lr, config.weight_decay, config.betas)
+    scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps, config.lr_floor)
     state = _RunState()
-    resumed = checkpoint.latest(checkpoint_dir)
+    resumed = None if checkpoint_dir is None else checkpoint.latest(checkpoint_dir)
     if resumed is not None:
         payload = checkpoint.load(resumed)
         _check_resumable(payload, config, resumed)
@@ -126,17 +162,20 @@ def train(
         scheduler.load_state_dict(payload["scheduler"])
         set_rng_state(payload["rng"])
         state = _RunState(**payload["state"])
-    live = checkpoint_dir / LIVE_LOG
-    log = StepLog(live, keep_until=state.step, enabled=info.is_main)
+    # Without a checkpoint folder the log (if any) is written straight to ``log_path``.
+    live = log_path if checkpoint_dir is None else checkpoint_dir / LIVE_LOG
+    writes = info.is_main and live is not None
+    log = StepLog(live if live is not None else Path(), keep_until=state.step, enabled=writes)
     if not state.finished:
         _run(model, loss_fn, train_loader, valid_loader, config, checkpoint_dir, log, device,
              info, optimizer, scheduler, state)  # fmt: skip
-    if info.is_main and log_path.resolve() != live.resolve():
+    if writes and log_path is not None and log_path.resolve() != Path(live).resolve():
         publish([(None, live)], log_path)
     barrier(info)
-    best = checkpoint_dir / checkpoint.BEST
-    if best.exists():
-        model.load_state_dict(checkpoint.load(best)["model"])
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    elif checkpoint_dir is not None and (checkpoint_dir / checkpoint.BEST).exists():
+        model.load_state_dict(checkpoint.load(checkpoint_dir / checkpoint.BEST)["model"])
     for parameter in frozen:
         parameter.requires_grad_(True)
     return TrainResult(
@@ -145,6 +184,7 @@ def train(
         last_step=state.step,
         stopped_early=state.stopped_early,
         resumed_from=None if resumed is None else int(payload["state"]["step"]),
+        last_loss=state.last_loss,
     )
 
 
@@ -156,15 +196,24 @@ class _RunState:
     bad_evals: int = 0
     stopped_early: bool = False
     finished: bool = False
+    #: Best weights of a run without a checkpoint folder, and the last step's loss:
+    #: what this call reports, not what a checkpoint keeps.
+    best_weights: dict[str, Tensor] | None = None
+    last_loss: float = math.nan
+
+    def saved(self) -> dict:
+        """What a checkpoint keeps."""
+        skip = ("best_weights", "last_loss")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
 def _run(
     model: nn.Module,
     loss_fn: LossFn,
-    train_loader: WindowLoader,
-    valid_loader: WindowLoader | None,
+    train_loader: BatchSource,
+    valid_loader: Iterable[Batch] | None,
     config: TrainConfig,
-    checkpoint_dir: Path,
+    checkpoint_dir: Path | None,
     log: StepLog,
     device: str,
     info: DistInfo,
@@ -183,24 +232,23 @@ def _run(
         wrapped = torch.compile(wrapped)
     batches = train_loader.iter_from(state.step, info.rank, info.world_size)
     progress = Progress(
-        config.max_steps, state.step, config.log_every, enabled=info.is_main, bar=config.progress
+        config.max_steps,
+        state.step,
+        config.log_every,
+        enabled=info.is_main,
+        bar=config.progress,
+        desc=config.desc,
     )
     trained = [p for group in optimizer.param_groups for p in group["params"]]
     while state.step < config.max_steps:
         started = time.perf_counter()
-        batch = _to_device(next(batches), device)
+        item = next(batches)
+        parts = [_to_device(b, device) for b in (item if isinstance(item, list) else [item])]
+        if config.before_step is not None:
+            config.before_step(state.step)
         model.train()
-        with autocast(device):
-            loss, metrics = loss_fn(wrapped, batch)
-        if not loss.requires_grad:
-            raise ValueError(
-                f"step {state.step}: the loss does not depend on any trainable parameter "
-                "(does the trainable filter exclude everything this batch uses?)"
-            )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {state.step}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, metrics = _accumulate(wrapped, loss_fn, parts, device, state.step)
         grad_norm = nn.utils.clip_grad_norm_(trained, config.grad_clip or math.inf)
         optimizer.step()
         scheduler.step()
@@ -213,6 +261,7 @@ def _run(
             "valid_loss": math.nan,
         }
         row.update({k: float(v) for k, v in metrics.items()})
+        state.last_loss = row["loss"]
         if state.step % config.eval_every == 0 or state.step == config.max_steps:
             valid = _validate(model, loss_fn, valid_loader, config.seed, device)
             row["valid_loss"] = valid
@@ -232,7 +281,7 @@ def _run(
 
 
 def _validate(
-    model: nn.Module, loss_fn: LossFn, loader: WindowLoader | None, seed: int, device: str
+    model: nn.Module, loss_fn: LossFn, loader: Iterable[Batch] | None, seed: int, device: str
 ) -> float:
     """Window-weighted mean loss over the validation split, with the same masks each time."""
     if loader is None:
@@ -243,7 +292,7 @@ def _validate(
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + 1)
         for batch in loader:
-            n = int(batch["activity"].shape[0])
+            n = _rows(batch)
             with autocast(device):
                 loss, _ = loss_fn(model, _to_device(batch, device))
             total += float(loss) * n
@@ -252,12 +301,15 @@ def _validate(
 
 
 def _update_best(
-    model: nn.Module, state: _RunState, valid: float, checkpoint_dir: Path, info: DistInfo
+    model: nn.Module, state: _RunState, valid: float, checkpoint_dir: Path | None, info: DistInfo
 ) -> None:
     # Without a validation split the latest weights count as the best.
     if math.isnan(valid) or valid < state.best_valid:
         state.best_valid, state.best_step, state.bad_evals = valid, state.step, 0
-        if info.is_main:
+        if checkpoint_dir is None:
+            # The final weights are the latest ones, so only a validated best is copied.
+            state.best_weights = None if math.isnan(valid) else _copy(model)
+        elif info.is_main:
             checkpoint.save(
                 checkpoint_dir / checkpoint.BEST,
                 {"model": model.state_dict(), "step": state.step, "valid_loss": valid},
@@ -272,10 +324,10 @@ def _save_last(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: _RunState,
     config: TrainConfig,
-    checkpoint_dir: Path,
+    checkpoint_dir: Path | None,
     info: DistInfo,
 ) -> None:
-    if not info.is_main:
+    if not info.is_main or checkpoint_dir is None:
         return
     checkpoint.save(
         checkpoint_dir / checkpoint.LAST,
@@ -284,7 +336,7 @@ def _save_last(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(),
-            "state": asdict(state),
+            "state": state.saved(),
             "config": {k: getattr(config, k) for k in _RESUME_KEYS},
         },
     )
@@ -308,6 +360,42 @@ def _freeze_others(model: nn.Module, names: set[str]) -> list[nn.Parameter]:
             parameter.requires_grad_(False)
             frozen.append(parameter)
     return frozen
+
+
+def _accumulate(
+    model: nn.Module, loss_fn: LossFn, parts: list[Batch], device: str, step: int
+) -> tuple[Tensor, dict[str, float]]:
+    """Backward of a step's parts, each weighted by its share of the step's rows; returns
+    the step's loss and metrics (row-weighted means). One part is an ordinary step."""
+    rows = [_rows(b) for b in parts]
+    total_loss = torch.zeros((), device=device)
+    totals: dict[str, float] = {}
+    for batch, n in zip(parts, rows, strict=True):
+        with autocast(device):
+            loss, metrics = loss_fn(model, batch)
+        if not loss.requires_grad:
+            raise ValueError(
+                f"step {step}: the loss does not depend on any trainable parameter "
+                "(does the trainable filter exclude everything this batch uses?)"
+            )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {step}")
+        share = n / sum(rows)
+        (loss * share if len(parts) > 1 else loss).backward()
+        total_loss += loss.detach().float() * share
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * share
+    return total_loss, totals
+
+
+def _rows(batch: Batch) -> int:
+    """Rows (windows, samples) of a batch: its ``activity``'s, else its first tensor's."""
+    first = batch["activity"] if "activity" in batch else next(iter(batch.values()))
+    return int(first.shape[0])
+
+
+def _copy(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _to_device(batch: Batch, device: str) -> Batch:

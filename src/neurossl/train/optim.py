@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR
+from torch.optim.lr_scheduler import LambdaLR
 
 #: torch's default betas; the engine's transformer recipe uses (0.9, 0.95).
 DEFAULT_BETAS = (0.9, 0.999)
@@ -51,7 +51,10 @@ def adamw(
 
 
 def make_optimizer(
-    params: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float
+    params: list[tuple[str, nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = TRANSFORMER_BETAS,
 ) -> torch.optim.AdamW:
     """AdamW with decoupled weight decay on weight matrices only (see the module's why)."""
     decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "token" not in n]
@@ -61,7 +64,7 @@ def make_optimizer(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return adamw([g for g in groups if g["params"]], lr, betas=TRANSFORMER_BETAS)
+    return adamw([g for g in groups if g["params"]], lr, betas=betas)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
@@ -94,13 +97,9 @@ def warmup_cosine(warmup_steps: int, max_steps: int, floor: float = 0.1) -> Call
     return factor
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, max_steps: int) -> LambdaLR:
-    """Warm-up + cosine to 10 % of the peak, stepped once per optimizer step."""
-    return LambdaLR(optimizer, warmup_cosine(warmup_steps, max_steps))
-
-
-def cosine_to_zero(optimizer: torch.optim.Optimizer, steps: int) -> CosineAnnealingLR:
-    """Cosine decay of every group's lr to 0 over ``steps`` optimizer steps."""
-    if steps < 1:
-        raise ValueError(f"a cosine schedule needs steps >= 1, got {steps}")
-    return CosineAnnealingLR(optimizer, T_max=steps)
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, max_steps: int, floor: float = 0.1
+) -> LambdaLR:
+    """Warm-up + cosine to ``floor`` x the peak (10 % by default; 0 decays to zero, 1 keeps
+    the LR constant after warm-up), stepped once per optimizer step."""
+    return LambdaLR(optimizer, warmup_cosine(warmup_steps, max_steps, floor))
