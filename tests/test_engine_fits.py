@@ -87,7 +87,8 @@ def test_short_fits_log_the_engines_progress_lines(tmp_path: Path) -> None:
     # The forecaster validates on its held-out pairs at the last step, as a stage does.
     forecaster_line = next(line for line in text.splitlines() if "forecaster step" in line)
     assert "valid_loss -" not in forecaster_line
-    assert {f"{name} on cpu, 1 process(es)" in text for name in ("tokenizer", "probe")} == {True}
+    for name in ("tokenizer", "probe", "forecaster"):
+        assert f"training on cpu, 1 process(es): {name}" in text
 
 
 def test_full_batch_step_is_one_gradient_over_every_part() -> None:

@@ -145,7 +145,7 @@ def train(
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     info, device = init_distributed(device)
     if info.is_main:
-        logger.info("%s on %s, %d process(es)", config.desc, device, info.world_size)
+        logger.info("training on %s, %d process(es): %s", device, info.world_size, config.desc)
     seed_everything(config.seed)
     model.to(device)
     params = trainable_parameters(model, config.trainable)
