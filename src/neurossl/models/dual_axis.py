@@ -21,6 +21,13 @@ Design choices (and why):
   linear embedding of the P frames the code summarises, so quantisation does not hide
   the exact level of the latest frames from the forecast; it enters per token, so the
   time axis stays causal.
+- *Masks as arguments.* ``forward`` takes an input-token mask (masked tokens get one
+  learned ``mask_embed`` instead of their code and frames, and keep their unit and
+  session embedding) and whether the time axis is causal, so masked and autoregressive
+  objectives train the same network and differ only in their masks and loss; with no
+  token masked, no prompt and ``causal=True`` the output is CalM's exactly. The mask and
+  prompt tables exist only when the config asks for them (``masked_input``, ``prompts``),
+  so CalM's model files are unchanged.
 - *One attention kernel.* ``F.scaled_dot_product_attention`` everywhere: flash / memory-
   efficient kernels under bf16 autocast on CUDA, the math kernel in fp32 on CPU, same code.
 
@@ -49,6 +56,10 @@ class DualAxisConfig:
     dropout: float = 0.0
     #: Frames per token of the optional continuous input (0: the codes alone).
     value_patch: int = 0
+    #: A learned embedding for masked input tokens (masked-prediction objectives).
+    masked_input: bool = False
+    #: Learned prompt embeddings added to every token (MtM's scheme prompts; 0: none).
+    prompts: int = 0
 
     def __post_init__(self) -> None:
         if self.width % self.heads or (self.width // self.heads) % 2:
@@ -175,9 +186,9 @@ class TimeBlock(nn.Module):
         self.rotary = RotaryEmbedding(width // heads)
         self.causal = causal
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` [S, L, D] with L the time axis."""
-        return self.block(x, self.causal, self.rotary)
+    def forward(self, x: Tensor, causal: bool | None = None) -> Tensor:
+        """``x`` [S, L, D] with L the time axis; ``causal`` None: the block's own setting."""
+        return self.block(x, self.causal if causal is None else causal, self.rotary)
 
 
 class NeuronBlock(nn.Module):
@@ -195,7 +206,8 @@ class NeuronBlock(nn.Module):
 class DualAxisTransformer(nn.Module):
     """Codes [B, T, N] -> hidden states [B, T, N, D] and next-code logits [B, T, N, K].
 
-    The logits at step ``t`` are the prediction of the code at ``t + 1``.
+    Under the default causal, unmasked call the logits at step ``t`` are the prediction
+    of the code at ``t + 1``.
     """
 
     def __init__(self, config: DualAxisConfig) -> None:
@@ -219,14 +231,25 @@ class DualAxisTransformer(nn.Module):
         self.norm = nn.LayerNorm(c.width)
         self.readout = nn.Linear(c.width, c.vocab_size)
         self.value_in = nn.Linear(c.value_patch, c.width) if c.value_patch else None
+        self.mask_embed = nn.Parameter(torch.randn(c.width) * 0.02) if c.masked_input else None
+        self.prompt_embed = nn.Embedding(c.prompts, c.width) if c.prompts else None
+        if self.prompt_embed is not None:
+            nn.init.normal_(self.prompt_embed.weight, std=0.02)
 
     def embed(
-        self, codes: Tensor, unit: Tensor, session: Tensor, values: Tensor | None = None
+        self,
+        codes: Tensor,
+        unit: Tensor,
+        session: Tensor,
+        values: Tensor | None = None,
+        token_mask: Tensor | None = None,
+        prompt: int | None = None,
     ) -> Tensor:
-        """Token (+ value) + unit + session embedding, [B, T, N, D].
+        """Token (+ value) + unit + session (+ prompt) embedding, [B, T, N, D].
 
         ``values`` [B, T, N, value_patch] are the frames each code summarises; required
-        exactly when the config has ``value_patch``.
+        exactly when the config has ``value_patch``. ``token_mask`` bool [B, T, N]: tokens
+        whose code and frames are replaced by the mask embedding.
         """
         if (values is None) != (self.value_in is None):
             raise ValueError(
@@ -235,10 +258,22 @@ class DualAxisTransformer(nn.Module):
         tokens = self.token_embed(codes)
         if self.value_in is not None:
             tokens = tokens + self.value_in(values)
+        if token_mask is not None:
+            if self.mask_embed is None:
+                raise ValueError("a token mask needs DualAxisConfig(masked_input=True)")
+            tokens = torch.where(token_mask[..., None], self.mask_embed.to(tokens.dtype), tokens)
+        if prompt is not None:
+            if self.prompt_embed is None or not 0 <= prompt < self.config.prompts:
+                raise ValueError(f"prompt {prompt} needs DualAxisConfig(prompts > {prompt})")
+            tokens = tokens + self.prompt_embed.weight[prompt]
         return tokens + self.unit_embed(unit)[:, None] + self.session_embed(session)[:, None, None]
 
-    def hidden(self, x: Tensor, neuron_mask: Tensor | None) -> Tensor:
-        """Run the blocks on embedded tokens [B, T, N, D]; returns normalised states."""
+    def hidden(self, x: Tensor, neuron_mask: Tensor | None, causal: bool = True) -> Tensor:
+        """Run the blocks on embedded tokens [B, T, N, D]; returns normalised states.
+
+        ``causal`` False lets every time step attend to the whole window (masked
+        prediction); True is CalM's next-token setting.
+        """
         b, t, n, d = x.shape
         key_mask = None
         if neuron_mask is not None:
@@ -246,7 +281,7 @@ class DualAxisTransformer(nn.Module):
         for neuron_block, time_block in zip(self.neuron_blocks, self.time_blocks, strict=True):
             x = neuron_block(x.reshape(b * t, n, d), key_mask).view(b, t, n, d)
             x = x.transpose(1, 2).reshape(b * n, t, d)
-            x = time_block(x).view(b, n, t, d).transpose(1, 2)
+            x = time_block(x, causal).view(b, n, t, d).transpose(1, 2)
         return self.norm(x)
 
     def forward(
@@ -256,8 +291,16 @@ class DualAxisTransformer(nn.Module):
         session: Tensor,
         neuron_mask: Tensor | None = None,
         values: Tensor | None = None,
+        *,
+        token_mask: Tensor | None = None,
+        causal: bool = True,
+        prompt: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        h = self.hidden(self.embed(codes, unit, session, values), neuron_mask)
+        """Hidden states and code logits. With the defaults (no mask, causal, no prompt)
+        the logits at ``t`` predict the code at ``t + 1``; a masked objective reads the
+        logits at a masked token as its own code."""
+        x = self.embed(codes, unit, session, values, token_mask, prompt)
+        h = self.hidden(x, neuron_mask, causal)
         return h, self.readout(h)
 
 

@@ -141,6 +141,9 @@ class CalmNetwork(nn.Module):
             self.patch_skip.weight.zero_()
             self.patch_skip.weight[:, -1] = 1.0
             self.patch_skip.bias.zero_()
+        #: Prompt added to every token of the calls that name none (fine-tuning and
+        #: evaluation of a prompted objective; None: no prompt, CalM's setting).
+        self.prompt: int | None = None
 
     def train(self, mode: bool = True) -> CalmNetwork:
         super().train(mode)
@@ -171,17 +174,38 @@ class CalmNetwork(nn.Module):
         return (self.next_patch(hidden) + self.patch_skip(patches)).float()
 
     def run_backbone(
-        self, codes: Tensor, traces: Tensor, batch: dict[str, Tensor]
+        self,
+        codes: Tensor,
+        traces: Tensor,
+        batch: dict[str, Tensor],
+        token_mask: Tensor | None = None,
+        causal: bool = True,
+        prompt: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Hidden states and next-code logits of codes [B, S, N] and their traces."""
-        values = self.values(traces, codes.shape[1])
-        return self.backbone(codes, batch["unit"], batch["session"], batch["neuron_mask"], values)
+        """Hidden states and code logits of codes [B, S, N] and their traces.
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        The defaults are CalM's next-code call; a masked objective passes its input mask
+        [B, S, N], its attention (``causal``) and its prompt
+        (:meth:`~neurossl.models.dual_axis.DualAxisTransformer.forward`).
+        """
+        values = self.values(traces, codes.shape[1])
+        return self.backbone(
+            codes, batch["unit"], batch["session"], batch["neuron_mask"], values,
+            token_mask=token_mask, causal=causal,
+            prompt=self.prompt if prompt is None else prompt,
+        )  # fmt: skip
+
+    def forward(
+        self,
+        batch: dict[str, Tensor],
+        token_mask: Tensor | None = None,
+        causal: bool = True,
+        prompt: int | None = None,
+    ) -> dict[str, Tensor]:
         traces = self.normalized(batch)
         with torch.no_grad():
             codes = self.tokenizer.encode(traces)
-        hidden, logits = self.run_backbone(codes, traces, batch)
+        hidden, logits = self.run_backbone(codes, traces, batch, token_mask, causal, prompt)
         return {"codes": codes, "hidden": hidden, "logits": logits, "traces": traces}
 
 
