@@ -55,6 +55,9 @@ class MethodSpec:
     seed_independent: bool = False
     #: Trains a network on the configured device (needs a GPU slot when one exists).
     uses_device: bool = True
+    #: The family method whose objective this method trains on another family's backbone
+    #: (the report's shared-backbone table; the headline matrix leaves it out).
+    objective_of: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(MODALITIES)
@@ -97,6 +100,15 @@ def _calm(name: str, objective: str | None, pretrains: bool) -> MethodSpec:
     )  # fmt: skip
 
 
+def _shared(name: str, objective: str, of: str) -> MethodSpec:
+    """Another family's objective on CalM's backbone (neurossl.methods.shared_backbone)."""
+    return MethodSpec(
+        name, "neurossl.methods.shared_backbone", _CALCIUM, f"{_HP}:CalmHParams",
+        "neurossl.models.dual_axis", objective, True, tokenizer=True,
+        scratch="scratch_dual_axis", objective_of=of,
+    )  # fmt: skip
+
+
 def _fitted(name: str, modalities: tuple[str, ...], *, seedless=False, network=False) -> MethodSpec:
     return MethodSpec(
         name, _BASE, modalities, f"{_HP}:BaselineHParams", fitted=True,
@@ -115,6 +127,9 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
     _poyo("poyo_ssl_mixed", "masked reconstruction of all neurons", True),
     _poyo("poyo_ssl_reverse", "masked reconstruction of unpredictable neurons", True),
     _calm("calm", "next-token prediction of tokenised trace patches", True),
+    _shared("dual_axis_mtm", "MtM's multi-task masking of tokenised patches", "mtm"),
+    _shared("dual_axis_poyo_ssl", "POYO-SSL's masked reconstruction of predictable neurons' "
+            "tokenised patches", "poyo_ssl"),
     _ndt("scratch_ndt", None, False),
     _poyo("scratch_perceiver", None, False),
     _calm("scratch_dual_axis", None, False),

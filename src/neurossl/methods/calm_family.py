@@ -249,9 +249,12 @@ def _train_config(hp: dict[str, Any], steps: int, lr: float, seed: int) -> Train
     )
 
 
-def _loaders(inputs: StageInputs, sessions: Sequence[str], batch_size: int, seed: int):
-    train_set = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions)
-    valid_set = WindowDataset(inputs.session_paths, inputs.splits, "valid", sessions)
+def _loaders(inputs: StageInputs, sessions: Sequence[str], batch_size: int, seed: int,
+             neuron_ids: dict[str, list[str]] | None = None):  # fmt: skip
+    """Shuffled train and ordered valid loaders; ``neuron_ids`` None reads every neuron."""
+    paths, splits = inputs.session_paths, inputs.splits
+    train_set = WindowDataset(paths, splits, "train", sessions, neuron_ids)
+    valid_set = WindowDataset(paths, splits, "valid", sessions, neuron_ids)
     train_loader = make_loader(train_set, batch_size, shuffle=True, seed=seed, by_session=False)
     valid_loader = None
     if len(valid_set):
@@ -325,7 +328,12 @@ class CalmMethod:
         scaler = UnitScaler(np.zeros(n), np.ones(n)) if restoring else unit_statistics(inputs)
         config = _backbone_config(inputs, hp, tokenizer, len(vocab.unit_ids),
                                   len(vocab.session_ids))  # fmt: skip
-        return CalmNetwork(tokenizer, config, scaler, heads)
+        return CalmNetwork(tokenizer, self._configure(config), scaler, heads)
+
+    def _configure(self, config: DualAxisConfig) -> DualAxisConfig:
+        """The method's backbone config (the shared-backbone objectives add their mask
+        and prompt tables, :mod:`neurossl.methods.shared_backbone`)."""
+        return config
 
     def pretrain(self, inputs: StageInputs, outputs: StageOutputs) -> None:
         if not self.pretrains:
@@ -334,12 +342,13 @@ class CalmMethod:
         device = resolve_device(inputs.device)
         seed_everything(inputs.seed)
         network = self._network(inputs, hp, device)
+        sessions, neuron_ids = self._pretrain_neurons(inputs)
         _, train_loader, valid_loader = _loaders(
-            inputs, inputs.splits.pretrain_sessions, int(hp["batch_size"]), inputs.seed
+            inputs, sessions, int(hp["batch_size"]), inputs.seed, neuron_ids
         )
         train(
             network,
-            make_pretrain_loss(float(hp["patch_weight"])),
+            self._pretrain_loss(hp),
             train_loader,
             valid_loader,
             _train_config(hp, hp["pretrain_steps"], hp["lr"], inputs.seed),
@@ -349,6 +358,16 @@ class CalmMethod:
         )
         save_model_file(outputs.model, "dual_axis", self.name, "pretrain",
                         {"state": network.cpu().state_dict()})  # fmt: skip
+
+    def _pretrain_loss(self, hp: dict[str, Any]):
+        """The pretraining objective (the one thing the shared-backbone methods change)."""
+        return make_pretrain_loss(float(hp["patch_weight"]))
+
+    def _pretrain_neurons(
+        self, inputs: StageInputs
+    ) -> tuple[list[str], dict[str, list[str]] | None]:
+        """Pretraining sessions and the neurons read from each (None: every neuron)."""
+        return list(inputs.splits.pretrain_sessions), None
 
     def finetune(self, inputs: StageInputs, pretrained: Path | None, outputs: StageOutputs) -> None:
         hp = _hparams(inputs)

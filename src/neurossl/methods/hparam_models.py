@@ -123,7 +123,8 @@ class PoyoHParams(HParams):
 
 
 class CalmHParams(HParams):
-    """``calm``, ``scratch_dual_axis`` (:mod:`neurossl.methods.calm_family`)."""
+    """``calm``, ``scratch_dual_axis`` (:mod:`neurossl.methods.calm_family`) and the
+    shared-backbone objectives (:mod:`neurossl.methods.shared_backbone`)."""
 
     tokenizer_path: str | None = hparam(None, "tokenizer checkpoint (set by the workflow)")
     width: int | None = hparam(None, "backbone width override of the size preset", ge=1)
