@@ -170,3 +170,29 @@ def test_objective_matrix_renders_with_every_cell_present_or_named_missing(brows
     assert int(rows) == html[html.index("<table id='objective-matrix'>") :].split("</table>")[
         0
     ].count("<tr><td")
+
+
+def test_shared_backbone_table_renders_every_cell_after_the_matrix(browser, tmp_path):
+    """The second table (objectives on one backbone), as a browser lays it out: one
+    visible cell per row and column, a value or the words saying why there is none."""
+    from test_report_matrix import matrix_cells
+
+    inputs = write_fixture(tmp_path, fixture_config())
+    report_dir = tmp_path / "results" / DATASET / "report"
+    build_report(inputs, report_dir)
+    page = report_dir / "index.html"
+    html = page.read_text()
+    table = "shared-backbone-table"
+    expected = matrix_cells(html, table)
+    assert {state for state, _ in expected} >= {"ok", "not_run"}
+    assert html.index("<table id='objective-matrix'>") < html.index(f"<table id='{table}'>")
+    probed = page.with_name("shared_probe.html")
+    probe_script = MATRIX_PROBE.replace('"objective-matrix"', f'"{table}"')
+    probed.write_text(html.replace("<head>", f"<head>{probe_script}", 1))
+    result = run_chromium(browser, probed, "--dump-dom")
+    match = MATRIX_RESULT.search(result.stdout)
+    assert match, f"probe did not run; chromium stderr:\n{result.stderr[-2000:]}"
+    cells, blank, first, rows = match.groups()
+    assert int(cells) == len(expected) > 0
+    assert int(blank) == 0 and first == "false"
+    assert int(rows) == 4  # calm, dual_axis_mtm, dual_axis_poyo_ssl, scratch_dual_axis

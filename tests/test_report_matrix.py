@@ -25,6 +25,11 @@ from neurossl.report.matrix import (
     build_matrix,
     objectives,
 )
+from neurossl.report.shared_backbone import (
+    build_shared_table,
+    objective_vs_backbone,
+    shared_rows,
+)
 from neurossl.report.tables import MISSING, NOT_SUPPORTED, OK, seed_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +62,8 @@ def test_rows_are_the_catalog_objectives_without_ablations():
     assert {"mtm", "poyo_ssl", "calm"} <= set(rows)
     assert not {"poyo_ssl_mixed", "poyo_ssl_reverse"} & set(rows)  # ablations of poyo_ssl
     assert not {"scratch_ndt", "linear", "oracle"} & set(rows)
+    # Another family's objective on a shared backbone has its own table.
+    assert not {"dual_axis_mtm", "dual_axis_poyo_ssl"} & set(rows)
     for name, row in rows.items():
         spec = catalog.method(name)
         assert (row.objective, row.scratch) == (spec.objective, spec.scratch)
@@ -133,15 +140,16 @@ def test_best_objective_per_column_follows_the_metric_direction(built):
 
 
 class _MatrixCells(HTMLParser):
-    """Text of each cell of the table with id objective-matrix."""
+    """Text of each cell of the table with id ``table_id`` (the headline matrix)."""
 
-    def __init__(self) -> None:
+    def __init__(self, table_id: str = "objective-matrix") -> None:
         super().__init__()
+        self.table_id = table_id
         self.inside, self.depth, self.cells, self.current = False, 0, [], None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "table" and attrs.get("id") == "objective-matrix":
+        if tag == "table" and attrs.get("id") == self.table_id:
             self.inside = True
         if self.inside and tag == "td" and "matrix-cell" in (attrs.get("class") or ""):
             self.current = [attrs.get("data-state"), ""]
@@ -158,8 +166,8 @@ class _MatrixCells(HTMLParser):
             self.current[1] += data
 
 
-def matrix_cells(html: str) -> list[tuple[str, str]]:
-    parser = _MatrixCells()
+def matrix_cells(html: str, table_id: str = "objective-matrix") -> list[tuple[str, str]]:
+    parser = _MatrixCells(table_id)
     parser.feed(html)
     return parser.cells
 
@@ -232,3 +240,74 @@ def test_pretraining_budget_sums_logged_tokens_and_estimates_flops(built):
     assert f"<td>{tokens:.3g}</td>" in rows["calm"] and f"<td>{flops:.3e}</td>" in rows["calm"]
     assert "not logged" in rows["mtm"]  # no tokens column: shown as such, never guessed
     assert html.index("id='objective-matrix'") < html.index("id='budget-table'")
+
+
+SHARED_METHODS = ("calm", "dual_axis_mtm", "dual_axis_poyo_ssl", "scratch_dual_axis")
+
+
+def test_shared_backbone_rows_are_the_dual_axis_objectives_and_their_control():
+    rows = shared_rows()
+    assert [r.method for r in rows] == list(SHARED_METHODS)
+    assert [r.control for r in rows] == [False, False, False, True]
+    assert {r.scratch for r in rows[:3]} == {"scratch_dual_axis"}
+    backbones = {catalog.method(r.method).backbone for r in rows}
+    assert backbones == {"neurossl.models.dual_axis"}
+    assert [catalog.method(r.method).objective_of for r in rows[:3]] == [None, "mtm", "poyo_ssl"]
+
+
+def test_shared_backbone_table_follows_the_matrix_and_says_why_cells_are_empty(built):
+    collection, per_seed, matrix, html = built
+    order = [html.index(f"<table id='{t}'>")
+             for t in ("objective-matrix", "shared-backbone-table", "budget-table")]  # fmt: skip
+    assert order == sorted(order)
+    shared = build_shared_table(collection, per_seed, list(MODALITIES), "tiny", 0.95)
+    assert shared.columns == matrix.columns  # the same columns, cell for cell
+    cells = matrix_cells(html, "shared-backbone-table")
+    assert len(cells) == len(shared.rows) * len(shared.columns)
+    for state, text in cells:
+        words = {"ok": "[", "missing": "missing", "not_run": "not run"}
+        assert words.get(state, "not supported") in text, (state, text)
+    # The fixture config does not run the borrowed objectives: said, not dropped.
+    cell = shared.cells[("dual_axis_mtm", CALCIUM_MAE)]
+    assert (cell.state, cell.reason) == (NOT_RUN, "not in this config's methods/sizes")
+    # The scratch row is a control: a value, no gain against itself, never "best".
+    control = shared.cells[("scratch_dual_axis", CALCIUM_MAE)]
+    assert control.state == OK and control.gain is None and not control.best
+    # calm's cell is the matrix's (the best mark is per table).
+    same = dataclasses.replace(shared.cells[("calm", CALCIUM_MAE)], best=False)
+    assert same == dataclasses.replace(matrix.cells[("calm", CALCIUM_MAE)], best=False)
+    section = html[html.index("<h2 id='shared-backbone'>") : html.index("<h2 id='missing'>")]
+    assert "Not compared" in section and "calcium forecasting (mae)" in section
+
+
+def test_objective_spread_on_the_shared_backbone_beside_the_own_backbones(built):
+    """With the borrowed objectives run, each column compares the gap between objectives
+    on one backbone with the gap between the same objectives on their own backbones."""
+    collection, per_seed, _, _ = built
+    rows = []
+    for method, shift in (("dual_axis_mtm", 0.02), ("dual_axis_poyo_ssl", -0.01)):
+        calm = per_seed[(per_seed["method"] == "calm") & (per_seed["metric"] == "mae")
+                        & (per_seed["task"] == "forecasting")]  # fmt: skip
+        rows.append(calm.assign(method=method, value=calm["value"] + shift))
+    extended = pd.concat([per_seed, *rows], ignore_index=True)
+    expected = collection.expected + tuple(
+        RunKey(m, "calcium", "tiny", s) for m in ("dual_axis_mtm", "dual_axis_poyo_ssl")
+        for s in SEEDS
+    )  # fmt: skip
+    grown = dataclasses.replace(collection, expected=expected)
+    shared = build_shared_table(grown, extended, list(MODALITIES), "tiny", 0.95)
+    own = build_matrix(grown, extended, list(MODALITIES), "tiny", 0.95)
+    cell = shared.cells[("dual_axis_poyo_ssl", CALCIUM_MAE)]
+    assert cell.state == OK and cell.best  # lowest mae of the three objectives
+    assert cell.gain.reference == "scratch_dual_axis"
+    spread = {s.column: s for s in objective_vs_backbone(shared, own)}[CALCIUM_MAE]
+    # poyo_ssl's own calcium runs are missing in the fixture: compared over calm and mtm.
+    assert spread.objectives == ("calm", "mtm") and spread.compared
+    assert spread.shared == pytest.approx(0.02, abs=1e-12)
+    own_gap = abs(own.cells[("calm", CALCIUM_MAE)].mean - own.cells[("mtm", CALCIUM_MAE)].mean)
+    assert spread.own == pytest.approx(own_gap, abs=1e-12)
+    assert spread.shared_best == "calm"
+    text = spread.sentence()
+    assert f"{spread.shared:.3g}" in text and f"{spread.own:.3g}" in text and "%" in text
+    stimulus = {s.column: s for s in objective_vs_backbone(shared, own)}[CALCIUM_STIMULUS]
+    assert not stimulus.compared  # only calm has a value in both tables

@@ -32,6 +32,7 @@ from neurossl.report.collect import (
 from neurossl.report.html import FigureEntry, ReportContent, render
 from neurossl.report.matrix import Matrix, build_matrix
 from neurossl.report.provenance import gather
+from neurossl.report.shared_backbone import build_shared_table, objective_vs_backbone
 from neurossl.report.tables import (
     FAMILIES,
     build_differences,
@@ -171,6 +172,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
     sizes = _sizes(inputs.config)
     modalities = [m for m in MODALITIES if m in dataset_config["modalities"]]
     matrix = build_matrix(collection, per_seed, modalities, sizes[0], settings.confidence)
+    shared = build_shared_table(collection, per_seed, modalities, sizes[0], settings.confidence)
     budgets = pretraining_budgets(_train_logs(inputs.dataset_dir, collection), sizes[0])
     paths = figure_paths(report_dir)
     calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths, matrix)
@@ -181,6 +183,8 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         confidence=settings.confidence,
         matrix=matrix,
+        shared_backbone=shared if shared.rows else None,
+        backbone_spreads=objective_vs_backbone(shared, matrix),
         budgets=budgets,
         budget_parity=parity(budgets),
         tables=tables,

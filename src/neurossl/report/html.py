@@ -25,6 +25,7 @@ from neurossl.names import ORACLE
 from neurossl.report.budget import Budget
 from neurossl.report.matrix import NOT_RUN, Matrix
 from neurossl.report.provenance import Provenance
+from neurossl.report.shared_backbone import Spread
 from neurossl.report.tables import MISSING, NOT_SUPPORTED, DifferenceTable, Table
 
 #: The evaluation protocol reports every number over at least this many seeds.
@@ -63,6 +64,10 @@ class ReportContent:
     bwb: str = ""
     #: The headline objective x modality matrix (neurossl.report.matrix); None: not built.
     matrix: Matrix | None = None
+    #: The objectives on one shared backbone (neurossl.report.shared_backbone) and, per
+    #: column, their spread there against the spread on their own backbones.
+    shared_backbone: Matrix | None = None
+    backbone_spreads: Sequence[Spread] = ()
     #: Pretraining budget per objective (neurossl.report.budget) and, per modality, the
     #: largest over smallest tokens seen.
     budgets: Sequence[Budget] = ()

@@ -71,6 +71,8 @@ class Objective:
     method: str
     objective: str
     scratch: str | None
+    #: A control row (a scratch backbone): shown, never compared with itself or marked best.
+    control: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,13 +105,15 @@ class Matrix:
 
 
 def objectives() -> tuple[Objective, ...]:
-    """Every pretraining method of the table that is not an ablation of another."""
+    """Every pretraining method of the table that is not an ablation of another, each on
+    its own family's backbone (another family's objective on a shared backbone has its own
+    table, :mod:`neurossl.report.shared_backbone`)."""
     specs = catalog.methods()
     ablations = {a for s in specs for a in s.ablations}
     return tuple(
         Objective(s.name, s.objective or "", s.scratch)
         for s in specs
-        if s.pretrains and s.name not in ablations
+        if s.pretrains and s.name not in ablations and s.objective_of is None
     )
 
 
@@ -134,7 +138,18 @@ def build_matrix(
     confidence: float,
 ) -> Matrix:
     """The objective x (modality, task) matrix at ``size`` from per-seed values."""
-    rows = objectives()
+    return fill_matrix(objectives(), collection, per_seed, modalities, size, confidence)
+
+
+def fill_matrix(
+    rows: tuple[Objective, ...],
+    collection: Collection,
+    per_seed: pd.DataFrame,
+    modalities: list[str] | tuple[str, ...],
+    size: str,
+    confidence: float,
+) -> Matrix:
+    """A matrix of any rows over the headline columns, cells as in the headline."""
     columns = matrix_columns(modalities, collection)
     runs = {
         key: dict(zip(part["seed"].astype(int), part["value"].astype(float), strict=True))
@@ -198,7 +213,8 @@ def _mark_best(
         scored = [
             r.method
             for r in rows
-            if cells[(r.method, column)].state == OK
+            if not r.control
+            and cells[(r.method, column)].state == OK
             and math.isfinite(cells[(r.method, column)].mean)
         ]
         if not scored:
