@@ -49,7 +49,7 @@ def test_the_protocol_writes_its_own_results_on_at_least_three_seeds():
     demo, protocol = _load("config.yaml"), _load("protocol.yaml")
     assert protocol["results"] != demo["results"]
     assert len(protocol["seeds"]) >= 3
-    assert set(protocol) <= {"results", "seeds", "hparams"}
+    assert set(protocol) <= {"results", "seeds", "hparams", "methods"}
 
 
 def test_the_large_corpus_overlay_varies_only_the_diet_in_pretraining():
@@ -76,3 +76,23 @@ def test_every_shipped_config_has_hparams_its_methods_accept():
     for path in sorted(CONFIG.glob("*.yaml")):
         for owner, values in (yaml.safe_load(path.read_text()).get("hparams") or {}).items():
             check_hparams(owner, {**base.get(owner, {}), **values})
+
+
+SHARED_BACKBONE = ("dual_axis_mtm", "dual_axis_poyo_ssl")
+
+
+def test_the_protocol_adds_the_shared_backbone_runs_at_calms_budget():
+    """The protocol trains the demo's methods and the objectives on CalM's backbone, each
+    at calm's budget key for key (equal steps and batch: docs/shared_backbone.md), as the
+    Allen config does; the demo keeps calm's budget for them without training them."""
+    demo, protocol = _load("config.yaml"), _load("protocol.yaml")
+    assert protocol["methods"] == [
+        m for m in protocol["methods"] if m in demo["methods"] or m in SHARED_BACKBONE
+    ]
+    assert set(protocol["methods"]) == set(demo["methods"]) | set(SHARED_BACKBONE)
+    assert not set(SHARED_BACKBONE) & set(demo["methods"])
+    allen = _load("allen_visual_coding.yaml")
+    assert set(SHARED_BACKBONE) <= set(allen["methods"])
+    for config in (demo, protocol, allen):
+        for method in SHARED_BACKBONE:
+            assert config["hparams"][method] == config["hparams"]["calm"], method
