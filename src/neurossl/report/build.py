@@ -187,6 +187,9 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
         backbone_spreads=objective_vs_backbone(shared, matrix),
         budgets=budgets,
         budget_parity=parity(budgets),
+        shared_budget_parity=parity(
+            [b for b in budgets if b.method in {r.method for r in shared.rows}]
+        ),
         tables=tables,
         differences=differences,
         missing=missing_table(collection),

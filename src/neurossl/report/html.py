@@ -72,6 +72,8 @@ class ReportContent:
     #: largest over smallest tokens seen.
     budgets: Sequence[Budget] = ()
     budget_parity: dict[str, float] = field(default_factory=dict)
+    #: The same factor among the shared-backbone objectives (one token unit).
+    shared_budget_parity: dict[str, float] = field(default_factory=dict)
 
 
 def _num(x: float) -> str:
