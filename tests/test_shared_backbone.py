@@ -242,3 +242,11 @@ def test_equal_budget_tokens_per_step(dataset, tokenizer_path):
         batch = next(iter(make_loader(data, 4, shuffle=False, seed=0, by_session=False)))
         tokens[name] = method._pretrain_loss(_hparams(inputs))(network, batch)[1][TOKENS]
     assert tokens["dual_axis_mtm"] == tokens["calm"] > tokens["dual_axis_poyo_ssl"] > 0
+
+
+def test_the_module_serves_only_its_own_methods():
+    from neurossl.methods.shared_backbone import make_method
+
+    assert make_method("dual_axis_mtm").pretrains
+    with pytest.raises(ValueError, match="shared_backbone has no method 'calm'"):
+        make_method("calm")

@@ -304,9 +304,13 @@ class CalmMethod:
     modality = "calcium"
     finetune_only_hparams = finetune_only_keys(CalmHParams)
 
+    #: The methods this class serves (a subclass on the same network serves its own).
+    method_names: tuple[str, ...] = METHOD_NAMES
+
     def __init__(self, name: str) -> None:
-        if name not in METHOD_NAMES:
-            raise ValueError(f"calm_family has no method {name!r}; expected {METHOD_NAMES}")
+        if name not in self.method_names:
+            family = type(self).__module__.rsplit(".", 1)[-1]
+            raise ValueError(f"{family} has no method {name!r}; expected {self.method_names}")
         self.name = name
         self.pretrains = catalog.method(name).pretrains
 

@@ -59,11 +59,7 @@ POYO_DIET = "predictable"
 class SharedBackboneMethod(CalmMethod):
     """CalM's method with another pretraining objective on the same network."""
 
-    def __init__(self, name: str) -> None:
-        if name not in METHOD_NAMES:
-            raise ValueError(f"shared_backbone has no method {name!r}; expected {METHOD_NAMES}")
-        self.name = name
-        self.pretrains = True
+    method_names = METHOD_NAMES
 
     def _configure(self, config: DualAxisConfig) -> DualAxisConfig:
         prompts = len(SCHEMES) if self.name == "dual_axis_mtm" else 0
