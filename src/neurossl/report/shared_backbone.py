@@ -106,15 +106,18 @@ def objective_vs_backbone(shared: Matrix, own: Matrix) -> list[Spread]:
             spreads.append(Spread(column, tuple(means)))
             continue
         sign = 1.0 if higher_is_better(column.metric) else -1.0
-        shared_best = max(means, key=lambda f: sign * means[f][1])
-        own_best = max(means, key=lambda f: sign * means[f][2])
+        top_shared = max(sign * m[1] for m in means.values())
+        top_own = max(sign * m[2] for m in means.values())
+        # Ties are named together ("a = b"), not broken by row order.
+        shared_best = " = ".join(m[0] for m in means.values() if sign * m[1] == top_shared)
+        own_best = " = ".join(f for f, m in means.items() if sign * m[2] == top_own)
         spreads.append(
             Spread(
                 column,
                 tuple(means),
                 max(m[1] for m in means.values()) - min(m[1] for m in means.values()),
                 max(m[2] for m in means.values()) - min(m[2] for m in means.values()),
-                means[shared_best][0],
+                shared_best,
                 own_best,
             )
         )
