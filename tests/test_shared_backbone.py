@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_bf16_rehearsal import DEVICES, _stages
+from test_bf16_rehearsal import bf16 as bf16  # a fixture
 from test_calm_family import METHOD_HP, TOKENIZER_HP, _session, _windows
 
 from neurossl import catalog
@@ -250,3 +252,14 @@ def test_the_module_serves_only_its_own_methods():
     assert make_method("dual_axis_mtm").pretrains
     with pytest.raises(ValueError, match="shared_backbone has no method 'calm'"):
         make_method("calm")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["dual_axis_mtm", "dual_axis_poyo_ssl"])
+def test_method_under_bf16(dataset, tokenizer_path, tmp_path, bf16, name, device):
+    """The masked paths (mask embedding, bidirectional attention, prompts) under the GPU's
+    bf16 autocast, rehearsed on CPU (tests/test_bf16_rehearsal.py)."""
+    hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path), "pretrain_steps": 3}
+    inputs = StageInputs("tiny", name, "tiny", 0, *dataset, TASKS, hp, device)
+    rows = _stages(name, inputs, tmp_path, bf16)
+    assert {"forecasting", "stimulus_class"} <= {r.task for r in rows}
