@@ -23,7 +23,7 @@ with rule_logging(snakemake.log[0]) as log:
             "Neurons per region": Path(snakemake.input.regions),
             "Activity distributions": Path(snakemake.input.distributions),
         },
-        tokenizer_report=Path(tokenizer[0]) if tokenizer else None,
+        tokenizer_reports=tuple(Path(p) for p in tokenizer),
         bwb_scores=Path(snakemake.input.bwb[0]) if snakemake.input.bwb else None,
     )
     collection = build_report(inputs, Path(snakemake.output.html).parent, workers=snakemake.threads)

@@ -22,6 +22,7 @@ import pytest
 import torch
 from test_calm_family import METHOD_HP, TOKENIZER_HP
 from test_calm_family import dataset as calm_dataset  # noqa: F401 (fixture)
+from test_calm_spikes import SPIKE_METHOD_HP, SPIKE_TOKENIZER_HP
 from test_loader import make_dataset
 from test_poyo_family import FAST as POYO_FAST
 from test_poyo_family import build_dataset as build_calcium
@@ -166,3 +167,16 @@ def test_trained_forecasters_under_bf16(bf16: _Bf16Seen, method: str, device: st
     forecaster.fit(x[:, :8], x[:, 8:], seed=0, device=device)
     assert bf16.take() > 0, f"{method}'s fit computed nothing in bf16"
     assert np.isfinite(forecaster.predict(x[:, :8])).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_calm_on_spikes_under_bf16(tmp_path: Path, bf16: _Bf16Seen, device: str) -> None:
+    paths, splits = make_dataset(tmp_path / "data", n_trials=20, trial_bins=22)
+    tok_inputs = StageInputs("toy", "calm", "tiny", 0, paths, splits, (), SPIKE_TOKENIZER_HP,
+                             device)  # fmt: skip
+    train_tokenizer(tok_inputs, tmp_path / "tok.pt", tmp_path / "tok.json")
+    bf16.take()
+    hp = SPIKE_METHOD_HP | {"tokenizer_path": str(tmp_path / "tok.pt")}
+    inputs = StageInputs("toy", "calm", "tiny", 0, paths, splits, SPIKING_TASKS, hp, device)
+    rows = _stages("calm", inputs, tmp_path, bf16)
+    assert {"co_smoothing", "forecasting", "choice"} <= {r.task for r in rows}

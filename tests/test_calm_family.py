@@ -154,7 +154,7 @@ def test_tokenizer_stage_reports_main_sweep_and_alternative(tokenizer_path: Path
 def test_calm_pretrain_finetune_evaluate(dataset, tokenizer_path: Path, tmp_path: Path) -> None:
     hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path)}
     method = get_method("calm")
-    assert method.pretrains and method.modality == "calcium"
+    assert method.pretrains and method.modality == "any"
     inputs = _inputs(dataset, "calm", hp)
     pre = StageOutputs(tmp_path / "pre.pt", tmp_path / "pre.csv", tmp_path / "pre_ck")
     method.pretrain(inputs, pre)
@@ -263,7 +263,8 @@ def test_pretraining_ignores_the_finetune_only_hparams(
     hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path)}
     other = {"adapt_steps": 7, "head_steps": 9, "finetune_lr": 0.5, "probe_steps": 3,
              "probe_lr": 0.5, "probe_weight_decay": 0.9, "forecast_mode": "sample",
-             "feedback": "retokenize", "samples": 3}  # fmt: skip
+             "feedback": "retokenize", "samples": 3, "query_weight": 0.5,
+             "hide_ratio": 0.5}  # fmt: skip
     assert set(other) == method.finetune_only_hparams
     states = []
     for run, extra in (("a", {}), ("b", other)):

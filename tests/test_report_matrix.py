@@ -233,12 +233,15 @@ def test_a_new_pairing_fills_its_cells_without_report_changes(built, monkeypatch
 def test_pretraining_budget_sums_logged_tokens_and_estimates_flops(built):
     _, _, _, html = built
     section = html[html.index("<table id='budget-table'>") :].split("</table>")[0]
-    rows = {r.split("</td>")[0].split(">")[-1]: r for r in section.split("<tr>")[2:]}
-    assert set(rows) == {"mtm", "calm"}  # the methods the fixture has pretraining logs for
+    cells = [r.split("</td>") for r in section.split("<tr>")[2:]]
+    rows = {(c[0].split(">")[-1], c[1].split(">")[-1]): "</td>".join(c) for c in cells}
+    # The methods the fixture has pretraining logs for, on each modality it runs them on.
+    assert {method for method, _ in rows} == {"mtm", "calm"}
     tokens = 20 * TOKENS_PER_STEP  # 20 logged steps
     flops = 6 * count_parameters("tiny") * tokens
-    assert f"<td>{tokens:.3g}</td>" in rows["calm"] and f"<td>{flops:.3e}</td>" in rows["calm"]
-    assert "not logged" in rows["mtm"]  # no tokens column: shown as such, never guessed
+    calm = rows[("calm", "calcium")]
+    assert f"<td>{tokens:.3g}</td>" in calm and f"<td>{flops:.3e}</td>" in calm
+    assert "not logged" in rows[("mtm", "spikes")]  # no tokens column: shown, never guessed
     assert html.index("id='objective-matrix'") < html.index("id='budget-table'")
 
 

@@ -95,7 +95,7 @@ def _poyo(name: str, objective: str | None, pretrains: bool, ablations=()) -> Me
 
 def _calm(name: str, objective: str | None, pretrains: bool) -> MethodSpec:
     return MethodSpec(
-        name, _CALM, _CALCIUM, f"{_HP}:CalmHParams", "neurossl.models.dual_axis", objective,
+        name, _CALM, _BOTH, f"{_HP}:CalmHParams", "neurossl.models.dual_axis", objective,
         pretrains, tokenizer=True, scratch="scratch_dual_axis" if pretrains else None,
     )  # fmt: skip
 

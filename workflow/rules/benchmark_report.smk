@@ -26,13 +26,8 @@ rule report:
         regions=f"{RESULTS}/{{dataset}}/report/summary/regions.png",
         distributions=f"{RESULTS}/{{dataset}}/report/summary/activity_distributions.png",
         bwb=lambda wc: bwb_targets(wc.dataset),
-        # CalM's tokenizer report, when a tokenizer is trained for this dataset.
-        tokenizer=lambda wc: (
-            [f"{RESULTS}/{wc.dataset}/tokenizer/tokenizer_report.json"]
-            if set(METHODS) & set(TOKENIZER_METHODS)
-            and "calcium" in DATASETS[wc.dataset]["modalities"]
-            else []
-        ),
+        # CalM's tokenizer reports, one per modality a tokenizer is trained for.
+        tokenizer=lambda wc: tokenizer_reports(wc.dataset),
     output:
         html=report(
             f"{RESULTS}/{{dataset}}/report/index.html",

@@ -196,14 +196,21 @@ def stage_hparams(wc):
     for that modality's jobs: they are merged here, for the job's own modality only, so
     editing one modality's budget never reruns the other modality's jobs.
     """
-    hparams = dict(config.get("hparams", {}).get(wc.method, {}))
-    for modality in names.MODALITIES:
-        override = hparams.pop(modality, None)
-        if override and modality == getattr(wc, "modality", None):
-            hparams.update(override)
+    hparams = modality_hparams(wc.method, getattr(wc, "modality", None))
     if wc.method in TOKENIZER_METHODS:
-        hparams["tokenizer_path"] = tokenizer_path(wc.dataset)
+        hparams["tokenizer_path"] = tokenizer_path(wc.dataset, wc.modality)
     return json.dumps(hparams, sort_keys=True)
+
+
+def modality_hparams(owner, modality):
+    """``hparams.<owner>`` with the overrides of ``modality`` merged in (every modality
+    key removed)."""
+    hparams = dict(config.get("hparams", {}).get(owner, {}))
+    for name in names.MODALITIES:
+        override = hparams.pop(name, None)
+        if override and name == modality:
+            hparams.update(override)
+    return hparams
 
 
 def pretrain_hparams(wc):
@@ -214,12 +221,24 @@ def pretrain_hparams(wc):
     return json.dumps(hparams, sort_keys=True)
 
 
-def tokenizer_path(dataset):
-    return f"{RESULTS}/{dataset}/tokenizer/tokenizer.pt"
+def tokenizer_path(dataset, modality):
+    """CalM's tokenizer of one modality of a dataset: spike traces and dF/F get their own."""
+    return f"{RESULTS}/{dataset}/tokenizer/{modality}/tokenizer.pt"
 
 
 def tokenizer_input(wc):
-    return [tokenizer_path(wc.dataset)] if wc.method in TOKENIZER_METHODS else []
+    return [tokenizer_path(wc.dataset, wc.modality)] if wc.method in TOKENIZER_METHODS else []
+
+
+def tokenizer_reports(dataset):
+    """The tokenizer report of every modality a tokenizer method runs on."""
+    return [
+        f"{RESULTS}/{dataset}/tokenizer/{modality}/tokenizer_report.json"
+        for modality in dict.fromkeys(
+            m for method in METHODS if method in TOKENIZER_METHODS
+            for m in method_modalities(dataset, method)
+        )
+    ]
 
 
 def uses_device(method):

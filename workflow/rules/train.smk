@@ -5,19 +5,20 @@ Job priorities (``PRIORITY``, ``baseline_priority``) are defined in common.smk.
 
 
 rule train_tokenizer:
-    """CalM's discrete trace tokenizer, trained once per dataset on training windows.
+    """CalM's discrete trace tokenizer, trained once per dataset and modality on training
+    windows (dF/F, or the smoothed trace of spike counts: each its own vocabulary).
 
     It reads no task (``--tasks none``), so editing the task list does not retrain it
     and, after it, every CalM model."""
     priority: PRIORITY["train_tokenizer"]
     input:
-        sessions=lambda wc: session_files(wc.dataset, "calcium"),
+        sessions=lambda wc: session_files(wc.dataset, wc.modality),
         splits=f"{RESULTS}/{{dataset}}/splits.json",
     output:
-        tokenizer=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer.pt",
-        report=f"{RESULTS}/{{dataset}}/tokenizer/tokenizer_report.json",
+        tokenizer=f"{RESULTS}/{{dataset}}/tokenizer/{{modality}}/tokenizer.pt",
+        report=f"{RESULTS}/{{dataset}}/tokenizer/{{modality}}/tokenizer_report.json",
     params:
-        hparams=lambda wc: json.dumps(config.get("hparams", {}).get("tokenizer", {})),
+        hparams=lambda wc: json.dumps(modality_hparams("tokenizer", wc.modality), sort_keys=True),
         device=config.get("device", "auto"),
         launcher=gpu_launcher(int(COMPUTE["gpus"])),
     resources:
@@ -27,12 +28,12 @@ rule train_tokenizer:
     conda:
         "../../envs/neurossl.yaml"
     log:
-        log_path("tokenizer", "{dataset}", "tokenizer"),
+        log_path("tokenizer", "{dataset}", "tokenizer.{modality}"),
     benchmark:
-        benchmark_path("tokenizer", "{dataset}", "tokenizer")
+        benchmark_path("tokenizer", "{dataset}", "tokenizer.{modality}")
     shell:
         "{params.launcher} -m neurossl.stages tokenizer --dataset {wildcards.dataset} --method calm "
-        "--modality calcium --size tokenizer --seed 0 --device {params.device} "
+        "--modality {wildcards.modality} --size tokenizer --seed 0 --device {params.device} "
         "--tasks none --hparams {params.hparams:q} --splits {input.splits} "
         "--sessions {input.sessions} --model {output.tokenizer} --metrics {output.report} "
         "> {log} 2>&1"

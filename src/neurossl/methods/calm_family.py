@@ -2,7 +2,7 @@
 
 Stages:
 
-- ``train_tokenizer`` (once per dataset, its own workflow rule): per-unit statistics of
+- ``train_tokenizer`` (once per dataset and modality, its own rule): per-unit statistics of
   the training windows, then the tokenizer on the *pretraining sessions'* training
   windows; writes the checkpoint and a JSON report (reconstruction R^2, perplexity, code
   usage) on the pretraining sessions' validation windows and on the held-out sessions'
@@ -43,6 +43,33 @@ R^2 0.947 (perplexity 40) against 0.907 (perplexity 45) for Gumbel with the
 orthogonality and usage terms. Gumbel stays one hparam away and is trained as the
 alternative in every tokenizer report, so the comparison is rerun on each dataset.
 
+On binned spike counts (the Session files' modality picks the path; the calcium path is
+unchanged). What changes to fit CalM to spikes, and why (the input and the read-outs are
+argued in :mod:`neurossl.objectives.calm_spikes`):
+
+- Input: the tokenizer and the backbone read the causal, square-rooted exponential
+  smoothing of each unit's counts (tau 50 ms), z-scored per unit with the trace's
+  training-window moments; the tokenizer is trained per (dataset, modality), so spike
+  traces get their own vocabulary (the rule's ``tokenizer/{modality}/`` folder).
+- Objective: CalM's next-code cross-entropy, unchanged; the next-patch term is the
+  Poisson NLL of the next patch's raw counts from a rate read-out (instead of the MSE of
+  normalised frames), with each unit's log mean count as its offset, so rates start at
+  the bits/spike null.
+- Adaptation for the rate tasks, declared once, the same for ``calm`` and
+  ``scratch_dual_axis``: phase (A) adds a second pass per step whose hidden tokens
+  (random whole neurons or the last steps, ``hide_ratio``) train the query read-out with
+  the Poisson NLL of their counts (``query_weight``), on the held-out sessions' train
+  windows with every unit visible to sampling (NLB's convention for co-smoothing's
+  held-out units). Phase (B) and the heads are calcium's.
+- Tasks: co-smoothing, forecasting, inter- and intra-region are the queries of
+  :func:`neurossl.eval.queries.spiking_queries`, answered by model (A) with the query's
+  tokens hidden and scored by :func:`neurossl.eval.scoring.score_queries` (bits/spike,
+  Poisson D^2), the path every spiking method uses; a window's last, partial patch is
+  appended as hidden tokens, so every bin gets a rate. Decoding (choice, behaviour) is
+  calcium's: heads of model (B) and ``frozen_`` probes of model (A).
+- Budgets: the ``spikes`` hparam key overrides any other key on spiking recordings, and
+  ``hparams.tokenizer.spikes`` the spiking tokenizer's.
+
 Why these defaults (chosen on the held-out sessions' *validation* windows, seed 0; see
 ``benchmarks/RESULTS.md``): the forecast is the ``direct`` read-out of the next patch
 (:mod:`neurossl.objectives.calm`), trained jointly with the next-code cross-entropy, and
@@ -62,21 +89,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from scipy.special import softmax
 
 from neurossl import catalog
 from neurossl.atomic import write_json
-from neurossl.contract import Evaluation, StageInputs, StageOutputs
+from neurossl.contract import Evaluation, StageInputs, StageOutputs, session_modality
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
+from neurossl.data.session import read_neurons
 from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.metrics import accuracy, balanced_accuracy, horizon_metrics, r2
-from neurossl.eval.queries import forecast_windows
+from neurossl.eval.queries import SPIKING_QUERY_TASKS, forecast_windows, spiking_queries
 from neurossl.eval.records import eval_trials, put_decoded, put_decoding
 from neurossl.eval.rows import make_rows
+from neurossl.eval.scoring import score_queries
 from neurossl.hparams import check, finetune_only_keys
 from neurossl.methods.hparam_models import CalmHParams, TokenizerHParams
 from neurossl.methods.task_heads import find_label_key
@@ -87,13 +117,19 @@ from neurossl.objectives.calm import (
     HEAD_RANK,
     CalmNetwork,
     HeadSpec,
+    SpikeInput,
     UnitScaler,
+    add_losses,
     forecast,
     head_outputs,
     make_finetune_loss,
     make_pretrain_loss,
+    make_query_loss,
     probe_heads,
+    probe_rates,
+    query_counts,
 )
+from neurossl.objectives.calm_spikes import query_hide, spike_trace
 from neurossl.objectives.tokenizer import FitConfig, fit_tokenizer, tokenizer_report
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
@@ -107,9 +143,38 @@ _TOKENIZER_MODEL_KEYS = {f.name for f in dataclasses.fields(TokenizerConfig)}
 _BACKBONE_KEYS = ("width", "layers", "heads", "mlp_ratio", "dropout")
 
 
+SPIKES = "spikes"
+#: Floor of a unit's mean count per bin before its log (a unit silent in training).
+MIN_MEAN_COUNT = 1e-4
+
+
+def _with_overrides(values: dict[str, Any], spikes: bool) -> dict[str, Any]:
+    """``values`` with their ``spikes`` overrides merged in on spiking recordings."""
+    values = dict(values)
+    overrides = values.pop(SPIKES, None) or {}
+    return values | overrides if spikes else values
+
+
 def _hparams(inputs: StageInputs) -> dict[str, Any]:
-    """The stage's hparams checked by :class:`CalmHParams` (defaults filled in)."""
-    return check(inputs.method, CalmHParams, inputs.hparams).model_dump()
+    """The stage's hparams checked by :class:`CalmHParams` (defaults filled in); the
+    ``spikes`` key's overrides apply on spiking recordings."""
+    values = _with_overrides(inputs.hparams, _on_spikes(inputs))
+    return check(inputs.method, CalmHParams, values).model_dump()
+
+
+def _on_spikes(inputs: StageInputs) -> bool:
+    return session_modality(inputs) == SPIKES
+
+
+def _bin_size(inputs: StageInputs) -> float:
+    """The one bin width (seconds) of the stage's Session files."""
+    sizes = set()
+    for path in inputs.session_paths.values():
+        with h5py.File(path, "r") as f:
+            sizes.add(float(f["activity"].attrs["bin_size"]))
+    if len(sizes) != 1:
+        raise ValueError(f"{inputs.method}: the stage's Session files mix bin sizes {sizes}")
+    return sizes.pop()
 
 
 # --- data ---------------------------------------------------------------------------
@@ -124,15 +189,44 @@ def _batches(dataset: WindowDataset, batch_size: int = 64) -> list[dict[str, tor
 
 
 def unit_statistics(inputs: StageInputs) -> UnitScaler:
-    """Mean and standard deviation of every unit over its session's *training* windows.
+    """Mean and standard deviation of every unit over its session's *training* windows
+    (on spikes: of the smoothed trace the tokenizer reads).
 
     Every session (pretraining and held-out) uses only its own train split, so no test
     frame informs the normalisation.
     """
-    sessions = sorted(inputs.session_paths)
-    dataset = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions)
+    dataset = _train_windows(inputs)
+    if _on_spikes(inputs):
+        dataset = _TraceWindows(dataset, _bin_size(inputs))
     mean, std = unit_moments(dataset)
     return UnitScaler(mean, std)
+
+
+def _train_windows(inputs: StageInputs) -> WindowDataset:
+    return WindowDataset(inputs.session_paths, inputs.splits, "train", sorted(inputs.session_paths))
+
+
+class _TraceWindows:
+    """A window dataset whose items carry the smoothed spike trace as their activity."""
+
+    def __init__(self, dataset: WindowDataset, bin_size: float) -> None:
+        self.dataset, self.bin_size, self.vocab = dataset, bin_size, dataset.vocab
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.dataset[i]
+        return dict(item, activity=spike_trace(item["activity"], self.bin_size))
+
+
+def spike_input(inputs: StageInputs) -> SpikeInput | None:
+    """The spiking network's extra input (None on calcium): bin width and each unit's
+    log mean count per bin over its session's training windows."""
+    if not _on_spikes(inputs):
+        return None
+    mean, _ = unit_moments(_train_windows(inputs))
+    return SpikeInput(_bin_size(inputs), np.log(np.maximum(mean, MIN_MEAN_COUNT)))
 
 
 def _normalised_windows(
@@ -142,9 +236,13 @@ def _normalised_windows(
     dataset = WindowDataset(inputs.session_paths, inputs.splits, split, sessions)
     if len(dataset) == 0:
         raise ValueError(f"no {split!r} windows in sessions {list(sessions)}")
+    bin_size = _bin_size(inputs) if _on_spikes(inputs) else None
     chunks = []
     for batch in _batches(dataset):
-        x = scaler.normalize(batch["activity"], batch["unit"]).numpy()
+        activity = batch["activity"]
+        if bin_size is not None:
+            activity = torch.from_numpy(spike_trace(activity.numpy(), bin_size))
+        x = scaler.normalize(activity, batch["unit"]).numpy()
         x[~np.broadcast_to(batch["neuron_mask"].numpy()[:, None, :], x.shape)] = np.nan
         chunks.append(x)
     n_max = max(c.shape[2] for c in chunks)
@@ -165,7 +263,8 @@ def train_tokenizer(inputs: StageInputs, out_path: Path, report_path: Path) -> d
     pretraining sessions' validation windows (frames the tokenizer never fitted),
     "heldout" the held-out sessions' training windows (animals it never saw).
     """
-    hp = check("tokenizer", TokenizerHParams, inputs.hparams).model_dump()
+    values = _with_overrides(inputs.hparams, _on_spikes(inputs))
+    hp = check("tokenizer", TokenizerHParams, values).model_dump()
     device = resolve_device(inputs.device)
     seed_everything(inputs.seed)
     scaler = unit_statistics(inputs)
@@ -268,7 +367,7 @@ def _head_specs(inputs: StageInputs, dataset: WindowDataset, tasks: Sequence[str
     items = [dataset[i] for i in range(len(dataset))]
     specs = []
     for task in tasks:
-        if task == "forecasting":
+        if task == "forecasting" or task in SPIKING_QUERY_TASKS:
             continue
         if task.startswith(BEHAVIOR_PREFIX):
             variable = task[len(BEHAVIOR_PREFIX) :]
@@ -301,7 +400,8 @@ def _behavior_column(dataset: WindowDataset, variable: str) -> int:
 
 
 class CalmMethod:
-    modality = "calcium"
+    #: Either modality: the Session files' modality picks the input and the tasks' scoring.
+    modality = "any"
     finetune_only_hparams = finetune_only_keys(CalmHParams)
 
     #: The methods this class serves (a subclass on the same network serves its own).
@@ -319,9 +419,18 @@ class CalmMethod:
             t
             for t in tasks
             if t in ("forecasting", "choice")
+            or t in SPIKING_QUERY_TASKS
             or t.startswith(BEHAVIOR_PREFIX)
             or t.startswith(STIMULUS_PREFIX)
         )
+
+    def adapt_loss(self, hp: dict[str, Any], spikes: bool):
+        """Phase (A)'s loss: CalM's next-code loss, plus on spikes the hidden-token rate
+        loss that trains the read-out every spiking query is answered with."""
+        loss = make_pretrain_loss(float(hp["patch_weight"]))
+        if not spikes:
+            return loss
+        return add_losses(loss, make_query_loss(float(hp["hide_ratio"]), float(hp["query_weight"])))
 
     def _network(self, inputs: StageInputs, hp: dict[str, Any], device: str,
                  heads: tuple = (), restoring: bool = False) -> CalmNetwork:  # fmt: skip
@@ -332,7 +441,13 @@ class CalmMethod:
         scaler = UnitScaler(np.zeros(n), np.ones(n)) if restoring else unit_statistics(inputs)
         config = _backbone_config(inputs, hp, tokenizer, len(vocab.unit_ids),
                                   len(vocab.session_ids))  # fmt: skip
-        return CalmNetwork(tokenizer, self._configure(config), scaler, heads)
+        config, spikes = self._configure(config), None
+        if _on_spikes(inputs):
+            # Spiking queries hide tokens through the backbone's masked input.
+            config = dataclasses.replace(config, masked_input=True)
+            spikes = (SpikeInput(_bin_size(inputs), np.zeros(n)) if restoring
+                      else spike_input(inputs))  # fmt: skip
+        return CalmNetwork(tokenizer, config, scaler, heads, spikes)
 
     def _configure(self, config: DualAxisConfig) -> DualAxisConfig:
         """The method's backbone config (the shared-backbone objectives add their mask
@@ -397,9 +512,13 @@ class CalmMethod:
                 )
         checkpoints = Path(outputs.checkpoint_dir)
         adapt_log, heads_log = checkpoints / "adapt_log.csv", checkpoints / "heads_log.csv"
-        train(network, make_pretrain_loss(float(hp["patch_weight"])), train_loader, valid_loader,
+        train(network, self.adapt_loss(hp, _on_spikes(inputs)), train_loader, valid_loader,
               _train_config(hp, hp["adapt_steps"], hp["finetune_lr"], inputs.seed),
               checkpoints / "adapt", adapt_log, device)  # fmt: skip
+        if _on_spikes(inputs):
+            probe_rates(network, _to(_batches(train_set), device), int(hp["probe_steps"]),
+                        float(hp["probe_lr"]), float(hp["probe_weight_decay"]),
+                        float(hp["hide_ratio"]))  # fmt: skip
         adapted = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
         logs = [("adapt", adapt_log)]
         if heads:
@@ -434,6 +553,7 @@ class CalmMethod:
         tuned.to(device).eval()
         evaluation = Evaluation()
         tasks = self.supported_tasks(inputs.tasks)
+        spikes = _on_spikes(inputs)
         for session in inputs.splits.heldout_sessions:
             windows = WindowDataset(
                 inputs.session_paths, inputs.splits, inputs.eval_split, [session]
@@ -442,7 +562,10 @@ class CalmMethod:
             if not test:
                 continue
             with autocast(device):
-                if "forecasting" in tasks:
+                if spikes:
+                    for task in (t for t in tasks if t in SPIKING_QUERY_TASKS):
+                        _evaluate_queries(inputs, adapted, test, session, task, evaluation)
+                elif "forecasting" in tasks:
                     _evaluate_forecasting(inputs, hp, adapted, test, session, evaluation)
                 if heads:
                     train_b = _to(_batches(WindowDataset(inputs.session_paths, inputs.splits,
@@ -504,6 +627,48 @@ def _evaluate_forecasting(
                 make_rows(inputs, session, "forecasting", horizon_metrics(pred, target))
             )
     evaluation.arrays[f"forecasting/{session}/target"] = target
+
+
+def _evaluate_queries(
+    inputs: StageInputs,
+    network: CalmNetwork,
+    test: list[dict[str, torch.Tensor]],
+    session: str,
+    task: str,
+    evaluation: Evaluation,
+) -> None:
+    """One spiking task on one session's test windows, scored like every spiking method.
+
+    Each query of :func:`~neurossl.eval.queries.spiking_queries` hides tokens
+    (:func:`~neurossl.objectives.calm_spikes.query_hide`), and the query read-out's rates
+    at its targets are scored by :func:`~neurossl.eval.scoring.score_queries`.
+    """
+    counts = np.concatenate([b["activity"].float().cpu().numpy() for b in test])
+    n_bins = counts.shape[1]
+    neurons = read_neurons(inputs.session_paths[session])
+    held = set(map(str, inputs.splits.neuron_group(SPIKES, session, "held_out")))
+    held_out = np.array([str(i) in held for i in neurons["id"]])
+    regions = neurons["region"].astype(str).to_numpy()
+    queries = spiking_queries(task, regions, held_out, n_bins, inputs.splits.seed)
+    if not queries:
+        return  # the session cannot pose this task (e.g. one region)
+    patch = network.tokenizer.patch
+    predictions = []
+    for query in queries:
+        hide_np = query_hide(query.visible, patch)
+        pad = hide_np.shape[0] * patch - n_bins
+        chunks = []
+        for batch in test:
+            activity = torch.nn.functional.pad(batch["activity"], (0, 0, 0, pad))
+            hide = torch.from_numpy(hide_np).to(activity.device)
+            hide = hide[None].expand(len(activity), -1, -1) & batch["neuron_mask"][:, None, :]
+            rates = query_counts(network, dict(batch, activity=activity), hide)
+            chunks.append(rates[:, :n_bins].float().cpu().numpy())
+        predictions.append(np.concatenate(chunks).astype(np.float64))
+    values, pred = score_queries(queries, predictions, counts, SPIKES)
+    evaluation.rows.extend(make_rows(inputs, session, task, values))
+    evaluation.arrays[f"{task}/{session}/pred"] = pred.astype(np.float32)
+    evaluation.arrays[f"{task}/{session}/target"] = counts
 
 
 def _states(network: CalmNetwork, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:

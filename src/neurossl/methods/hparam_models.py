@@ -161,6 +161,20 @@ class CalmHParams(HParams):
     samples: int = hparam(16, "sampled rollouts averaged by expected", ge=1, finetune_only=True)
     patch_weight: float = hparam(1.0, "next-patch regression weight (0: CE only)", ge=0)
     value_input: bool = hparam(True, "backbone also sees each patch's frames")
+    query_weight: float = hparam(
+        1.0, "spikes: hidden-token rate loss weight in phase A", ge=0, finetune_only=True
+    )
+    hide_ratio: float = hparam(
+        0.25, "spikes: share of neurons / steps hidden in phase A", gt=0, lt=1, finetune_only=True
+    )
+    spikes: dict[str, Any] | None = hparam(
+        None, "overrides of these keys on spiking recordings (e.g. shorter budgets)"
+    )
+
+    @model_validator(mode="after")
+    def _spikes_overrides_are_keys(self) -> CalmHParams:
+        _check_spikes_overrides(self)
+        return self
 
 
 class TokenizerHParams(HParams):
@@ -186,6 +200,25 @@ class TokenizerHParams(HParams):
         "gumbel", "quantiser trained for comparison (none: skip)"
     )
     sweep_steps: int | None = hparam(None, "steps of the sweep's models (None: steps)", ge=1)
+    spikes: dict[str, Any] | None = hparam(
+        None, "overrides of these keys for the spiking tokenizer"
+    )
+
+    @model_validator(mode="after")
+    def _spikes_overrides_are_keys(self) -> TokenizerHParams:
+        _check_spikes_overrides(self)
+        return self
+
+
+def _check_spikes_overrides(values: HParams) -> None:
+    """A ``spikes`` mapping holds valid keys of the same model (a typo fails at planning)."""
+    overrides = getattr(values, "spikes", None)
+    if overrides is None:
+        return
+    if "spikes" in overrides:
+        raise ValueError("'spikes' overrides cannot nest another 'spikes'")
+    base = values.model_dump(exclude={"spikes"}, exclude_unset=True)
+    type(values)(**(base | overrides))
 
 
 class BaselineHParams(HParams):

@@ -55,7 +55,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurossl.models.dual_axis import DualAxisConfig, DualAxisTransformer
+from neurossl.models.rate_readout import RateReadout
 from neurossl.models.tokenizer import Tokenizer
+from neurossl.objectives.calm_spikes import (
+    hidden_poisson_loss,
+    next_patch_poisson_loss,
+    sample_hide,
+    spike_trace_tensor,
+)
 from neurossl.train.engine import TrainConfig, TrainResult, train
 from neurossl.train.optim import DEFAULT_BETAS
 from neurossl.train.sources import FullBatches
@@ -95,6 +102,16 @@ class UnitScaler(nn.Module):
 
 
 @dataclass(frozen=True)
+class SpikeInput:
+    """What a network on binned spikes needs beyond calcium's: the bin width (for the
+    smoothed trace the tokenizer reads) and each unit's log mean count per bin over its
+    training windows (the rate read-outs' offset, so they start at the bits/spike null)."""
+
+    bin_size: float
+    log_mean_count: np.ndarray
+
+
+@dataclass(frozen=True)
 class HeadSpec:
     """One decoding head: ``classes`` for window labels, or a behaviour column."""
 
@@ -113,6 +130,7 @@ class CalmNetwork(nn.Module):
         backbone: DualAxisConfig,
         scaler: UnitScaler,
         heads: tuple[HeadSpec, ...] = (),
+        spikes: SpikeInput | None = None,
     ) -> None:
         super().__init__()
         if backbone.vocab_size != tokenizer.vocab_size:
@@ -144,6 +162,17 @@ class CalmNetwork(nn.Module):
         #: Prompt added to every token of the calls that name none (fine-tuning and
         #: evaluation of a prompted objective; None: no prompt, CalM's setting).
         self.prompt: int | None = None
+        # Spikes only (created last, so a calcium network's initial weights are unchanged):
+        # rates of the next patch from a visible token's state (the autoregressive
+        # read-out) and rates of a hidden (masked-input) token's own patch (the query
+        # read-out); the backbone's config has ``masked_input`` on spikes.
+        self.spikes = spikes
+        if spikes is not None:
+            n_units = backbone.n_units
+            self.next_rates = RateReadout(width, patch, mean_count=1.0, n_units=n_units)
+            self.query_rates = RateReadout(width, patch, mean_count=1.0, n_units=n_units)
+            log_mean = np.asarray(spikes.log_mean_count, np.float32)
+            self.register_buffer("log_mean_count", torch.from_numpy(log_mean))
 
     def train(self, mode: bool = True) -> CalmNetwork:
         super().train(mode)
@@ -151,8 +180,12 @@ class CalmNetwork(nn.Module):
         return self
 
     def normalized(self, batch: dict[str, Tensor]) -> Tensor:
-        """Per-unit z-scored activity [B, T, N]; padded neurons are zero."""
-        x = self.scaler.normalize(batch["activity"], batch["unit"])
+        """Per-unit z-scored activity [B, T, N] (on spikes: of the smoothed trace of the
+        counts); padded neurons are zero."""
+        activity = batch["activity"]
+        if self.spikes is not None:
+            activity = spike_trace_tensor(activity, self.spikes.bin_size)
+        x = self.scaler.normalize(activity, batch["unit"])
         return x * batch["neuron_mask"][:, None, :]
 
     @torch.no_grad()
@@ -195,6 +228,12 @@ class CalmNetwork(nn.Module):
             prompt=self.prompt if prompt is None else prompt,
         )  # fmt: skip
 
+    def log_rates(self, hidden: Tensor, batch: dict[str, Tensor], head: RateReadout) -> Tensor:
+        """Log expected counts [B, S, N, P] of a rate head, offset by each unit's log mean."""
+        unit = batch["unit"]
+        rates = head(hidden, unit, batch["neuron_mask"]).float()
+        return rates + self.log_mean_count[unit][:, None, :, None]
+
     def forward(
         self,
         batch: dict[str, Tensor],
@@ -202,6 +241,13 @@ class CalmNetwork(nn.Module):
         causal: bool = True,
         prompt: int | None = None,
     ) -> dict[str, Tensor]:
+        if token_mask is not None and self.spikes is not None:
+            # Masked tokens' counts are zeroed before the trace, so no visible token's
+            # input (its smoothed trace, hence its code) carries a masked count.
+            bins = token_mask.repeat_interleave(self.tokenizer.patch, dim=1)
+            activity = batch["activity"].clone()
+            activity[:, : bins.shape[1]] = activity[:, : bins.shape[1]] * ~bins
+            batch = dict(batch, activity=activity)
         traces = self.normalized(batch)
         with torch.no_grad():
             codes = self.tokenizer.encode(traces)
@@ -233,6 +279,19 @@ def next_patch_loss(
     return F.mse_loss(pred[mask], target[mask].float())
 
 
+def patch_term(
+    network: CalmNetwork, out: dict[str, Tensor], batch: dict[str, Tensor]
+) -> tuple[str, Tensor]:
+    """The next-patch term and its log name: MSE of the direct read-out on calcium,
+    Poisson NLL of the next patch's counts from :attr:`CalmNetwork.next_rates` on spikes."""
+    if network.spikes is None:
+        mse = next_patch_loss(network, out["hidden"], out["traces"], batch["neuron_mask"])
+        return "next_patch_mse", mse
+    log_rates = network.log_rates(out["hidden"], batch, network.next_rates)
+    nll = next_patch_poisson_loss(log_rates, batch["activity"], batch["neuron_mask"])
+    return "next_patch_poisson", nll
+
+
 def make_pretrain_loss(patch_weight: float = PATCH_WEIGHT):
     """Self-supervised loss: next-code cross-entropy + ``patch_weight`` * next-patch MSE.
 
@@ -249,14 +308,113 @@ def make_pretrain_loss(patch_weight: float = PATCH_WEIGHT):
         metrics[TOKENS] = float(batch["neuron_mask"].sum()) * out["codes"].shape[1]
         if patch_weight == 0:
             return ce, metrics
-        mse = next_patch_loss(network, out["hidden"], out["traces"], batch["neuron_mask"])
-        metrics["next_patch_mse"] = float(mse.detach())
-        return ce + patch_weight * mse, metrics
+        name, term = patch_term(network, out, batch)
+        metrics[name] = float(term.detach())
+        return ce + patch_weight * term, metrics
 
     return loss_fn
 
 
 pretrain_loss = make_pretrain_loss()
+
+
+def make_query_loss(hide_ratio: float, weight: float = 1.0):
+    """Spikes: Poisson NLL of hidden tokens' own counts from :attr:`CalmNetwork.query_rates`,
+    with hidden tokens drawn per window by :func:`~neurossl.objectives.calm_spikes.sample_hide`.
+
+    The read-out that answers every spiking query (co-smoothing, inter/intra-region,
+    forecasting) learns here what a hidden token is, on the stage's training windows.
+    """
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        network = model.module if hasattr(model, "module") else model
+        steps = batch["activity"].shape[1] // network.tokenizer.patch
+        hide = sample_hide(batch["neuron_mask"], steps, hide_ratio)
+        out = model(batch, hide)
+        log_rates = network.log_rates(out["hidden"], batch, network.query_rates)
+        nll = hidden_poisson_loss(log_rates, batch["activity"], hide)
+        return weight * nll, {"query_poisson": float(nll.detach())}
+
+    return loss_fn
+
+
+def add_losses(*losses):
+    """One loss function: the sum of ``losses`` (each runs its own forward pass), metrics
+    merged."""
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        total, metrics = None, {}
+        for loss in losses:
+            value, values = loss(model, batch)
+            total = value if total is None else total + value
+            metrics.update(values)
+        return total, metrics
+
+    return loss_fn
+
+
+class _RateProbe(nn.Module):
+    """A spiking network's query read-out alone, reading states a batch carries as
+    ``hidden`` (with the hidden tokens ``hide``)."""
+
+    def __init__(self, network: CalmNetwork) -> None:
+        super().__init__()
+        self.query_rates = network.query_rates
+        self.register_buffer("log_mean_count", network.log_mean_count, persistent=False)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        unit = batch["unit"]
+        rates = self.query_rates(batch["hidden"], unit, batch["neuron_mask"]).float()
+        return rates + self.log_mean_count[unit][:, None, :, None]
+
+
+def probe_rates(
+    network: CalmNetwork, batches: list[dict[str, Tensor]], steps: int, lr: float,
+    weight_decay: float, hide_ratio: float, draws: int = 2,
+) -> TrainResult | None:  # fmt: skip
+    """Spikes: train only the query read-out, full batch, on frozen states (None: 0 steps).
+
+    The linear-probe half of LP-FT for the rate read-out, as :func:`probe_heads` is for
+    the decoding heads: its per-unit weights start at zero and the engine's learning
+    rate moves them too little in a short phase (A) to leave the null model. States are
+    computed once for ``draws`` hiding patterns of every batch, so a step costs only the
+    read-out; it runs in the engine as :func:`probe_heads` does.
+    """
+    if steps < 1 or not batches:
+        return None
+    network.eval()
+    states = []
+    with torch.no_grad():
+        for _ in range(draws):
+            for batch in batches:
+                steps_in = batch["activity"].shape[1] // network.tokenizer.patch
+                hide = sample_hide(batch["neuron_mask"], steps_in, hide_ratio)
+                hidden = network(batch, hide)["hidden"].float()
+                states.append({**batch, "hidden": hidden, "hide": hide})
+    probe = _RateProbe(network)
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        log_rates = model(batch)
+        if not batch["hide"].any():  # nothing hidden: zero, still tied to the graph
+            return log_rates.sum() * 0.0, {}
+        return hidden_poisson_loss(log_rates, batch["activity"], batch["hide"]), {}
+
+    settings = TrainConfig(max_steps=steps, lr=lr, weight_decay=weight_decay, warmup_steps=0,
+                           lr_floor=1.0, betas=DEFAULT_BETAS, grad_clip=0.0, eval_every=steps,
+                           desc="rate probe")  # fmt: skip
+    device = str(states[0]["hidden"].device)
+    return train(probe, loss_fn, FullBatches(states), None, settings, None, None, device)
+
+
+@torch.no_grad()
+def query_counts(network: CalmNetwork, batch: dict[str, Tensor], hide: Tensor) -> Tensor:
+    """Expected counts [B, S*P, N] of a batch whose tokens ``hide`` [B, S, N] are hidden
+    (the activity must span S whole patches); read at the hidden tokens."""
+    network.eval()
+    out = network(batch, hide)
+    log_rates = network.log_rates(out["hidden"], batch, network.query_rates)
+    b, s, n, p = log_rates.shape
+    return log_rates.exp().permute(0, 1, 3, 2).reshape(b, s * p, n)
 
 
 class UnitReadout(nn.Module):
@@ -388,8 +546,7 @@ def make_finetune_loss(next_token_weight: float, patch_weight: float = PATCH_WEI
         network = model.module if hasattr(model, "module") else model
         ce, _ = next_token_loss(out["logits"], out["codes"], batch["neuron_mask"])
         if patch_weight:
-            mse = next_patch_loss(network, out["hidden"], out["traces"], batch["neuron_mask"])
-            ce = ce + patch_weight * mse
+            ce = ce + patch_weight * patch_term(network, out, batch)[1]
         outputs = head_outputs(network, out["hidden"], batch["unit"], batch["neuron_mask"])
         losses = head_losses(network, outputs, batch)
         total = next_token_weight * ce + sum(losses.values())

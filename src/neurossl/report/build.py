@@ -136,7 +136,8 @@ class ReportInputs:
     summary_json: Path | None = None
     #: title -> PNG of the dataset summary, embedded as they are.
     summary_images: dict[str, Path] = field(default_factory=dict)
-    tokenizer_report: Path | None = None
+    #: CalM's tokenizer reports, ``tokenizer/{modality}/tokenizer_report.json``.
+    tokenizer_reports: tuple[Path, ...] = ()
     #: bwb/scores.csv of the BrainWideBench export (spiking datasets).
     bwb_scores: Path | None = None
 
@@ -203,7 +204,7 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
         n_seeds=len(seeds),
         summary=_read_json(inputs.summary_json),
         summary_images={k: v for k, v in inputs.summary_images.items() if v.exists()},
-        tokenizer=_read_json(inputs.tokenizer_report),
+        tokenizer={p.parent.name: _read_json(p) for p in inputs.tokenizer_reports} or None,
         bwb=bwb_html(inputs.bwb_scores),
     )
     write_text(report_dir / "index.html", render(content))
