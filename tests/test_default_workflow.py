@@ -1,8 +1,9 @@
 """The embedded default workflow, end to end, as `make run` runs it, then the protocol run.
 
 One run of config/config.yaml (every configured method and baseline, one seed, the
-demo's budgets) feeds the tests of the demo itself: the report renders in a real
-browser, a rerun does nothing, config edits rerun only what they affect. The protocol
+demo's budgets; the session fixture ``default_run`` of conftest.py, which
+test_recompute.py reads too) feeds the tests of the demo itself: the report renders in
+a real browser, a rerun does nothing, config edits rerun only what they affect. The protocol
 overlay config/protocol.yaml (three seeds, every method at its selected budget, its own
 results folder, the demo's recordings) run in the same working directory feeds the
 tests of the results the project claims, from the workflow's own outputs. That run
@@ -26,7 +27,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from recompute import mismatched_rows
 from test_report_browser import chromium, probe
 
 from neurossl.eval.stats import relative_gain_ci
@@ -50,13 +50,6 @@ def _job_counts(snakemake_output: str) -> dict[str, int]:
     """rule -> jobs, from the "Job stats" table Snakemake prints before running."""
     table = snakemake_output.split("Job stats:")[1].split("total")[0].splitlines()
     return {rule: int(n) for rule, n in (line.split() for line in table[3:] if line.strip())}
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("default_workflow")
-    run_snakemake(workdir, configfile=DEFAULT)
-    return workdir / "results" / "synthetic"
 
 
 def _overlay(folder: Path, name: str, values: dict) -> Path:
@@ -171,13 +164,6 @@ def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
     ]
     assert set(metrics["method"]) == set(config["methods"])
     assert set(metrics["seed"]) == set(config["seeds"])
-
-
-def test_every_metrics_csv_row_of_the_default_run_is_recomputed_from_saved_predictions(
-    default_run, metrics
-):
-    failures = mismatched_rows(default_run, metrics)
-    assert not failures, f"{len(failures)} of {len(metrics)} rows:\n" + "\n".join(failures[:20])
 
 
 def test_the_one_seed_demo_says_it_is_not_a_result(default_run, protocol_run):
