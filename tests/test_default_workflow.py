@@ -40,8 +40,12 @@ PROTOCOL = (DEFAULT, REPO / "config" / "protocol.yaml")
 #: The methods the claim tests compare (with the oracle, whose share MtM's test prints).
 CLAIM_METHODS = ["mtm", "ndt", "scratch_ndt", "oracle", "calm", "persistence", "mean", "linear_ar"]
 #: The modality each claim method's claim is asserted on; on any other modality it
-#: trains at the demo's budget (its rows fill the report, no assertion reads them).
-CLAIM_MODALITY = {"mtm": "spikes", "ndt": "spikes", "scratch_ndt": "spikes", "calm": "calcium"}
+#: trains at the demo's budget (its rows fill the report, no assertion reads them). The
+#: tokenizer is CalM's, one per modality.
+CLAIM_MODALITY = {
+    "mtm": "spikes", "ndt": "spikes", "scratch_ndt": "spikes", "calm": "calcium",
+    "tokenizer": "calcium",
+}  # fmt: skip
 #: POYO-SSL and the two references its relative gains are stated against.
 POYO_GAIN_METHODS = ["poyo_ssl", "poyo_ssl_reverse", "scratch_perceiver"]
 
@@ -65,7 +69,7 @@ def demo_budgets_off_claim_modality() -> dict[str, dict[str, dict]]:
     hparams: dict[str, dict[str, dict]] = {}
     for method, claimed in CLAIM_MODALITY.items():
         base = {k: v for k, v in demo.get(method, {}).items() if k not in MODALITIES}
-        for modality in METHOD_MODALITIES[method]:
+        for modality in METHOD_MODALITIES.get(method, MODALITIES):
             if modality != claimed:
                 budget = base | demo.get(method, {}).get(modality, {})
                 hparams.setdefault(method, {})[modality] = budget
