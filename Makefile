@@ -23,9 +23,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
+# Bytecode once, so each of the workflow's jobs does not recompile the package where
+# PYTHONDONTWRITEBYTECODE is set.
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m neurossl.run --workflow-profile profiles/default
 
 test: $(STAMP)
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
