@@ -51,16 +51,26 @@ class StageInputs:
     eval_split: str = "test"
 
 
-def session_modality(inputs: StageInputs) -> str:
-    """The modality the stage's Session files record (they must agree): methods that
-    serve both modalities branch on it."""
+def _shared_activity_attribute(inputs: StageInputs, name: str, what: str) -> Any:
+    """One attribute of the stage's Session files' activity, which must agree across them."""
     found = set()
     for path in inputs.session_paths.values():
         with h5py.File(path, "r") as f:
-            found.add(str(f["activity"].attrs["modality"]))
+            found.add(f["activity"].attrs[name])
     if len(found) != 1:
-        raise ValueError(f"{inputs.method}: the stage's Session files mix modalities {found}")
+        raise ValueError(f"{inputs.method}: the stage's Session files mix {what} {found}")
     return found.pop()
+
+
+def session_modality(inputs: StageInputs) -> str:
+    """The modality the stage's Session files record (they must agree): methods that
+    serve both modalities branch on it."""
+    return str(_shared_activity_attribute(inputs, "modality", "modalities"))
+
+
+def session_bin_size(inputs: StageInputs) -> float:
+    """The one bin width (seconds) of the stage's Session files."""
+    return float(_shared_activity_attribute(inputs, "bin_size", "bin sizes"))
 
 
 @dataclass(frozen=True)

@@ -89,14 +89,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from scipy.special import softmax
 
 from neurossl import catalog
 from neurossl.atomic import write_json
-from neurossl.contract import Evaluation, StageInputs, StageOutputs, session_modality
+from neurossl.contract import (
+    Evaluation,
+    StageInputs,
+    StageOutputs,
+    session_bin_size,
+    session_modality,
+)
 from neurossl.data.loader import DatasetVocab, WindowDataset, make_loader
 from neurossl.data.session import read_neurons
 from neurossl.data.unit_stats import unit_moments
@@ -166,17 +171,6 @@ def _on_spikes(inputs: StageInputs) -> bool:
     return session_modality(inputs) == SPIKES
 
 
-def _bin_size(inputs: StageInputs) -> float:
-    """The one bin width (seconds) of the stage's Session files."""
-    sizes = set()
-    for path in inputs.session_paths.values():
-        with h5py.File(path, "r") as f:
-            sizes.add(float(f["activity"].attrs["bin_size"]))
-    if len(sizes) != 1:
-        raise ValueError(f"{inputs.method}: the stage's Session files mix bin sizes {sizes}")
-    return sizes.pop()
-
-
 # --- data ---------------------------------------------------------------------------
 
 
@@ -197,7 +191,7 @@ def unit_statistics(inputs: StageInputs) -> UnitScaler:
     """
     dataset = _train_windows(inputs)
     if _on_spikes(inputs):
-        dataset = _TraceWindows(dataset, _bin_size(inputs))
+        dataset = _TraceWindows(dataset, session_bin_size(inputs))
     mean, std = unit_moments(dataset)
     return UnitScaler(mean, std)
 
@@ -226,7 +220,7 @@ def spike_input(inputs: StageInputs) -> SpikeInput | None:
     if not _on_spikes(inputs):
         return None
     mean, _ = unit_moments(_train_windows(inputs))
-    return SpikeInput(_bin_size(inputs), np.log(np.maximum(mean, MIN_MEAN_COUNT)))
+    return SpikeInput(session_bin_size(inputs), np.log(np.maximum(mean, MIN_MEAN_COUNT)))
 
 
 def _normalised_windows(
@@ -236,7 +230,7 @@ def _normalised_windows(
     dataset = WindowDataset(inputs.session_paths, inputs.splits, split, sessions)
     if len(dataset) == 0:
         raise ValueError(f"no {split!r} windows in sessions {list(sessions)}")
-    bin_size = _bin_size(inputs) if _on_spikes(inputs) else None
+    bin_size = session_bin_size(inputs) if _on_spikes(inputs) else None
     chunks = []
     for batch in _batches(dataset):
         activity = batch["activity"]
@@ -445,7 +439,7 @@ class CalmMethod:
         if _on_spikes(inputs):
             # Spiking queries hide tokens through the backbone's masked input.
             config = dataclasses.replace(config, masked_input=True)
-            spikes = (SpikeInput(_bin_size(inputs), np.zeros(n)) if restoring
+            spikes = (SpikeInput(session_bin_size(inputs), np.zeros(n)) if restoring
                       else spike_input(inputs))  # fmt: skip
         return CalmNetwork(tokenizer, config, scaler, heads, spikes)
 
