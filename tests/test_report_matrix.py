@@ -26,7 +26,6 @@ from neurossl.report.matrix import (
     objectives,
 )
 from neurossl.report.shared_backbone import (
-    build_shared_table,
     objective_vs_backbone,
     shared_rows,
 )
@@ -263,7 +262,7 @@ def test_shared_backbone_table_follows_the_matrix_and_says_why_cells_are_empty(b
     order = [html.index(f"<table id='{t}'>")
              for t in ("objective-matrix", "shared-backbone-table", "budget-table")]  # fmt: skip
     assert order == sorted(order)
-    shared = build_shared_table(collection, per_seed, list(MODALITIES), "tiny", 0.95)
+    shared = build_matrix(collection, per_seed, list(MODALITIES), "tiny", 0.95, rows=shared_rows())
     assert shared.columns == matrix.columns  # the same columns, cell for cell
     cells = matrix_cells(html, "shared-backbone-table")
     assert len(cells) == len(shared.rows) * len(shared.columns)
@@ -298,7 +297,7 @@ def test_objective_spread_on_the_shared_backbone_beside_the_own_backbones(built)
         for s in SEEDS
     )  # fmt: skip
     grown = dataclasses.replace(collection, expected=expected)
-    shared = build_shared_table(grown, extended, list(MODALITIES), "tiny", 0.95)
+    shared = build_matrix(grown, extended, list(MODALITIES), "tiny", 0.95, rows=shared_rows())
     own = build_matrix(grown, extended, list(MODALITIES), "tiny", 0.95)
     cell = shared.cells[("dual_axis_poyo_ssl", CALCIUM_MAE)]
     assert cell.state == OK and cell.best  # lowest mae of the three objectives

@@ -32,7 +32,7 @@ from neurossl.report.collect import (
 from neurossl.report.html import FigureEntry, ReportContent, render
 from neurossl.report.matrix import Matrix, build_matrix
 from neurossl.report.provenance import gather
-from neurossl.report.shared_backbone import build_shared_table, objective_vs_backbone
+from neurossl.report.shared_backbone import objective_vs_backbone, shared_rows
 from neurossl.report.tables import (
     FAMILIES,
     build_differences,
@@ -173,7 +173,9 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
     sizes = _sizes(inputs.config)
     modalities = [m for m in MODALITIES if m in dataset_config["modalities"]]
     matrix = build_matrix(collection, per_seed, modalities, sizes[0], settings.confidence)
-    shared = build_shared_table(collection, per_seed, modalities, sizes[0], settings.confidence)
+    shared = build_matrix(
+        collection, per_seed, modalities, sizes[0], settings.confidence, rows=shared_rows()
+    )
     budgets = pretraining_budgets(_train_logs(inputs.dataset_dir, collection), sizes[0])
     paths = figure_paths(report_dir)
     calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths, matrix)

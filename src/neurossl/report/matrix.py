@@ -136,20 +136,14 @@ def build_matrix(
     modalities: list[str] | tuple[str, ...],
     size: str,
     confidence: float,
+    rows: tuple[Objective, ...] | None = None,
 ) -> Matrix:
-    """The objective x (modality, task) matrix at ``size`` from per-seed values."""
-    return fill_matrix(objectives(), collection, per_seed, modalities, size, confidence)
+    """The objective x (modality, task) matrix at ``size`` from per-seed values.
 
-
-def fill_matrix(
-    rows: tuple[Objective, ...],
-    collection: Collection,
-    per_seed: pd.DataFrame,
-    modalities: list[str] | tuple[str, ...],
-    size: str,
-    confidence: float,
-) -> Matrix:
-    """A matrix of any rows over the headline columns, cells as in the headline."""
+    ``rows`` defaults to the headline's objectives; the shared-backbone table passes its own
+    rows and gets the same columns and cells.
+    """
+    rows = objectives() if rows is None else rows
     columns = matrix_columns(modalities, collection)
     runs = {
         key: dict(zip(part["seed"].astype(int), part["value"].astype(float), strict=True))

@@ -4,7 +4,7 @@ Rows (from the method table, :mod:`neurossl.catalog`): the backbone that another
 objective is trained on (a method with ``objective_of``), every pretraining method on
 that backbone (its own objective, e.g. ``calm``, and the borrowed ones, e.g.
 ``dual_axis_mtm``), then the backbone's scratch control as a control row. Columns and
-cells are the headline matrix's (:func:`neurossl.report.matrix.fill_matrix`), so a cell
+cells are the headline matrix's (:func:`neurossl.report.matrix.build_matrix`), so a cell
 reads the same in both tables and a cell without a value says why.
 
 The comparison, per column: the spread (best minus worst mean) between the objectives
@@ -20,12 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pandas as pd
-
 from neurossl import catalog
 from neurossl.names import higher_is_better
-from neurossl.report.collect import Collection
-from neurossl.report.matrix import Column, Matrix, Objective, fill_matrix
+from neurossl.report.matrix import Column, Matrix, Objective
 from neurossl.report.tables import OK
 
 
@@ -46,16 +43,6 @@ def shared_rows() -> tuple[Objective, ...]:
 def family_objective(method: str) -> str:
     """The family method whose objective ``method`` trains (itself for a family method)."""
     return catalog.method(method).objective_of or method
-
-
-def build_shared_table(
-    collection: Collection,
-    per_seed: pd.DataFrame,
-    modalities: list[str] | tuple[str, ...],
-    size: str,
-    confidence: float,
-) -> Matrix:
-    return fill_matrix(shared_rows(), collection, per_seed, modalities, size, confidence)
 
 
 @dataclass(frozen=True)
