@@ -19,6 +19,7 @@ layer that produces or reads a stage's results imports them downward.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,13 +54,21 @@ class StageInputs:
 
 def _shared_activity_attribute(inputs: StageInputs, name: str, what: str) -> Any:
     """One attribute of the stage's Session files' activity, which must agree across them."""
-    found = set()
-    for path in inputs.session_paths.values():
-        with h5py.File(path, "r") as f:
-            found.add(f["activity"].attrs[name])
+    found = _activity_attribute(tuple(inputs.session_paths.values()), name)
     if len(found) != 1:
-        raise ValueError(f"{inputs.method}: the stage's Session files mix {what} {found}")
-    return found.pop()
+        raise ValueError(f"{inputs.method}: the stage's Session files mix {what} {set(found)}")
+    return next(iter(found))
+
+
+@functools.cache
+def _activity_attribute(paths: tuple[Path, ...], name: str) -> frozenset[Any]:
+    """The attribute's distinct values over ``paths``, read once per process: a stage asks
+    for its modality and bin size many times, and its Session files do not change under it."""
+    values = set()
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            values.add(f["activity"].attrs[name])
+    return frozenset(values)
 
 
 def session_modality(inputs: StageInputs) -> str:
