@@ -23,8 +23,8 @@ What is shared, and why:
   objective's claim: less but more regular data).
 - *Fine-tuning and evaluation.* CalM's, unchanged: next-code adaptation on the held-out
   sessions, LP-FT decoding heads, forecasting by the direct read-out rollout. That is the
-  declared adaptation for a backbone without a native read-out for a task (issue 40,
-  "same tasks for all"), and it keeps the comparison about pretraining. A masked
+  declared adaptation for a backbone without a native read-out for a task (every
+  objective is scored on the same tasks), and it keeps the comparison about pretraining. A masked
   objective's backbone therefore meets causal time attention and next-code targets only
   in adaptation; that cost belongs to the objective and is part of what is measured.
   MtM's prompt at fine-tuning and evaluation is the causal scheme's, the scheme whose

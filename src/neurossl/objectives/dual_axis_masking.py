@@ -1,6 +1,6 @@
 """MtM's and POYO-SSL's objectives on CalM's dual-axis backbone: masks and losses.
 
-The shared-backbone comparison (issue 40, "objective against backbone") trains one
+The shared-backbone comparison (objective against backbone) trains one
 network, :class:`~neurossl.objectives.calm.CalmNetwork` (frozen tokenizer, per-unit
 z-scoring, dual-axis transformer over (neuron, patch) tokens), under three objectives
 that differ only in which tokens are hidden, whether time attention is causal, and

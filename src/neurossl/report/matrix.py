@@ -3,7 +3,7 @@
 Rows are the objectives, read from the method table (:mod:`neurossl.catalog`): methods
 that pretrain and are not another method's ablation, each with its ``objective`` text and
 its ``scratch`` control. Columns are (modality, task, metric): a fixed core per modality
-(the tasks issue 40 compares every objective on) followed by any other task the dataset
+(the tasks every objective is compared on) followed by any other task the dataset
 configures. Each cell is the mean and CI over seeds at the headline size, plus the paired
 difference against the same backbone trained from scratch (positive = better).
 
@@ -38,7 +38,7 @@ from neurossl.report.tables import (
 
 NOT_RUN = "not_run"
 
-#: The tasks every objective is compared on, per modality (issue 40, "same tasks for all").
+#: The tasks every objective is compared on, per modality.
 #: Calcium forecasting is scored by ``mae`` over the whole forecast window, i.e. the mean
 #: over horizon steps (every step has the same number of frames and neurons).
 CORE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
