@@ -99,17 +99,19 @@ def protocol_run(default_run, claim_methods) -> tuple[Path, dict[str, int]]:
 @pytest.fixture(scope="module")
 def poyo_two_seed_run(default_run, tmp_path_factory) -> Path:
     """A copy of the demo (its recordings, models and Snakemake metadata) with a second
-    seed of the POYO-SSL family at the demo's budgets; seed 0 is the demo's own."""
+    seed of POYO-SSL and scratch, and both seeds of the reverse diet (an ablation the demo
+    does not train), at the demo's budgets; seed 0 of the others is the demo's own."""
     demo, workdir = default_run.parents[1], tmp_path_factory.mktemp("poyo_two_seeds") / "workdir"
     for part in (".snakemake", "resources", "results/synthetic"):
         shutil.copytree(demo / part, workdir / part, symlinks=True)
     overlay = _overlay(workdir.parent, "two_seeds", {"seeds": [0, 1], "methods": POYO_GAIN_METHODS})
     result = run_snakemake(workdir, configfile=(DEFAULT, overlay))
     jobs = _job_counts(result.stdout + result.stderr)
-    # seed 1 only, on every modality the POYO family runs on
+    # on every modality the POYO family runs on: poyo_ssl's seed 1, the reverse diet's
+    # seeds 0 and 1 (pretrained), scratch's seed 1
     n_modalities = len(METHOD_MODALITIES["poyo_ssl"])
-    assert jobs.get("pretrain") == 2 * n_modalities, jobs
-    assert jobs.get("finetune") == 3 * n_modalities, jobs
+    assert jobs.get("pretrain") == 3 * n_modalities, jobs
+    assert jobs.get("finetune") == 4 * n_modalities, jobs
     return workdir / "results" / "synthetic"
 
 
@@ -219,20 +221,22 @@ def test_editing_only_the_report_config_reruns_only_the_report(default_run, tmp_
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=edited)
     jobs = set(_job_counts(plan.stdout))
     assert "report" in jobs
-    assert not jobs & {"pretrain", "finetune", "evaluate", "evaluate_baseline", "split"}
+    assert not jobs & {"pretrain", "finetune", "evaluate_baseline", "split"}
 
 
-def test_scoring_validation_windows_retrains_nothing(default_run, tmp_path):
-    """``evaluation_split: valid`` (hyper-parameter selection) reruns only the scoring."""
+def test_scoring_validation_windows_reruns_only_the_scoring_jobs(default_run, tmp_path):
+    """``evaluation_split: valid`` (hyper-parameter selection) reruns the jobs that score:
+    the fitted baselines and the fine-tunings (a neural method is scored in the job that
+    fine-tunes it); no pretraining, tokenizer or split."""
     config = yaml.safe_load(DEFAULT.read_text())
     config["evaluation_split"] = "valid"
     edited = tmp_path / "valid.yaml"
     edited.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = run_snakemake(default_run.parents[1], "-n", "-p", configfile=edited)
     jobs = _job_counts(plan.stdout)
-    assert set(jobs) == {"all", "evaluate", "evaluate_baseline", "bwb_export", "report"}, jobs
+    assert set(jobs) == {"all", "finetune", "evaluate_baseline", "bwb_export", "report"}, jobs
     scoring = [line for line in plan.stdout.splitlines() if "-m neurossl.stages" in line]
-    assert len(scoring) == jobs["evaluate"] + jobs["evaluate_baseline"]
+    assert len(scoring) == jobs["finetune"] + jobs["evaluate_baseline"]
     assert all("--eval-split valid" in line for line in scoring)
 
 
@@ -245,21 +249,20 @@ def test_editing_a_finetuning_hparam_reruns_finetuning_not_pretraining(default_r
     jobs = _job_counts(plan.stdout)
     seeds = len(config["seeds"])
     # MtM is spiking: its BrainWideBench export is rescored too.
-    assert jobs == {
-        "finetune": seeds, "evaluate": seeds, "bwb_export": 1, "report": 1, "all": 1
-    }, jobs  # fmt: skip
+    assert jobs == {"finetune": seeds, "bwb_export": 1, "report": 1, "all": 1}, jobs
 
 
-def test_long_pretraining_overlay_retrains_only_the_poyo_ssl_family(default_run):
+def test_long_pretraining_overlay_retrains_only_poyo_ssls_calcium_pretraining(default_run):
     """The overlay merges into ``hparams`` key by key: POYO-SSL's fine-tuning schedule
-    stays, and only its three pretraining diets and what depends on them rerun (shown on
-    the demo's one seed; the protocol merges the same way)."""
+    stays, its spiking budget (the demo's ``spikes:`` override) stays, and only its
+    calcium pretraining and what depends on it rerun (shown on the demo's one seed and
+    diet; the protocol, which adds the other two diets, merges the same way)."""
     overlay = REPO / "config" / "poyo_ssl_long_pretraining.yaml"
     plan = run_snakemake(
         default_run.parents[1], "-n", "--quiet", "rules", configfile=(DEFAULT, overlay)
     )
     jobs = _job_counts(plan.stdout)
-    assert jobs == {"pretrain": 3, "finetune": 3, "evaluate": 3, "report": 1, "all": 1}, jobs
+    assert jobs == {"pretrain": 1, "finetune": 1, "report": 1, "all": 1}, jobs
 
 
 def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(default_run):
@@ -274,8 +277,8 @@ def test_sixteen_seed_overlay_trains_the_claim_on_seeds_no_selection_used(defaul
         default_run.parents[1], "-n", "--quiet", "rules", configfile=(*PROTOCOL, overlay)
     )
     jobs = _job_counts(plan.stdout)
-    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
-    assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
+    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate_baseline")}
+    assert trained == {"pretrain": 32, "finetune": 48, "evaluate_baseline": 16}
 
 
 @pytest.mark.parametrize(
@@ -294,8 +297,8 @@ def test_longer_recording_overlays_synthesise_their_own_animals(default_run, ove
     plan = run_snakemake(default_run.parents[1], "-n", "--quiet", "rules", configfile=configs)
     jobs = _job_counts(plan.stdout)
     assert jobs["synthesize_session"] == 6, jobs
-    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
-    assert trained == {"pretrain": 32, "finetune": 48, "evaluate": 48, "evaluate_baseline": 16}
+    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate_baseline")}
+    assert trained == {"pretrain": 32, "finetune": 48, "evaluate_baseline": 16}
 
 
 def test_labels_only_overlay_pretrains_poyo_ssl_without_reconstruction(default_run):
@@ -311,8 +314,8 @@ def test_labels_only_overlay_pretrains_poyo_ssl_without_reconstruction(default_r
     plan = run_snakemake(default_run.parents[1], "-n", "-p", configfile=configs)
     printed = plan.stdout + plan.stderr
     jobs = _job_counts(printed)
-    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate", "evaluate_baseline")}
-    assert trained == {"pretrain": 16, "finetune": 16, "evaluate": 16, "evaluate_baseline": None}
+    trained = {k: jobs.get(k) for k in ("pretrain", "finetune", "evaluate_baseline")}
+    assert trained == {"pretrain": 16, "finetune": 16, "evaluate_baseline": None}
     pretrain_hparams = re.findall(r"stages pretrain .*?--hparams '(\{.*?\})'", printed)
     assert len(pretrain_hparams) == 16
     assert {json.dumps(json.loads(h), sort_keys=True) for h in pretrain_hparams} == {
@@ -330,7 +333,7 @@ def test_scaling_overlay_sweeps_three_sizes_on_the_default_data(default_run):
     sizes, seeds = 3, 3
     assert "synthesize_session" not in jobs, jobs
     assert jobs["pretrain"] == sizes * seeds
-    assert jobs["finetune"] == jobs["evaluate"] == 2 * sizes * seeds
+    assert jobs["finetune"] == 2 * sizes * seeds
     assert jobs["evaluate_baseline"] == 2 * seeds  # linear, linear_unpredictable
 
 

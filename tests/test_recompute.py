@@ -1,9 +1,9 @@
 """Every row of the default run's metrics.csv, recomputed from the predictions it saved.
 
 The run is the embedded default workflow (the session fixture ``default_run`` of
-conftest.py, shared with test_default_workflow.py): every method on both modalities and
-every task kind, so every evaluation code path (NDT, Perceiver, CalM, the fitted
-baselines and the oracle) writes rows; a tiny all-methods run of its own would cost the
+conftest.py, shared with test_default_workflow.py): the objective matrix on both
+modalities and every task kind, so every evaluation code path (NDT, Perceiver, CalM, the
+fitted baselines and the oracle) writes rows; a tiny all-methods run of its own would cost the
 suite a second workflow run for no path the default run lacks. The recomputation
 (tests/recompute.py) uses nlb_tools, scikit-learn and scipy only.
 """

@@ -37,7 +37,7 @@ ORACLE = catalog.ORACLE
 #: Simple baselines that need no backbone.
 SIMPLE_BASELINES = tuple(s.name for s in _SPECS if s.fitted and s.name != ORACLE)
 METHODS = tuple(s.name for s in _SPECS)
-#: Methods with a trained backbone: pretrain (if any) -> finetune -> evaluate jobs.
+#: Methods with a trained backbone: pretrain (if any) -> finetune jobs (each scores its model).
 NEURAL_METHODS = tuple(s.name for s in _SPECS if not s.fitted)
 #: Methods fitted and scored in one job (fitting takes seconds, a job an interpreter).
 FITTED_METHODS = tuple(s.name for s in _SPECS if s.fitted)

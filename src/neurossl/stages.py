@@ -111,6 +111,21 @@ def run_identity(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def evaluate(args: argparse.Namespace, inputs: StageInputs, method: Any, model: Path) -> None:
+    """Score ``model`` on the held-out sessions' ``--eval-split`` windows and write the
+    metric rows and the predictions they were computed from."""
+    from neurossl.eval.records import window_arrays
+    from neurossl.eval.rows import write_evaluation
+
+    evaluation = method.evaluate(inputs, model)
+    evaluation.rows = [
+        replace(row, session=f"{row.session}.{args.modality}") for row in evaluation.rows
+    ]
+    sessions = list(inputs.splits.heldout_sessions)
+    evaluation.arrays.update(window_arrays(inputs.splits, sessions, args.eval_split))
+    write_evaluation(evaluation, args.metrics, args.predictions, args.eval_split)
+
+
 def run(args: argparse.Namespace) -> None:
     inputs = stage_inputs(args)
     method = get_method(args.method)
@@ -137,22 +152,18 @@ def run(args: argparse.Namespace) -> None:
             method.pretrain(inputs, outputs)
         else:
             method.finetune(inputs, args.pretrained, outputs)
+            # A neural method is scored in the process that fine-tuned it: a job of its
+            # own would pay torch's and the package's start-up again for seconds of work.
+            if args.metrics is not None and rank == 0:
+                evaluate(args, inputs, method, args.model)
+        # Complete only once every output is written: a job that fails while scoring
+        # resumes from its last checkpoint instead of training again.
         if args.checkpoint_dir is not None and rank == 0:
             mark_complete(args.checkpoint_dir)
     else:
-        from neurossl.eval.records import window_arrays
-        from neurossl.eval.rows import write_evaluation
-
         if args.stage == "fit_evaluate":
             method.finetune(inputs, None, outputs)
-        model = args.model if args.stage == "fit_evaluate" else args.finetuned
-        evaluation = method.evaluate(inputs, model)
-        evaluation.rows = [
-            replace(row, session=f"{row.session}.{args.modality}") for row in evaluation.rows
-        ]
-        sessions = list(inputs.splits.heldout_sessions)
-        evaluation.arrays.update(window_arrays(inputs.splits, sessions, args.eval_split))
-        write_evaluation(evaluation, args.metrics, args.predictions, args.eval_split)
+        evaluate(args, inputs, method, args.model if args.stage == "fit_evaluate" else args.finetuned)
     log.info("%s %s done", args.stage, args.method)
 
 

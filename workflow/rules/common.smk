@@ -281,8 +281,9 @@ def stage_args(wc, stage):
         f"--size {wc.size} --seed {wc.seed} --device {device} "
         f"--tasks {tasks}"
     )
-    if stage in ("evaluate", "fit_evaluate"):
-        # Only scoring reads it, so switching it never retrains a model.
+    if stage in ("finetune", "fit_evaluate"):
+        # The jobs that score: switching it reruns them, a neural method's fine-tuning
+        # included, as it is scored in the job that fine-tunes it.
         args += f" --eval-split {config.get('evaluation_split', 'test')}"
     return args
 
@@ -329,14 +330,14 @@ def known_sha256(wildcards):
 
 
 # --- job priorities ---
-# Ready jobs run by how long a chain each one starts: the tokenizer opens CalM's four-job
-# chain, pretraining a three-job one, and so on; the fitted baselines (one short job
-# each) fill the cores at the end, the network baselines (10-14 s) before the rest
-# (4-7 s). Without priorities Snakemake started the tokenizer late in the default run,
+# Ready jobs run by how long a chain each one starts: the tokenizer opens CalM's three-job
+# chain (tokenizer, pretraining, fine-tuning with its scoring), pretraining a two-job
+# one; the fitted baselines (one short job each) fill the cores at the end, the network
+# baselines (10-14 s) before the rest (4-7 s). Without priorities Snakemake started the tokenizer late in the default run,
 # and CalM's chain plus the report ran for the last ~50 s on one of two cores.
 
 #: Higher runs first among ready jobs (Snakemake's default is 0).
-PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20, "evaluate": 10}
+PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20}
 NETWORK_BASELINES = names.NETWORK_BASELINES
 
 

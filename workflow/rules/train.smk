@@ -1,4 +1,4 @@
-"""Tokenizer (CalM) -> pretrain -> fine-tune -> evaluate, for every method, size and seed.
+"""Tokenizer (CalM) -> pretrain -> fine-tune and evaluate, for every method, size and seed.
 
 Job priorities (``PRIORITY``, ``baseline_priority``) are defined in common.smk.
 """
@@ -81,6 +81,10 @@ rule finetune:
     output:
         model=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
         train_log=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/train_log.csv",
+        # Scored in the fine-tuning job (see neurossl.stages.run): one process start
+        # fewer per model.
+        metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
+        predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
     params:
         launcher=launcher,
         args=lambda wc: stage_args(wc, "finetune"),
@@ -101,40 +105,8 @@ rule finetune:
         "{params.launcher} -m neurossl.stages {params.args} --hparams {params.hparams:q} "
         "--splits {input.splits} --sessions {input.sessions} {params.pretrained} "
         "--model {output.model} --train-log {output.train_log} "
-        "--checkpoint-dir {params.checkpoints} > {log} 2>&1"
-
-
-rule evaluate:
-    priority: PRIORITY["evaluate"]
-    wildcard_constraints:
-        method="|".join(names.NEURAL_METHODS),
-    input:
-        sessions=lambda wc: session_files(wc.dataset, wc.modality),
-        splits=f"{RESULTS}/{{dataset}}/splits.json",
-        finetuned=f"{RESULTS}/{{dataset}}/finetune/{{method}}/{{modality}}/{{size}}/seed{{seed}}/model.pt",
-        # Not read by scoring, but the fine-tuned model is made from it: declared, a
-        # pretrained model rebuilt (or lost with a failed fine-tuning) reruns the scoring.
-        pretrained=pretrained_model,
-        tokenizer=tokenizer_input,
-    output:
-        metrics=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/metrics.json",
-        predictions=f"{RESULTS}/{{dataset}}/eval/{{method}}/{{modality}}/{{size}}/seed{{seed}}/predictions.npz",
-    params:
-        launcher=eval_launcher,
-        args=lambda wc: stage_args(wc, "evaluate"),
-        hparams=stage_hparams,
-    resources:
-        gpu=job_gpus,
-    conda:
-        "../../envs/neurossl.yaml"
-    log:
-        log_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}"),
-    benchmark:
-        benchmark_path("evaluate", "{dataset}", "{method}.{modality}.{size}.seed{seed}")
-    shell:
-        "{params.launcher} -m neurossl.stages {params.args} --hparams {params.hparams:q} "
-        "--splits {input.splits} --sessions {input.sessions} --finetuned {input.finetuned} "
-        "--metrics {output.metrics} --predictions {output.predictions} > {log} 2>&1"
+        "--checkpoint-dir {params.checkpoints} --metrics {output.metrics} "
+        "--predictions {output.predictions} > {log} 2>&1"
 
 
 rule evaluate_baseline:
