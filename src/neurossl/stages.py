@@ -161,9 +161,11 @@ def run(args: argparse.Namespace) -> None:
         if args.checkpoint_dir is not None and rank == 0:
             mark_complete(args.checkpoint_dir)
     else:
+        scored = args.finetuned
         if args.stage == "fit_evaluate":
             method.finetune(inputs, None, outputs)
-        evaluate(args, inputs, method, args.model if args.stage == "fit_evaluate" else args.finetuned)
+            scored = args.model
+        evaluate(args, inputs, method, scored)
     log.info("%s %s done", args.stage, args.method)
 
 
