@@ -44,7 +44,8 @@ keeps a head whose task, kind and class count match (:meth:`Perceiver.set_task`)
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
 dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
 pretraining on predictable neurons, 4 s on unpredictable ones, 6-7 s fine-tuning, 0.2 s
-evaluation); real benchmarks should raise the step counts on a GPU. The protocol run
+evaluation; 30 calcium forecasting read-out steps add ~1.7 s); real benchmarks
+should raise the step counts on a GPU. The protocol run
 (``config/protocol.yaml``) overrides the fine-tuning schedule per method with the
 variant each method scored best with on validation windows of unreported seeds
 (:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 250 or 400 full
@@ -122,8 +123,8 @@ every ROI of a held-out session from its context frames):
   Trained: new unit rows for every held-out ROI that has none yet (by default the
   predictable ROIs, which fine-tuning never saw), so forecasting is scored on every
   ROI as the baselines score it; and the reconstruction read-out's query path, the
-  minimal set that turns latents into one unit's future: the reconstruction task
-  embedding and head, the decoder cross-attention and its output norm (shared with
+  parts between the latents and one unit's values: the reconstruction task embedding
+  and head, the decoder cross-attention and its output norm (the decoder is shared with
   the decoding heads, hence the copy). Why a frozen trunk: what the objective put in
   the representation is what is measured, as CalM's frozen probes measure it; a
   trunk trained on forecasting would be a forecasting objective.
