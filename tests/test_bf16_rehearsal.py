@@ -128,7 +128,7 @@ def test_poyo_family_under_bf16(tmp_path: Path, bf16: _Bf16Seen, method: str, de
     hp = POYO_FAST | {"unit_id_steps": 2}
     inputs = StageInputs("tiny", method, "tiny", 0, paths, splits, CALCIUM_TASKS, hp, device)
     rows = _stages(method, inputs, tmp_path, bf16)
-    assert {"stimulus_class", "behavior_running_speed"} <= {r.task for r in rows}
+    assert {"forecasting", "stimulus_class", "behavior_running_speed"} <= {r.task for r in rows}
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from neurossl.contract import StageInputs, StageOutputs
-from neurossl.data.session import Session, write_session
+from neurossl.data.session import Session, read_session, write_session
 from neurossl.data.splits import Splits, Windows
 from neurossl.methods.poyo_family import load_model, make_method, read_hparams
 from neurossl.methods.registry import get_method
@@ -127,7 +128,14 @@ FAST = {
     "batch_size": 4,
     "eval_every": 2,
     "warmup_steps": 1,
+    # Forecasting windows that fit 12-bin windows; 7 mod 3 frames per token drops one frame.
+    "context": 7,
+    "horizon": 4,
+    "forecast_steps": 3,
 }
+DECODING = ("stimulus_class", "choice", "behavior_running_speed")
+#: Rows of one forecast: mae/mse/r2/pearson per horizon step and pooled.
+FORECAST_ROWS = 4 * (FAST["horizon"] + 1)
 
 
 def _inputs(paths: dict, splits: Splits, method: str, hparams: dict) -> StageInputs:
@@ -155,7 +163,7 @@ def test_pretrain_finetune_evaluate(tmp_path: Path) -> None:
     method = get_method("poyo_ssl")
     inputs = _inputs(paths, splits, "poyo_ssl", FAST | {"unit_id_steps": 0})
     assert method.pretrains and method.modality == "any"  # the Session picks it
-    assert method.supported_tasks(TASKS) == ("stimulus_class", "choice", "behavior_running_speed")
+    assert method.supported_tasks(TASKS) == ("forecasting", *DECODING)
 
     method.pretrain(inputs, _outputs(tmp_path, "pretrain"))
     _, saved = load_model(tmp_path / "pretrain" / "model.pt")
@@ -165,12 +173,12 @@ def test_pretrain_finetune_evaluate(tmp_path: Path) -> None:
 
     method.finetune(inputs, tmp_path / "pretrain" / "model.pt", _outputs(tmp_path, "finetune"))
     log = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
-    assert list(dict.fromkeys(log["phase"])) == ["heads", "full"]
+    assert list(dict.fromkeys(log["phase"])) == ["heads", "full", "forecast"]
     _, saved = load_model(tmp_path / "finetune" / "model.pt")
     assert saved["unit_keys"][-3:] == [f"{SESSIONS[2]}/roi{i}" for i in (3, 4, 5)]
 
     evaluation = method.evaluate(inputs, tmp_path / "finetune" / "model.pt")
-    got = {(r.session, r.task, r.metric) for r in evaluation.rows}
+    got = {(r.session, r.task, r.metric) for r in evaluation.rows if r.task != "forecasting"}
     assert got == {
         (SESSIONS[2], "stimulus_class", "acc"),
         (SESSIONS[2], "stimulus_class", "bacc"),
@@ -183,6 +191,9 @@ def test_pretrain_finetune_evaluate(tmp_path: Path) -> None:
     assert target.shape == (2,)  # the two test trials
     behavior = evaluation.arrays[f"behavior_running_speed/{SESSIONS[2]}/pred"]
     assert behavior.shape == (2, WINDOW_BINS) and np.isfinite(behavior).all()
+    forecast = {r.metric for r in evaluation.rows if r.task == "forecasting"}
+    assert {"mae", "mse", "r2", "pearson", "mae_h1", "mae_h4", "pearson_h4"} <= forecast
+    assert len(forecast) == FORECAST_ROWS
 
 
 def test_unit_identification_trains_only_new_rows(tmp_path: Path) -> None:
@@ -201,7 +212,7 @@ def test_unit_identification_trains_only_new_rows(tmp_path: Path) -> None:
     assert new <= added
     assert all(n.startswith(("heads.", "task_embed.")) for n in added - new)
     log = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
-    assert set(log["phase"]) == {"unit_id"}
+    assert set(log["phase"]) == {"unit_id", "forecast"}
     # The phase ran its steps (and was checkpointed, so a rerun resumes instead of retraining).
     unit_id = torch.load(
         tmp_path / "finetune" / "checkpoints" / "unit_id" / "last.pt", weights_only=False
@@ -218,7 +229,7 @@ def test_auxiliary_pretraining_heads_serve_unit_identification(tmp_path: Path) -
     inputs = _inputs(paths, splits, "poyo_ssl", hparams | {"head_steps": 0, "full_steps": 0})
     method.pretrain(inputs, _outputs(tmp_path, "pretrain"))
     pretrained = load_model(tmp_path / "pretrain" / "model.pt")[0]
-    assert set(pretrained.heads) == {"reconstruction", *method.supported_tasks(TASKS)}
+    assert set(pretrained.heads) == {"reconstruction", *DECODING}
     log = pd.read_csv(tmp_path / "pretrain" / "train_log.csv")
     assert {"reconstruction", "loss_stimulus_class", "loss_choice"} <= set(log.columns)
     torch.testing.assert_close(
@@ -230,8 +241,10 @@ def test_auxiliary_pretraining_heads_serve_unit_identification(tmp_path: Path) -
     after = after.state_dict()
     for name, value in before.items():
         assert torch.equal(value, after[name]), f"{name} changed during unit identification"
-    unit_id = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
-    assert set(unit_id["phase"]) == {"unit_id"} and "loss_stimulus_class" in unit_id
+    log = pd.read_csv(tmp_path / "finetune" / "train_log.csv")
+    assert set(log["phase"]) == {"unit_id", "forecast"}  # the read-out phase comes after
+    unit_id = log[log["phase"] == "unit_id"]
+    assert unit_id["loss_stimulus_class"].notna().all()
     assert unit_id["lr"].max() == pytest.approx(0.1)
 
 
@@ -257,13 +270,15 @@ def test_scratch_perceiver_finetunes_from_random_init(tmp_path: Path) -> None:
     method.finetune(inputs, None, _outputs(tmp_path, "finetune"))
     _, saved = load_model(tmp_path / "finetune" / "model.pt")
     assert saved["unit_keys"] == [f"{SESSIONS[2]}/roi{i}" for i in (3, 4, 5)]
-    assert len(method.evaluate(inputs, tmp_path / "finetune" / "model.pt").rows) == 5
+    rows = method.evaluate(inputs, tmp_path / "finetune" / "model.pt").rows
+    assert len(rows) == 5 + FORECAST_ROWS
     # finetune_neurons "all": every held-out neuron is fine-tuned and scored.
     inputs = _inputs(paths, splits, "scratch_perceiver", FAST | {"finetune_neurons": "all"})
     method.finetune(inputs, None, _outputs(tmp_path, "all"))
     _, saved = load_model(tmp_path / "all" / "model.pt")
     assert saved["unit_keys"] == [f"{SESSIONS[2]}/roi{i}" for i in range(6)]
-    assert len(method.evaluate(inputs, tmp_path / "all" / "model.pt").rows) == 5
+    assert saved["forecaster"]["unit_keys"] == []  # every ROI already has a row
+    assert len(method.evaluate(inputs, tmp_path / "all" / "model.pt").rows) == 5 + FORECAST_ROWS
 
 
 def test_diets_per_method_and_bad_hparams() -> None:
@@ -333,7 +348,8 @@ def test_pretraining_ignores_the_finetune_only_hparams(tmp_path: Path) -> None:
     method = make_method("poyo_ssl")
     other = {"finetune_neurons": "all", "unit_id_loss": "task", "unit_id_lr": 0.5,
              "unit_id_steps": 7, "head_steps": 9, "full_steps": 2, "unfreeze_layers": 2,
-             "full_lr_scale": 0.1, "frame_delta": 3}  # fmt: skip
+             "full_lr_scale": 0.1, "frame_delta": 3, "context": 5, "horizon": 2,
+             "forecast_steps": 4}  # fmt: skip
     assert set(other) == method.finetune_only_hparams
     states = []
     for run, extra in (("a", {}), ("b", other)):
@@ -341,3 +357,121 @@ def test_pretraining_ignores_the_finetune_only_hparams(tmp_path: Path) -> None:
         method.pretrain(_inputs(paths, splits, "poyo_ssl", FAST | extra), out)
         states.append(load_model(out.model)[0].state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+FAMILY = ("poyo_ssl", "poyo_ssl_mixed", "poyo_ssl_reverse", "scratch_perceiver")
+
+
+def _finetuned(root: Path, paths: dict, splits: Splits, name: str, tasks=TASKS) -> StageInputs:
+    """Pretrain (when the method does) and fine-tune ``name`` under ``root``."""
+    method = make_method(name)
+    inputs = dataclasses.replace(_inputs(paths, splits, name, FAST), tasks=tasks)
+    pretrained = None
+    if method.pretrains:
+        method.pretrain(inputs, _outputs(root, "pre"))
+        pretrained = root / "pre" / "model.pt"
+    method.finetune(inputs, pretrained, _outputs(root, "ft"))
+    return inputs
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_calcium_forecasting_by_a_frozen_trunk_read_out(tmp_path: Path, name: str) -> None:
+    """Every family member: a forecasting read-out phase after fine-tuning, on a frozen
+    copy of the trunk, with rows for every ROI (also those fine-tuning never saw), per
+    horizon step, in dF/F, recomputable from the saved arrays; the model file
+    round-trips."""
+    from recompute import recompute
+
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method(name)
+    inputs = _finetuned(tmp_path, paths, splits, name)
+    log = pd.read_csv(tmp_path / "ft" / "train_log.csv")
+    assert list(dict.fromkeys(log["phase"])) == ["unit_id", "heads", "full", "forecast"]
+    assert (log["phase"] == "forecast").sum() == FAST["forecast_steps"]
+    model_path = tmp_path / "ft" / "model.pt"
+    model, saved = load_model(model_path)
+    entry = saved["forecaster"]
+    # Fine-tuning saw the unpredictable ROIs; the read-out learnt rows for the others.
+    assert entry["unit_keys"] == [f"{SESSIONS[2]}/roi{i}" for i in (0, 1, 2)]
+    assert len(entry["unit_norm"]) == 3
+    # Only the new rows and the reconstruction query path were trained and saved.
+    trained = set(entry["state_dict"])
+    assert any(k.startswith("decoder.") for k in trained)
+    assert {"task_embed.reconstruction", "heads.reconstruction.weight"} <= trained
+    assert not any(k.startswith(("encoder.", "latent_layers.", "value_embed.")) for k in trained)
+    new_block = f"unit_embed.blocks.{len(model.unit_embed.block_sizes)}"
+    assert {k for k in trained if k.startswith("unit_embed.")} == {new_block}
+    # The fine-tuned state beside it is the decoding model, untouched by the read-out.
+    assert "unit_embed.blocks.0" in model.state_dict()
+
+    evaluation = method.evaluate(inputs, model_path)
+    rows = [r for r in evaluation.rows if r.task == "forecasting"]
+    assert len(rows) == FORECAST_ROWS
+    held = SESSIONS[2]
+    pred = evaluation.arrays[f"forecasting/{held}/pred"]
+    target = evaluation.arrays[f"forecasting/{held}/target"]
+    assert pred.shape == target.shape == (2, FAST["horizon"], N_NEURONS)  # every ROI
+    assert np.isfinite(pred).all()
+    # dF/F, not z-scores: the forecast sits near the ROIs' train means (0 to 1 here).
+    assert 0.0 < float(np.abs(pred).mean()) < 2.0
+    for row in rows:
+        assert recompute(evaluation.arrays, vars(row), paths[held]) == pytest.approx(
+            row.value, rel=1e-6, abs=1e-6
+        ), row
+    again = method.evaluate(inputs, model_path).arrays[f"forecasting/{held}/pred"]
+    np.testing.assert_array_equal(again, pred)
+
+
+def test_calcium_forecasting_reads_the_context_only(tmp_path: Path) -> None:
+    """No horizon value reaches a token: changing them leaves the forecast unchanged,
+    changing the last context frames moves it."""
+    name = "poyo_ssl"
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method(name)
+    inputs = _finetuned(tmp_path, paths, splits, name)
+    model = tmp_path / "ft" / "model.pt"
+    held = SESSIONS[2]
+    pred = method.evaluate(inputs, model).arrays[f"forecasting/{held}/pred"]
+
+    def forecast_with(frames: slice, value: float) -> np.ndarray:
+        """The forecast after setting ``frames`` of every window of the held-out session."""
+        session = read_session(paths[held])
+        activity = np.array(session.activity, dtype=np.float32)
+        for trial in range(N_TRIALS):
+            activity[np.arange(trial * WINDOW_BINS, (trial + 1) * WINDOW_BINS)[frames]] = value
+        changed = tmp_path / f"changed_{frames.start}" / paths[held].name
+        changed.parent.mkdir()
+        write_session(dataclasses.replace(session, activity=activity), changed)
+        moved = _inputs(dict(paths) | {held: changed}, splits, name, inputs.hparams)
+        return method.evaluate(moved, model).arrays[f"forecasting/{held}/pred"]
+
+    context, horizon = FAST["context"], FAST["horizon"]
+    np.testing.assert_array_equal(forecast_with(slice(context, context + horizon), 50.0), pred)
+    np.testing.assert_array_equal(forecast_with(slice(context + horizon, None), -50.0), pred)
+    assert not np.allclose(forecast_with(slice(context - 2, context), 5.0), pred)
+
+
+@pytest.mark.parametrize("name", ["poyo_ssl", "scratch_perceiver"])
+def test_decoding_is_the_same_with_and_without_forecasting(tmp_path: Path, name: str) -> None:
+    """Fine-tuning phases 1-3 and the decoding rows do not depend on whether forecasting
+    is configured: the read-out trains on a copy, after them."""
+    paths, splits = build_dataset(tmp_path / "data")
+    method = make_method(name)
+    results = []
+    for run, tasks in (("with", TASKS), ("without", DECODING)):
+        inputs = _finetuned(tmp_path / run, paths, splits, name, tasks)
+        model, saved = load_model(tmp_path / run / "ft" / "model.pt")
+        evaluation = method.evaluate(inputs, tmp_path / run / "ft" / "model.pt")
+        rows = [vars(r) for r in evaluation.rows if r.task != "forecasting"]
+        results.append((model.state_dict(), saved, rows, evaluation.arrays))
+    (with_state, with_saved, with_rows, with_arrays), (state, saved, rows, arrays) = results
+    assert "forecaster" in with_saved and "forecaster" not in saved
+    assert with_state.keys() == state.keys()
+    assert all(torch.equal(with_state[k], state[k]) for k in state)
+    assert with_rows == rows and len(rows) == 5
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(with_arrays[key], value)
+    # A model fine-tuned without forecasting says so when asked to forecast.
+    asked = _inputs(paths, splits, name, FAST)
+    with pytest.raises(ValueError, match="no forecasting read-out"):
+        method.evaluate(asked, tmp_path / "without" / "ft" / "model.pt")

@@ -106,6 +106,11 @@ class PoyoHParams(HParams):
     frame_delta: int = hparam(
         0, "within-delta accuracy for natural_movie_frame", ge=0, finetune_only=True
     )
+    context: int = hparam(32, "calcium forecast context (frames)", ge=1, finetune_only=True)
+    horizon: int = hparam(16, "calcium forecast horizon (frames)", ge=1, finetune_only=True)
+    forecast_steps: int = hparam(
+        100, "calcium forecasting read-out steps (frozen trunk)", ge=1, finetune_only=True
+    )
     spikes: dict[str, Any] | None = hparam(
         None, "overrides of these keys on spiking recordings (e.g. shorter budgets)"
     )

@@ -44,7 +44,8 @@ keeps a head whose task, kind and class count match (:meth:`Perceiver.set_task`)
 hparams (``config: hparams.<method>``). Defaults are sized for the default synthetic
 dataset on one CPU core (measured on a loaded 2-core machine at size ``tiny``: 6-10 s
 pretraining on predictable neurons, 4 s on unpredictable ones, 6-7 s fine-tuning, 0.2 s
-evaluation); real benchmarks should raise the step counts on a GPU. The protocol run
+evaluation; 30 calcium forecasting read-out steps add ~1.7 s); real benchmarks
+should raise the step counts on a GPU. The protocol run
 (``config/protocol.yaml``) overrides the fine-tuning schedule per method with the
 variant each method scored best with on validation windows of unreported seeds
 (:mod:`neurossl.selection`; table in ``docs/hparam_selection.md``): 250 or 400 full
@@ -108,6 +109,40 @@ is unchanged). Each choice made to fit the objective to spikes, and why:
 - Budgets: the ``spikes`` hparam key overrides any other key on spiking recordings
   (the default config cuts the spiking runs to a smoke budget there).
 
+Calcium forecasting, the one adaptation, the same for all four methods of the family
+(POYO has no forecasting read-out; every other calcium method and baseline forecasts
+every ROI of a held-out session from its context frames):
+
+- Fine-tuning phases 1-3 are untouched: the decoding heads and rows are the same with
+  or without forecasting configured, so POYO-SSL's decoding claim is measured under
+  the setup it was made in.
+- After them, a separate read-out phase (``forecast``, ``forecast_steps`` steps at
+  phase 1's rate, ``unit_id_lr`` or ``lr``, through the engine) trains on a *copy* of
+  the fine-tuned model with the trunk frozen: value/unit/session embeddings of the
+  fine-tuned rows, the encoder and every latent layer stay as fine-tuning left them.
+  Trained: new unit rows for every held-out ROI that has none yet (by default the
+  predictable ROIs, which fine-tuning never saw), so forecasting is scored on every
+  ROI as the baselines score it; and the reconstruction read-out's query path, the
+  parts between the latents and one unit's values: the reconstruction task embedding
+  and head, the decoder cross-attention and its output norm (the decoder is shared with
+  the decoding heads, hence the copy). Why a frozen trunk: what the objective put in
+  the representation is what is measured, as CalM's frozen probes measure it; a
+  trunk trained on forecasting would be a forecasting objective.
+- Masks are forecast-shaped, on the held-out sessions' train windows and in the
+  evaluation alike: a window's first ``context`` frames seen, the next ``horizon``
+  frames hidden behind the mask token and scored (``hparams.<method>.context`` /
+  ``horizon``, default 32 / 16 as MtM, CalM and the baselines). The oldest ``context
+  mod frames_per_token`` frames are dropped so the last context frame ends a token (a
+  token straddling the boundary would be hidden and take the freshest frames with it);
+  the horizon frames are zeroed before tokenisation, so no horizon value reaches any
+  token. Loss: squared error on train-standardised dF/F at the hidden frames.
+- Scoring: the read-out's outputs are mapped back to dF/F with each unit's train-window
+  mean and std and scored per horizon step by
+  :func:`neurossl.eval.metrics.horizon_metrics` against
+  :func:`neurossl.eval.queries.forecast_windows`'s targets, the baselines' windows.
+- The read-out is saved in the fine-tuned model file under ``forecaster`` (its unit
+  keys, their standardisation and the trained parameters), beside the fine-tuned state.
+
 hparams: :class:`~neurossl.methods.hparam_models.PoyoHParams` (every key, default and
 bound is listed in ``docs/hparams.md``; ``neuron_diet`` defaults by method).
 
@@ -119,6 +154,7 @@ row, the fitted task heads and ``n_parameters`` (backbone, as
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,7 +171,8 @@ from neurossl.data.loader import Batch, DatasetVocab, WindowDataset, WindowLoade
 from neurossl.data.session import read_neurons
 from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
-from neurossl.eval.queries import SPIKING_QUERY_TASKS, spiking_queries
+from neurossl.eval.metrics import horizon_metrics
+from neurossl.eval.queries import SPIKING_QUERY_TASKS, forecast_windows, spiking_queries
 from neurossl.eval.records import eval_trials, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
@@ -151,7 +188,12 @@ from neurossl.models.perceiver import (
     make_config,
 )
 from neurossl.names import is_decoding_task
-from neurossl.objectives.poyo_ssl import diet_neuron_ids, log_rates, reconstruction_loss_fn
+from neurossl.objectives.poyo_ssl import (
+    diet_neuron_ids,
+    log_rates,
+    masked_mse,
+    reconstruction_loss_fn,
+)
 from neurossl.train.engine import TrainConfig, train
 from neurossl.train.model_file import load_model_file, save_model_file
 from neurossl.train.runtime import seed_everything
@@ -162,6 +204,16 @@ MODALITY = "any"
 _LIKELIHOOD = {"calcium": "gaussian", "spikes": "poisson"}
 #: Smallest mean count per bin whose log seeds a unit's rate (a silent training trace).
 _RATE_FLOOR = 1e-3
+#: The calcium task answered by the forecasting read-out (see the module docstring).
+FORECASTING = "forecasting"
+#: What the forecasting read-out phase trains besides the new unit rows: the
+#: reconstruction query path (the trunk stays frozen; see the module docstring).
+_FORECAST_READOUT = (
+    f"task_embed.{RECONSTRUCTION}",
+    f"heads.{RECONSTRUCTION}.",
+    "decoder.",
+    "out_norm.",
+)
 _DIET_OF = {"poyo_ssl": "predictable", "poyo_ssl_mixed": "all", "poyo_ssl_reverse": "unpredictable"}
 _FAMILY = (*_DIET_OF, "scratch_perceiver")
 #: What unit identification fits the new embeddings to: the decoding losses through the
@@ -256,6 +308,11 @@ class RowMaps:
             "log_mean": torch.where(valid, log_mean[ids], 0.0),
         }
 
+    def to_dff(self, values: Tensor, ids: Tensor) -> Tensor:
+        """Standardised values [B, T, N] of dataset units ``ids`` [B, N] back in dF/F."""
+        mean, scale = self.mean.to(values.device), self.scale.to(values.device)
+        return values.float() / scale[ids][:, None, :] + mean[ids][:, None, :]
+
 
 def unit_statistics(dataset: WindowDataset, keys: Sequence[str]) -> list[list[float]]:
     """[mean, std] of each unit key's dF/F over the dataset's windows (the train split),
@@ -337,8 +394,9 @@ class PoyoMethod:
         return catalog.method(self.name).pretrains
 
     def supported_tasks(self, tasks: tuple[str, ...]) -> tuple[str, ...]:
-        """Decoding tasks (calcium); :meth:`tasks_on` adds the spiking query tasks."""
-        return tuple(t for t in tasks if is_decoding_task(t))
+        """Calcium: decoding, and forecasting by the separate read-out (module docstring);
+        :meth:`tasks_on` gives the spiking set."""
+        return tuple(t for t in tasks if is_decoding_task(t) or t == FORECASTING)
 
     def tasks_on(self, modality: str, tasks: tuple[str, ...]) -> tuple[str, ...]:
         """The configured tasks scored on ``modality``: on spikes also the query tasks,
@@ -383,7 +441,7 @@ class PoyoMethod:
         unit_norm = unit_statistics(train_ds, unit_keys)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         frames = model.config.frames_per_token
-        tasks = self.supported_tasks(inputs.tasks)
+        tasks = tuple(t for t in inputs.tasks if is_decoding_task(t))
         aux_heads = fit_task_heads(tasks, train_ds) if hp.aux_weight else []
         _attach_heads(model, aux_heads, train_ds)
         loss_fn = _mapped(
@@ -432,7 +490,8 @@ class PoyoMethod:
         scored = self.tasks_on(modality, inputs.tasks)
         if not scored:
             raise ValueError(f"{self.name}: none of the tasks {inputs.tasks} runs on {modality}")
-        _check_query_population(scored, hp.finetune_neurons, self.name)
+        if modality == "spikes":
+            _check_query_population(scored, hp.finetune_neurons, self.name)
         tasks = tuple(t for t in scored if is_decoding_task(t))
         sessions = inputs.splits.heldout_sessions
         chosen = diet_neuron_ids(inputs.splits, modality, sessions, hp.finetune_neurons)
@@ -449,7 +508,8 @@ class PoyoMethod:
         _attach_heads(model, heads, train_ds)
         maps = RowMaps(train_ds.vocab, unit_keys, session_keys, unit_norm)
         checkpoints = _required(outputs.checkpoint_dir, "checkpoint_dir")
-        phases = _phases(hp, model.config, new_rows, heads, modality, scored != tasks)
+        queries = modality == "spikes" and scored != tasks
+        phases = _phases(hp, model.config, new_rows, heads, modality, queries)
         logs = []
         for phase, steps, lr, trainable, loss_fn in phases:
             if steps < 1:
@@ -468,11 +528,19 @@ class PoyoMethod:
             logs.append((phase, phase_dir / "train_log.csv"))
         if not logs:
             raise ValueError(f"hparams.{self.name}: every fine-tuning phase has 0 steps")
+        forecaster = {}
+        if modality == "calcium" and FORECASTING in scored:
+            fitted = self._fit_forecaster(
+                inputs, hp, model, (unit_keys, session_keys, unit_norm), checkpoints, device
+            )
+            forecaster = {"forecaster": fitted}
+            logs.append(("forecast", checkpoints / "forecast" / "train_log.csv"))
         publish(logs, _required(outputs.train_log, "train_log"))
         _save_model(
             _required(outputs.model, "model"),
             model.cpu(),
-            {
+            forecaster
+            | {
                 "unit_keys": unit_keys,
                 "session_keys": session_keys,
                 "unit_norm": unit_norm,
@@ -484,6 +552,51 @@ class PoyoMethod:
                 "finetune_neurons": hp.finetune_neurons,
             },
         )
+
+    def _fit_forecaster(
+        self,
+        inputs: StageInputs,
+        hp: PoyoHParams,
+        finetuned: Perceiver,
+        rows: tuple[list[str], list[str], list[list[float]]],
+        checkpoints: Path,
+        device: str,
+    ) -> dict[str, Any]:
+        """The forecasting read-out phase (module docstring): a frozen-trunk copy of
+        ``finetuned`` learns rows for the held-out ROIs it lacks and the reconstruction
+        query path on forecast-shaped masks; returns what the model file keeps of it."""
+        unit_keys, session_keys, unit_norm = rows
+        every = _neuron_ids(inputs, inputs.splits.heldout_sessions, None)
+        known = set(unit_keys)
+        extra = [key for key in _unit_keys(every) if key not in known]
+        train_ds, valid_ds = _datasets(inputs, every)
+        extra_norm = unit_statistics(train_ds, extra)
+        # Seeded here, so new rows start the same whether or not the job resumed after
+        # the earlier phases (they draw from the global RNG).
+        seed_everything(inputs.seed)
+        model = copy.deepcopy(finetuned)
+        new_block = model.extend_units(len(extra)) if extra else None
+
+        def trainable(name: str) -> bool:
+            return name == new_block or name.startswith(_FORECAST_READOUT)
+
+        maps = RowMaps(train_ds.vocab, unit_keys + extra, session_keys, unit_norm + extra_norm)
+        loss_fn = _forecast_loss_fn(hp.context, hp.horizon, model.config.frames_per_token)
+        phase_dir = checkpoints / "forecast"
+        train(
+            model,
+            _mapped(loss_fn, maps),
+            make_loader(train_ds, hp.batch_size, True, inputs.seed, by_session=False),
+            _valid_loader(valid_ds, hp, inputs.seed),
+            self._train_config(
+                hp, inputs.seed, hp.forecast_steps, hp.unit_id_lr or hp.lr, trainable=trainable
+            ),
+            phase_dir,
+            phase_dir / "train_log.csv",
+            device,
+        )
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items() if trainable(k)}
+        return {"unit_keys": extra, "unit_norm": extra_norm, "state_dict": state}
 
     def _adapted_model(
         self,
@@ -531,9 +644,14 @@ class PoyoMethod:
         model.to(device).eval()
         heads = {h.name: h for h in (TaskHead.from_json(p) for p in saved["task_heads"])}
         scored = self.tasks_on(modality, inputs.tasks)
-        queries = [t for t in scored if t in SPIKING_QUERY_TASKS]
-        _check_query_population(scored, saved["finetune_neurons"], self.name)
-        decoding = [t for t in scored if t not in SPIKING_QUERY_TASKS]
+        decoding = [t for t in scored if is_decoding_task(t)]
+        queries = [t for t in scored if not is_decoding_task(t)]
+        forecaster = None
+        if modality == "spikes":
+            _check_query_population(scored, saved["finetune_neurons"], self.name)
+        elif queries:
+            forecaster = _load_forecaster(model, saved, finetuned)
+            forecaster.model.to(device)
         tasks = [t for t in decoding if t in heads]
         missing = sorted(set(decoding) - set(heads))
         if missing:
@@ -555,8 +673,11 @@ class PoyoMethod:
             maps = RowMaps(
                 test.vocab, saved["unit_keys"], saved["session_keys"], _saved_norm(saved, finetuned)
             )
-            for task in queries:
-                _score_queries(inputs, task, session, model, test, maps, hp, device, evaluation)
+            if forecaster is not None:
+                _forecast(inputs, session, forecaster, hp, device, evaluation)
+            else:
+                for task in queries:
+                    _score_queries(inputs, task, session, model, test, maps, hp, device, evaluation)
             if not tasks:
                 continue
             preds, targets, probas = _predict(
@@ -697,6 +818,108 @@ def _score_queries(
     evaluation.rows.extend(make_rows(inputs, session, task, values))
     evaluation.arrays[f"{task}/{session}/pred"] = pred.astype(np.float32)
     evaluation.arrays[f"{task}/{session}/target"] = counts
+
+
+def _forecast_input(
+    batch: Batch, context: int, horizon: int, frames_per_token: int
+) -> tuple[Batch, Tensor, slice]:
+    """The forecast-shaped view of windows [B, T, N]: frames ``context mod F`` to
+    ``context + horizon``, the horizon zeroed and hidden (mask [B, T', N]), and the slice
+    of the view that holds the horizon. See the module docstring for the frame drop."""
+    n_frames = batch["activity"].shape[1]
+    if context + horizon > n_frames:
+        raise ValueError(
+            f"windows of {n_frames} frames are shorter than context {context} + horizon "
+            f"{horizon}; lower the 'context'/'horizon' hparams or use longer windows"
+        )
+    start, end = context % frames_per_token, context + horizon
+    future = slice(context - start, end - start)
+    activity = batch["activity"][:, start:end].clone()
+    activity[:, future] = 0.0
+    hidden = torch.zeros_like(activity, dtype=torch.bool)
+    hidden[:, future] = True
+    hidden &= batch["neuron_mask"][:, None, :]
+    view = batch | {"activity": activity, "time": batch["time"][:, start:end]}
+    return view, hidden, future
+
+
+def _forecast_loss_fn(context: int, horizon: int, frames_per_token: int) -> LossFn:
+    """Squared error of the read-out at the hidden horizon frames (batch already mapped)."""
+
+    def loss_fn(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        view, hidden, _ = _forecast_input(batch, context, horizon, frames_per_token)
+        out = model(view, (RECONSTRUCTION,), hidden)[RECONSTRUCTION]
+        start = context % frames_per_token
+        target = batch["activity"][:, start : context + horizon]
+        loss, count = masked_mse(out, target, hidden)
+        return loss, {"forecast_entries": float(count)}
+
+    return loss_fn
+
+
+@dataclass(frozen=True)
+class Forecaster:
+    """The forecasting read-out and the row keys and standardisation of its tables."""
+
+    model: Perceiver
+    unit_keys: list[str]
+    session_keys: list[str]
+    unit_norm: list[list[float]]
+
+
+def _load_forecaster(model: Perceiver, saved: dict[str, Any], path: Path) -> Forecaster:
+    """The forecasting read-out rebuilt from the fine-tuned model and the file's
+    ``forecaster`` entry, with the unit keys and standardisation of all its rows."""
+    if "forecaster" not in saved:
+        raise ValueError(
+            f"{path}: no forecasting read-out ('forecaster'); the model was fine-tuned "
+            "without 'forecasting' among the calcium tasks, rerun fine-tuning with it"
+        )
+    entry = saved["forecaster"]
+    forecaster = copy.deepcopy(model)
+    if entry["unit_keys"]:
+        forecaster.extend_units(len(entry["unit_keys"]))
+    missing = set(entry["state_dict"]) - set(forecaster.state_dict())
+    if missing:
+        raise ValueError(f"{path}: forecaster weights {sorted(missing)[:3]} fit no parameter")
+    forecaster.load_state_dict(entry["state_dict"], strict=False)
+    unit_keys = list(saved["unit_keys"]) + list(entry["unit_keys"])
+    norm = _saved_norm(saved, path) + [list(map(float, r)) for r in entry["unit_norm"]]
+    return Forecaster(forecaster.eval(), unit_keys, list(saved["session_keys"]), norm)
+
+
+def _forecast(
+    inputs: StageInputs,
+    session: str,
+    forecaster: Forecaster,
+    hp: PoyoHParams,
+    device: str,
+    evaluation: Evaluation,
+) -> None:
+    """Forecasting of every ROI of one held-out session's test windows from their context
+    frames only, in dF/F, scored per horizon step like every calcium method."""
+    model, frames = forecaster.model, forecaster.model.config.frames_per_token
+    ids = _neuron_ids(inputs, [session], None)
+    test = WindowDataset(inputs.session_paths, inputs.splits, inputs.eval_split, [session], ids)
+    if not len(test):
+        return
+    maps = RowMaps(test.vocab, forecaster.unit_keys, forecaster.session_keys, forecaster.unit_norm)
+    preds, futures = [], []
+    with torch.no_grad(), autocast(device):
+        for batch in make_loader(test, hp.batch_size, False, 0, by_session=True):
+            n = int(batch["neuron_mask"][0].sum())  # one session: its neurons lead
+            raw = batch["activity"][:, :, :n].numpy()
+            # The targets every calcium method is scored on; the model gets only the past.
+            futures.append(forecast_windows(raw, hp.context, hp.horizon)[1])
+            mapped = maps.apply({k: v.to(device) for k, v in batch.items()})
+            view, hidden, future = _forecast_input(mapped, hp.context, hp.horizon, frames)
+            out = model(view, (RECONSTRUCTION,), hidden)[RECONSTRUCTION][:, future]
+            dff = maps.to_dff(out, batch["unit"].to(device))[:, :, :n]
+            preds.append(dff.cpu().numpy().astype(np.float32))
+    pred, target = np.concatenate(preds), np.concatenate(futures).astype(np.float32)
+    evaluation.rows.extend(make_rows(inputs, session, FORECASTING, horizon_metrics(pred, target)))
+    evaluation.arrays[f"{FORECASTING}/{session}/pred"] = pred
+    evaluation.arrays[f"{FORECASTING}/{session}/target"] = target
 
 
 def _required(path: Path | None, what: str) -> Path:
