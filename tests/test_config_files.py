@@ -96,3 +96,33 @@ def test_the_protocol_adds_the_shared_backbone_runs_at_calms_budget():
     for config in (demo, protocol, allen):
         for method in SHARED_BACKBONE:
             assert config["hparams"][method] == config["hparams"]["calm"], method
+
+
+def _merged(base: dict, overlay: dict) -> dict:
+    """``overlay`` over ``base`` key by key, as Snakemake merges config files."""
+    out = dict(base)
+    for key, value in overlay.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merged(base[key], value) if nested else value
+    return out
+
+
+def test_the_shared_backbone_runs_get_calms_budget_on_spikes_too():
+    """On spiking jobs the ``spikes:`` overrides apply (calm_family._hparams): there too the
+    objectives on CalM's backbone train calm's steps and batch, key for key, in every
+    config as the workflow sees it (overlays over the demo). The IBL config, which runs
+    calm on spikes, runs them too, so a user with data gets the table."""
+    from neurossl.methods.calm_family import _with_overrides
+
+    demo = _load("config.yaml")
+    ibl = _load("ibl_repeated_site.yaml")
+    assert "calm" in ibl["methods"] and set(SHARED_BACKBONE) <= set(ibl["methods"])
+    for name in ("config.yaml", "protocol.yaml"):  # calm has a spiking budget to match
+        assert "spikes" in _load(name)["hparams"]["calm"], name
+    for name in ("config.yaml", "protocol.yaml", "allen_visual_coding.yaml",
+                 "ibl_repeated_site.yaml"):  # fmt: skip
+        hparams = _merged(demo, _load(name))["hparams"]
+        for spikes in (False, True):
+            calm = _with_overrides(hparams["calm"], spikes)
+            for method in SHARED_BACKBONE:
+                assert _with_overrides(hparams[method], spikes) == calm, (name, method, spikes)

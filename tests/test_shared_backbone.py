@@ -1,6 +1,7 @@
 """MtM's and POYO-SSL's objectives on CalM's dual-axis backbone: one forward for all three
-objectives (identical outputs when the masks are empty), the masks, and each new method
-pretraining, fine-tuning and evaluating on tiny calcium data."""
+objectives (identical outputs when the masks are empty), the masks, each new method
+pretraining, fine-tuning and evaluating on tiny calcium and spiking data, and the
+report's shared-backbone table with spiking rows."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 from test_bf16_rehearsal import DEVICES, _stages
 from test_bf16_rehearsal import bf16 as bf16  # a fixture
 from test_calm_family import METHOD_HP, TOKENIZER_HP, _session, _windows
+from test_calm_spikes import SPIKE_METHOD_HP, SPIKE_TASKS, _spike_stages
+from test_calm_spikes import spiking as spiking  # a fixture
 
 from neurossl import catalog
 from neurossl.contract import StageInputs, StageOutputs
@@ -25,7 +28,8 @@ from neurossl.methods.registry import get_method
 from neurossl.models.dual_axis import DualAxisConfig
 from neurossl.models.tokenizer import Tokenizer, TokenizerConfig
 from neurossl.objectives import dual_axis_masking as dam
-from neurossl.objectives.calm import CalmNetwork, UnitScaler, make_pretrain_loss
+from neurossl.objectives.calm import CalmNetwork, SpikeInput, UnitScaler, make_pretrain_loss
+from neurossl.objectives.calm_spikes import hidden_poisson_loss
 from neurossl.objectives.mtm import MaskRatios
 from neurossl.train.runtime import seed_everything
 from neurossl.train_logs import TOKENS
@@ -69,20 +73,27 @@ def tokenizer_path(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "tok.pt"
 
 
-def _network() -> CalmNetwork:
+def _network(spikes: bool = False) -> CalmNetwork:
+    """A tiny network; ``spikes``: CalM's spiking network (smoothed-count input, rate
+    read-outs with a log mean count offset per unit)."""
     torch.manual_seed(0)
     tokenizer = Tokenizer(TokenizerConfig(patch=4, vocab_size=16, width=16, layers=0))
     config = DualAxisConfig(16, 12, 2, width=16, layers=2, value_patch=4, masked_input=True,
                             prompts=4)  # fmt: skip
-    return CalmNetwork(tokenizer, config, UnitScaler(np.zeros(12), np.ones(12))).eval()
+    spike_input = SpikeInput(0.02, np.full(12, np.log(0.5))) if spikes else None
+    scaler = UnitScaler(np.zeros(12), np.ones(12))
+    return CalmNetwork(tokenizer, config, scaler, spikes=spike_input).eval()
 
 
-def _batch() -> dict[str, torch.Tensor]:
+def _batch(spikes: bool = False) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[2, 4:] = False  # a smaller session, padded
+    activity = torch.randn(3, 20, 6, generator=g)
+    if spikes:  # counts; a padded neuron has none
+        activity = torch.poisson(torch.full((3, 20, 6), 0.5), generator=g) * mask[:, None, :]
     return {
-        "activity": torch.randn(3, 20, 6, generator=g),
+        "activity": activity,
         "unit": torch.tensor([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 0, 0]]),
         "session": torch.tensor([0, 0, 1]),
         "neuron_mask": mask,
@@ -112,11 +123,12 @@ def _forward_of(loss_fn, network: CalmNetwork, batch) -> dict[str, torch.Tensor]
     return out
 
 
-def test_empty_masks_give_identical_outputs_across_the_three_objectives(monkeypatch):
+@pytest.mark.parametrize("spikes", [False, True], ids=["calcium", "spikes"])
+def test_empty_masks_give_identical_outputs_across_the_three_objectives(monkeypatch, spikes):
     """Same weights, no token hidden: the three objectives' forward calls agree exactly; the
     attention each uses is the only other difference (CalM and MtM's causal scheme are
-    causal, POYO-SSL and MtM's other schemes bidirectional)."""
-    network, batch = _network(), _batch()
+    causal, POYO-SSL and MtM's other schemes bidirectional). On spikes as on calcium."""
+    network, batch = _network(spikes), _batch(spikes)
     steps = 20 // 4
     calm = _forward_of(make_pretrain_loss(), network, batch)
     torch.testing.assert_close(calm["logits"], network(batch)["logits"], rtol=0, atol=0)
@@ -187,8 +199,8 @@ def test_poyo_mask_hides_whole_patch_spans_of_real_neurons():
 def test_method_pretrains_finetunes_and_evaluates(dataset, tokenizer_path, tmp_path, name):
     spec = catalog.method(name)
     assert spec.pretrains and spec.scratch == "scratch_dual_axis" and spec.objective_of
-    # calm also runs on spikes (docs/calm_spikes.md); these objectives on calcium only.
-    assert set(spec.modalities) <= set(catalog.method("calm").modalities)
+    # Wherever calm runs (docs/calm_spikes.md), its objective's rivals run too.
+    assert spec.modalities == catalog.method("calm").modalities == ("spikes", "calcium")
     assert spec.hparams == catalog.method("calm").hparams
     hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path), "pretrain_steps": 4}
     method = get_method(name)
@@ -264,3 +276,149 @@ def test_method_under_bf16(dataset, tokenizer_path, tmp_path, bf16, name, device
     inputs = StageInputs("tiny", name, "tiny", 0, *dataset, TASKS, hp, device)
     rows = _stages(name, inputs, tmp_path, bf16)
     assert {"forecasting", "stimulus_class"} <= {r.task for r in rows}
+
+
+# --- on spikes ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spike_runs(spiking, tmp_path_factory: pytest.TempPathFactory):
+    """method -> (evaluation, run folder) on test_calm_spikes' tiny spiking sessions."""
+    return {name: _spike_stages(spiking, name, tmp_path_factory.mktemp(name))
+            for name in ("dual_axis_mtm", "dual_axis_poyo_ssl")}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["dual_axis_mtm", "dual_axis_poyo_ssl"])
+def test_method_on_spikes_scores_every_spiking_task(spike_runs, name):
+    """A few steps of each objective on counts, then CalM's adaptation and scoring: a row
+    for every rate task and for decoding, as calm and scratch_dual_axis have."""
+    evaluation, run = spike_runs[name]
+    metrics = {(r.task, r.metric): r.value for r in evaluation.rows}
+    session = evaluation.rows[0].session
+    for task in ("co_smoothing", "forecasting", "inter_region", "intra_region"):
+        assert np.isfinite(metrics[(task, "bps")]), task
+        pred = evaluation.arrays[f"{task}/{session}/pred"]
+        assert pred.shape[1] == 22 and np.nanmin(pred) > 0  # every bin, partial patch too
+    assert 0 <= metrics[("choice", "bacc")] <= 1 and ("choice", "frozen_bacc") in metrics
+    assert np.isfinite(metrics[("behavior_wheel_speed", "r2")])
+    pre = pd.read_csv(run / "pre.csv")
+    # The masked objective's spiking term, not calcium's MSE and not CalM's next patch.
+    assert np.isfinite(pre["masked_patch_poisson"].dropna()).all() and len(pre) > 0
+    assert "masked_patch_mse" not in pre and "next_patch_poisson" not in pre
+    assert (pre[TOKENS].dropna() > 0).all()
+    assert "query_poisson" in pd.read_csv(run / "ft.csv")  # CalM's adaptation
+
+
+def test_spiking_masked_loss_reads_hidden_counts_only_as_targets(monkeypatch):
+    """Hidden tokens' counts never reach the states (no leak), but are what the loss
+    scores: their code of the *unmasked* counts and their Poisson NLL from CalM's rate
+    read-out at their own patch."""
+    network, batch = _network(spikes=True), _batch(spikes=True)
+    hidden = torch.zeros(3, 5, 6, dtype=torch.bool)
+    hidden[:, 2:4, 1] = True  # steps 2-3 of neuron 1 in every window
+    hidden[2, :, 4:] = False
+    monkeypatch.setattr(dam, "poyo_token_mask", lambda *a: hidden)
+    loss_fn = dam.make_poyo_loss()
+    out = _forward_of(loss_fn, network, batch)
+    changed = dict(batch, activity=batch["activity"].clone())
+    changed["activity"][:, 8:16, 1] += 3.0  # the hidden tokens' bins
+    out_changed = _forward_of(loss_fn, network, changed)
+    torch.testing.assert_close(out_changed["hidden"], out["hidden"], rtol=0, atol=0)
+    # The targets: codes and counts of the unmasked batch (the forward's codes at the
+    # hidden tokens are those of silence).
+    codes = network.codes(changed)
+    assert not torch.equal(codes[hidden], out_changed["codes"][hidden])
+    _, metrics = loss_fn(network, changed)
+    ce, _ = dam.masked_code_loss(out_changed["logits"], codes, hidden)
+    assert metrics["masked_code_ce"] == pytest.approx(float(ce.detach()), rel=1e-6)
+    log_rates = network.log_rates(out_changed["hidden"], changed, network.next_rates)
+    nll = hidden_poisson_loss(log_rates, changed["activity"], hidden)
+    assert metrics["masked_patch_poisson"] == pytest.approx(float(nll.detach()), rel=1e-6)
+    before = loss_fn(network, batch)[1]["masked_patch_poisson"]
+    assert metrics["masked_patch_poisson"] != pytest.approx(before)
+
+
+def test_equal_budget_tokens_per_step_on_spikes(spiking):
+    """As on calcium: MtM attends every token, POYO-SSL's diet (predictable units) fewer."""
+    paths, splits, tokenizer = spiking
+    hp = SPIKE_METHOD_HP | {"tokenizer_path": str(tokenizer)}
+    tokens = {}
+    for name in ("calm", "dual_axis_mtm", "dual_axis_poyo_ssl"):
+        from neurossl.data.loader import WindowDataset, make_loader
+
+        method = get_method(name)
+        inputs = StageInputs("toy", name, "tiny", 0, paths, splits, SPIKE_TASKS, hp)
+        network = method._network(inputs, _hparams(inputs), "cpu")
+        sessions, ids = method._pretrain_neurons(inputs)
+        data = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions, ids)
+        batch = next(iter(make_loader(data, 4, shuffle=False, seed=0, by_session=False)))
+        tokens[name] = method._pretrain_loss(_hparams(inputs))(network, batch)[1][TOKENS]
+    assert tokens["dual_axis_mtm"] == tokens["calm"] > tokens["dual_axis_poyo_ssl"] > 0
+
+
+# --- the report's table with spiking rows ------------------------------------------------
+
+
+def _spiking_collection():
+    """Per-seed values of the dual-axis rows and the families' own methods on spikes.
+
+    Values are chosen so the spreads are known: co-smoothing bps on the shared backbone
+    calm 0.10, dual_axis_mtm 0.16, dual_axis_poyo_ssl 0.12; on their own backbones calm
+    0.10, mtm 0.40, poyo_ssl 0.20. Choice bacc: 0.70 / 0.74 / 0.66 and 0.70 / 0.80 /
+    0.75; poyo_ssl has no choice row (not supported).
+    """
+    from neurossl.report.collect import MISSING_COLUMNS, Collection, RunKey
+
+    bps = {"calm": 0.10, "dual_axis_mtm": 0.16, "dual_axis_poyo_ssl": 0.12,
+           "scratch_dual_axis": 0.05, "mtm": 0.40, "poyo_ssl": 0.20, "scratch_ndt": 0.3,
+           "scratch_perceiver": 0.1}  # fmt: skip
+    bacc = {"calm": 0.70, "dual_axis_mtm": 0.74, "dual_axis_poyo_ssl": 0.66,
+            "scratch_dual_axis": 0.6, "mtm": 0.80, "scratch_ndt": 0.7,
+            "scratch_perceiver": 0.6}  # fmt: skip
+    seeds, rows = (0, 1, 2), []
+    for seed in seeds:
+        noise = 0.01 * (seed - 1)  # the same per seed for every method: means stay exact
+        for table, task, metric in ((bps, "co_smoothing", "bps"), (bacc, "choice", "bacc")):
+            rows += [dict(method=m, modality="spikes", size="tiny", task=task, metric=metric,
+                          seed=seed, value=v + noise) for m, v in table.items()]  # fmt: skip
+    per_seed = pd.DataFrame(rows)
+    expected = tuple(RunKey(m, "spikes", "tiny", s) for m in bps for s in seeds)
+    missing = pd.DataFrame(columns=list(MISSING_COLUMNS))
+    collection = Collection(per_seed, missing, expected, {"spikes": ("co_smoothing", "choice")})
+    return collection, per_seed
+
+
+def test_report_table_shows_spiking_rows_and_compares_objective_with_backbone():
+    from neurossl.report.matrix import Column, build_matrix
+    from neurossl.report.shared_backbone import objective_vs_backbone, shared_rows
+    from neurossl.report.tables import NOT_SUPPORTED, OK
+
+    collection, per_seed = _spiking_collection()
+    shared = build_matrix(collection, per_seed, ["spikes"], "tiny", 0.95, rows=shared_rows())
+    own = build_matrix(collection, per_seed, ["spikes"], "tiny", 0.95)
+    co_smoothing = Column("spikes", "co_smoothing", "bps")
+    choice = Column("spikes", "choice", "bacc")
+    assert {co_smoothing, choice} <= set(shared.columns)
+    for method in ("calm", "dual_axis_mtm", "dual_axis_poyo_ssl", "scratch_dual_axis"):
+        for column in (co_smoothing, choice):
+            cell = shared.cells[(method, column)]
+            assert cell.state == OK and cell.n_seeds == 3, (method, column)
+    best = shared.cells[("dual_axis_mtm", co_smoothing)]
+    assert best.best and best.mean == pytest.approx(0.16)
+    assert best.gain.reference == "scratch_dual_axis" and best.gain.mean == pytest.approx(0.11)
+    assert own.cells[("poyo_ssl", choice)].state == NOT_SUPPORTED
+    spreads = {s.column: s for s in objective_vs_backbone(shared, own)}
+    cs = spreads[co_smoothing]
+    # Own backbones on spikes: mtm on NDT, poyo_ssl on the Perceiver, calm on the dual axis.
+    assert cs.objectives == ("calm", "mtm", "poyo_ssl")
+    assert cs.shared == pytest.approx(0.06) and cs.own == pytest.approx(0.30)
+    assert (cs.shared_best, cs.own_best) == ("dual_axis_mtm", "mtm")
+    text = cs.sentence()
+    assert text.startswith("spikes co_smoothing (bps): the objectives (calm, mtm, poyo_ssl)")
+    assert "differ by 0.06 on the shared backbone" in text and "by 0.3 on their own" in text
+    assert "20% of the other" in text
+    # Decoding: poyo_ssl has no own row, so the spread is over calm and mtm.
+    ch = spreads[choice]
+    assert ch.objectives == ("calm", "mtm") and ch.compared
+    assert ch.shared == pytest.approx(0.04) and ch.own == pytest.approx(0.10)
+    assert (ch.shared_best, ch.own_best) == ("dual_axis_mtm", "mtm")

@@ -103,7 +103,7 @@ def _calm(name: str, objective: str | None, pretrains: bool) -> MethodSpec:
 def _shared(name: str, objective: str, of: str) -> MethodSpec:
     """Another family's objective on CalM's backbone (neurossl.methods.shared_backbone)."""
     return MethodSpec(
-        name, "neurossl.methods.shared_backbone", _CALCIUM, f"{_HP}:CalmHParams",
+        name, "neurossl.methods.shared_backbone", _BOTH, f"{_HP}:CalmHParams",
         "neurossl.models.dual_axis", objective, True, tokenizer=True,
         scratch="scratch_dual_axis", objective_of=of,
     )  # fmt: skip

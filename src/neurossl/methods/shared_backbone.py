@@ -35,8 +35,29 @@ What is shared, and why:
   every neuron of the held-out sessions, as CalM and the scratch control do, so all rows
   are scored on the same population.
 
-Modalities: the catalog declares calcium, as for ``calm``; the methods inherit CalM's
-stages, so when CalM serves spikes they do too once their catalog entries list spikes.
+Modalities: both, as for ``calm`` (the Session files' modality picks the path). On
+binned spikes every choice is CalM's on spikes (:mod:`neurossl.methods.calm_family`,
+:mod:`neurossl.objectives.calm_spikes`) except the pretraining loss, and why:
+
+- *Input and tokenizer.* CalM's spiking ones: the causal square-rooted smoothing of the
+  counts, z-scored per unit, and the spiking tokenizer of the dataset. The question is
+  what the objective does on that network, so the network stays CalM's.
+- *Pretraining loss.* Each masked objective's masks on the token grid, its own-code
+  cross-entropy, plus CalM's spiking second term at the scored tokens' own patches: the
+  Poisson NLL of the counts from CalM's rate read-out (``next_rates``), at CalM's
+  ``patch_weight`` (:mod:`neurossl.objectives.dual_axis_masking`). A hidden token's
+  counts are zeroed before the trace, so no visible token's input carries them, and its
+  target code is the code of the unmasked counts.
+- *Rate tasks.* Co-smoothing, forecasting, inter- and intra-region are answered as CalM
+  answers them: hidden query tokens, the query read-out (``query_rates``) trained in
+  phase (A) and probed on frozen states, declared once for all four dual-axis rows. MtM's
+  prompt there is the causal scheme's for every query: the one adaptation trains one
+  read-out under causal attention for all queries, and a prompt per query would need an
+  adaptation per query, which the other rows do not get.
+- *Diet.* POYO-SSL pretrains on the predictable units of the spiking split (skewness and
+  kurtosis of the counts, the split step's groups for spikes); fine-tuning and scoring
+  read every unit of the held-out sessions, as for CalM.
+- *Budget.* The ``spikes`` hparam overrides are calm's key for key in every config.
 """
 
 from __future__ import annotations

@@ -23,12 +23,27 @@ which tokens are scored:
 
 Loss, in the same unit for all three so losses and budgets compare: the cross-entropy
 of the code logits against the tokenizer's codes of the scored tokens, plus
-``patch_weight`` x the MSE of the network's patch read-out against the scored tokens'
-normalised frames (CalM's second term). A masked objective scores a token at its own
-position (its input was hidden), so its logits at ``t`` are read as the code at ``t``
-and the patch read-out's linear map (``next_patch``) as the frames of ``t``; CalM reads
-both one step ahead. The persistence skip of CalM's read-out is left out: it copies the
-token's own frames, which a masked token does not have.
+``patch_weight`` x CalM's second term at the scored tokens. A masked objective scores a
+token at its own position (its input was hidden), so its logits at ``t`` are read as the
+code at ``t`` and CalM's patch read-out as the patch of ``t``; CalM reads both one step
+ahead. The second term is CalM's for the modality (:func:`masked_patch_term`):
+
+- calcium: the MSE of the read-out's linear map (``next_patch``) against the scored
+  tokens' normalised frames. The persistence skip of CalM's read-out is left out: it
+  copies the token's own frames, which a masked token does not have.
+- spikes: the Poisson NLL of the scored tokens' raw counts from CalM's rate read-out
+  (``next_rates``, with each unit's log mean count as offset), the term and read-out
+  CalM's spiking loss uses for the next patch
+  (:func:`neurossl.objectives.calm_spikes.hidden_poisson_loss` scores a patch's own
+  counts). The same read-out, not the query read-out (``query_rates``) the spiking tasks
+  are answered with: so all three objectives pretrain the same parameters and every
+  query read-out starts untrained and is fitted by CalM's adaptation, which is the same
+  for all three.
+
+On spikes the target codes are the tokenizer's codes of the *unmasked* counts: the
+network's forward zeroes hidden tokens' counts before the smoothed trace (so no visible
+token's input carries a hidden count), and the codes of that trace at a hidden token
+would be the code of silence, not of what was hidden.
 
 Hidden tokens lose their code *and* their frames (the value input): one learned mask
 embedding replaces both, keeping the unit and session embeddings, so the network knows
@@ -49,6 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurossl.objectives.calm import PATCH_WEIGHT, CalmNetwork
+from neurossl.objectives.calm_spikes import hidden_poisson_loss
 from neurossl.objectives.mtm import (
     PROMPT_INDEX,
     SCHEMES,
@@ -122,6 +138,26 @@ def masked_patch_loss(
     return F.mse_loss(pred[target], patches[target].float())
 
 
+def masked_patch_term(
+    network: CalmNetwork, out: dict[str, Tensor], batch: dict[str, Tensor], target: Tensor
+) -> tuple[str, Tensor]:
+    """CalM's patch term of the modality at the scored tokens' own patches, and its log
+    name: the frames' MSE on calcium, the counts' Poisson NLL from CalM's rate read-out
+    (``next_rates``) on spikes. Zero (with a gradient path) when nothing is scored."""
+    if network.spikes is None:
+        return "masked_patch_mse", masked_patch_loss(network, out["hidden"], out["traces"], target)
+    if not target.any():
+        return "masked_patch_poisson", out["hidden"].float().sum() * 0.0
+    log_rates = network.log_rates(out["hidden"], batch, network.next_rates)
+    return "masked_patch_poisson", hidden_poisson_loss(log_rates, batch["activity"], target)
+
+
+def target_codes(network: CalmNetwork, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
+    """The codes a scored token is trained to predict: the input's on calcium, those of
+    the unmasked counts on spikes (the forward's codes there are of the masked counts)."""
+    return out["codes"] if network.spikes is None else network.codes(batch)
+
+
 def _unwrap(model: nn.Module) -> CalmNetwork:
     return model.module if hasattr(model, "module") else model  # type: ignore[return-value]
 
@@ -136,7 +172,8 @@ def _masked_step(
     patch_weight: float,
 ) -> tuple[Tensor, dict[str, float]]:
     out = model(batch, token_mask=hidden, causal=causal, prompt=prompt)
-    ce, acc = masked_code_loss(out["logits"], out["codes"], target)
+    network = _unwrap(model)
+    ce, acc = masked_code_loss(out["logits"], target_codes(network, out, batch), target)
     metrics = {
         "masked_code_ce": float(ce.detach()),
         "masked_code_acc": float(acc),
@@ -145,9 +182,9 @@ def _masked_step(
     }
     if patch_weight == 0:
         return ce, metrics
-    mse = masked_patch_loss(_unwrap(model), out["hidden"], out["traces"], target)
-    metrics["masked_patch_mse"] = float(mse.detach())
-    return ce + patch_weight * mse, metrics
+    name, term = masked_patch_term(network, out, batch, target)
+    metrics[name] = float(term.detach())
+    return ce + patch_weight * term, metrics
 
 
 def steps_of(network: CalmNetwork, batch: dict[str, Tensor]) -> int:
