@@ -79,18 +79,22 @@ def test_every_shipped_config_has_hparams_its_methods_accept():
 
 
 SHARED_BACKBONE = ("dual_axis_mtm", "dual_axis_poyo_ssl")
+#: POYO-SSL's pretraining diets besides its own (ablations: the protocol trains them).
+POYO_DIETS = ("poyo_ssl_mixed", "poyo_ssl_reverse")
 
 
-def test_the_protocol_adds_the_shared_backbone_runs_at_calms_budget():
-    """The protocol trains the demo's methods and the objectives on CalM's backbone, each
-    at calm's budget key for key (equal steps and batch: docs/shared_backbone.md), as the
-    Allen config does; the demo keeps calm's budget for them without training them."""
+def test_the_protocol_adds_the_ablations_at_calms_budget():
+    """The protocol trains the demo's methods plus the ablations: the objectives on CalM's
+    backbone, each at calm's budget key for key (equal steps and batch:
+    docs/shared_backbone.md), as the Allen config does, and POYO-SSL's two other diets.
+    The demo keeps calm's budget for the shared-backbone methods without training them."""
     demo, protocol = _load("config.yaml"), _load("protocol.yaml")
+    ablations = {*SHARED_BACKBONE, *POYO_DIETS}
     assert protocol["methods"] == [
-        m for m in protocol["methods"] if m in demo["methods"] or m in SHARED_BACKBONE
+        m for m in protocol["methods"] if m in demo["methods"] or m in ablations
     ]
-    assert set(protocol["methods"]) == set(demo["methods"]) | set(SHARED_BACKBONE)
-    assert not set(SHARED_BACKBONE) & set(demo["methods"])
+    assert set(protocol["methods"]) == set(demo["methods"]) | ablations
+    assert not ablations & set(demo["methods"])
     allen = _load("allen_visual_coding.yaml")
     assert set(SHARED_BACKBONE) <= set(allen["methods"])
     for config in (demo, protocol, allen):
