@@ -242,20 +242,27 @@ def test_method_pretrains_finetunes_and_evaluates(dataset, tokenizer_path, tmp_p
         assert moved == pretrain_units
 
 
-def test_equal_budget_tokens_per_step(dataset, tokenizer_path):
-    """MtM attends every token of a window, as CalM does; POYO-SSL's diet fewer."""
-    hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path)}
+def _tokens_per_step(inputs_of) -> dict[str, int]:
+    """Tokens one pretraining step attends, per objective on the shared backbone;
+    ``inputs_of(method)`` gives the method's StageInputs."""
+    from neurossl.data.loader import WindowDataset, make_loader
+
     tokens = {}
     for name in ("calm", "dual_axis_mtm", "dual_axis_poyo_ssl"):
         method = get_method(name)
-        inputs = _inputs(dataset, name, hp)
+        inputs = inputs_of(name)
         network = method._network(inputs, _hparams(inputs), "cpu")
         sessions, ids = method._pretrain_neurons(inputs)
-        from neurossl.data.loader import WindowDataset, make_loader
-
         data = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions, ids)
         batch = next(iter(make_loader(data, 4, shuffle=False, seed=0, by_session=False)))
         tokens[name] = method._pretrain_loss(_hparams(inputs))(network, batch)[1][TOKENS]
+    return tokens
+
+
+def test_equal_budget_tokens_per_step(dataset, tokenizer_path):
+    """MtM attends every token of a window, as CalM does; POYO-SSL's diet fewer."""
+    hp = {**METHOD_HP, "tokenizer_path": str(tokenizer_path)}
+    tokens = _tokens_per_step(lambda name: _inputs(dataset, name, hp))
     assert tokens["dual_axis_mtm"] == tokens["calm"] > tokens["dual_axis_poyo_ssl"] > 0
 
 
@@ -342,17 +349,9 @@ def test_equal_budget_tokens_per_step_on_spikes(spiking):
     """As on calcium: MtM attends every token, POYO-SSL's diet (predictable units) fewer."""
     paths, splits, tokenizer = spiking
     hp = SPIKE_METHOD_HP | {"tokenizer_path": str(tokenizer)}
-    tokens = {}
-    for name in ("calm", "dual_axis_mtm", "dual_axis_poyo_ssl"):
-        from neurossl.data.loader import WindowDataset, make_loader
-
-        method = get_method(name)
-        inputs = StageInputs("toy", name, "tiny", 0, paths, splits, SPIKE_TASKS, hp)
-        network = method._network(inputs, _hparams(inputs), "cpu")
-        sessions, ids = method._pretrain_neurons(inputs)
-        data = WindowDataset(inputs.session_paths, inputs.splits, "train", sessions, ids)
-        batch = next(iter(make_loader(data, 4, shuffle=False, seed=0, by_session=False)))
-        tokens[name] = method._pretrain_loss(_hparams(inputs))(network, batch)[1][TOKENS]
+    tokens = _tokens_per_step(
+        lambda name: StageInputs("toy", name, "tiny", 0, paths, splits, SPIKE_TASKS, hp)
+    )
     assert tokens["dual_axis_mtm"] == tokens["calm"] > tokens["dual_axis_poyo_ssl"] > 0
 
 
