@@ -172,6 +172,32 @@ def test_metrics_csv_is_tidy_and_covers_every_configured_method(metrics):
     assert set(metrics["seed"]) == set(config["seeds"])
 
 
+#: The objective matrix's objectives with their backbones' scratch controls, and the
+#: cells each must fill in the demo's own metrics.csv (modality, task, metric).
+MATRIX_METHODS = [
+    "mtm", "scratch_ndt", "poyo_ssl", "scratch_perceiver", "calm", "scratch_dual_axis"
+]  # fmt: skip
+MATRIX_CELLS = [
+    ("spikes", "co_smoothing", "bps"), ("spikes", "choice", "bacc"),
+    ("calcium", "forecasting", "mae"), ("calcium", "stimulus_class", "bacc"),
+    ("calcium", "choice", "bacc"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("modality,task,metric", MATRIX_CELLS)
+def test_every_objective_and_scratch_control_scores_the_same_sessions(
+    metrics, modality, task, metric
+):
+    """MtM, POYO-SSL and CalM, and their scratch controls, each have a row on every
+    held-out session of the same modality, task and metric: the matrix compares them on
+    the same recordings."""
+    rows = metrics[(metrics["task"] == task) & (metrics["metric"] == metric)]
+    rows = rows[rows["session"].str.endswith(f".{modality}")]
+    sessions = {m: set(rows.loc[rows["method"] == m, "session"]) for m in MATRIX_METHODS}
+    assert all(sessions.values()), {m: sorted(s) for m, s in sessions.items()}
+    assert len({frozenset(s) for s in sessions.values()}) == 1, sessions
+
+
 def test_the_one_seed_demo_says_it_is_not_a_result(default_run, protocol_run):
     assert "a smoke run, not a result" in (default_run / "report" / "index.html").read_text()
     assert "smoke run" not in (protocol_run[0] / "report" / "index.html").read_text()
