@@ -23,7 +23,7 @@ import yaml
 
 from neurossl.report.figures import check_complete
 from neurossl.train_logs import StepLog, publish
-from workflow_helpers import SNAKEFILE, run_snakemake
+from workflow_helpers import SNAKEFILE, run_snakemake, tiny_dataset
 
 RUN = "results/synthetic"
 PRETRAIN = f"{RUN}/pretrain/mtm/spikes/tiny/seed0"
@@ -34,20 +34,8 @@ LOGS = (f"{PRETRAIN}/train_log.csv", f"{FINETUNE}/train_log.csv")
 
 def tiny_config(path: Path, **dataset: object) -> Path:
     """One neural method that pretrains and fine-tunes in three phases, on spikes only."""
-    spec = {
-        "source": "synthetic",
-        "modalities": ["spikes"],
-        "synthetic": {
-            "seed": 0,
-            "n_subjects": 2,
-            "sessions_per_subject": 1,
-            "n_trials": 30,
-            "n_units": 16,
-            "n_rois": 16,
-        },
-        "split": {"seed": 0, "n_heldout_subjects": 1},
-        "tasks": {"spikes": ["co_smoothing", "choice"]},
-    } | dataset
+    spec = tiny_dataset(modalities=["spikes"], tasks={"spikes": ["co_smoothing", "choice"]})
+    spec |= dataset
     config = {
         "results": "results",
         "resources": "resources",

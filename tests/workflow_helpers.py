@@ -14,6 +14,26 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 
+def tiny_dataset(**overrides: Any) -> dict[str, Any]:
+    """A synthetic dataset small enough for a whole-DAG run: 2 animals of one session,
+    30 trials, 16 units and 16 ROIs; ``overrides`` replace top-level keys."""
+    spec: dict[str, Any] = {
+        "source": "synthetic",
+        "modalities": ["spikes", "calcium"],
+        "synthetic": {
+            "seed": 0,
+            "n_subjects": 2,
+            "sessions_per_subject": 1,
+            "n_trials": 30,
+            "n_units": 16,
+            "n_rois": 16,
+        },
+        "split": {"seed": 0, "n_heldout_subjects": 1},
+        "tasks": {"spikes": ["co_smoothing"], "calcium": ["forecasting"]},
+    }
+    return spec | overrides
+
+
 def tiny_config(tmp_path: Path, **overrides: Any) -> Path:
     """A config small enough for a whole-DAG run in a test; returns its path."""
     config: dict[str, Any] = {
@@ -25,22 +45,7 @@ def tiny_config(tmp_path: Path, **overrides: Any) -> Path:
         "methods": [],
         "hparams": {},
         "compute": {"gpus": 0},
-        "datasets": {
-            "synthetic": {
-                "source": "synthetic",
-                "modalities": ["spikes", "calcium"],
-                "synthetic": {
-                    "seed": 0,
-                    "n_subjects": 2,
-                    "sessions_per_subject": 1,
-                    "n_trials": 30,
-                    "n_units": 16,
-                    "n_rois": 16,
-                },
-                "split": {"seed": 0, "n_heldout_subjects": 1},
-                "tasks": {"spikes": ["co_smoothing"], "calcium": ["forecasting"]},
-            }
-        },
+        "datasets": {"synthetic": tiny_dataset()},
     }
     config.update(overrides)
     path = tmp_path / "config.yaml"
