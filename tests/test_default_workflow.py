@@ -30,7 +30,6 @@ import yaml
 from test_report_browser import chromium, probe
 
 from neurossl.eval.stats import relative_gain_ci
-from neurossl.names import METHOD_MODALITIES, MODALITIES
 from workflow_helpers import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -39,13 +38,9 @@ DEFAULT = REPO / "config" / "config.yaml"
 PROTOCOL = (DEFAULT, REPO / "config" / "protocol.yaml")
 #: The methods the claim tests compare (with the oracle, whose share MtM's test prints).
 CLAIM_METHODS = ["mtm", "ndt", "scratch_ndt", "oracle", "calm", "persistence", "mean", "linear_ar"]
-#: The modality each claim method's claim is asserted on; on any other modality it
-#: trains at the demo's budget (its rows fill the report, no assertion reads them). The
-#: tokenizer is CalM's, one per modality.
-CLAIM_MODALITY = {
-    "mtm": "spikes", "ndt": "spikes", "scratch_ndt": "spikes", "calm": "calcium",
-    "tokenizer": "calcium",
-}  # fmt: skip
+#: The modality each claim method's claim is asserted on; the protocol fixture trains it
+#: only there (config ``method_modalities``).
+CLAIM_MODALITY = {"mtm": "spikes", "ndt": "spikes", "scratch_ndt": "spikes", "calm": "calcium"}
 #: POYO-SSL and the two references its relative gains are stated against.
 POYO_GAIN_METHODS = ["poyo_ssl", "poyo_ssl_reverse", "scratch_perceiver"]
 
@@ -62,27 +57,15 @@ def _overlay(folder: Path, name: str, values: dict) -> Path:
     return path
 
 
-def demo_budgets_off_claim_modality() -> dict[str, dict[str, dict]]:
-    """``hparams`` giving each claim method, on the modalities its claim is not asserted
-    on, the demo's budget (the demo's hparams with its own modality override applied)."""
-    demo = yaml.safe_load(DEFAULT.read_text())["hparams"]
-    hparams: dict[str, dict[str, dict]] = {}
-    for method, claimed in CLAIM_MODALITY.items():
-        base = {k: v for k, v in demo.get(method, {}).items() if k not in MODALITIES}
-        for modality in METHOD_MODALITIES.get(method, MODALITIES):
-            if modality != claimed:
-                budget = base | demo.get(method, {}).get(modality, {})
-                hparams.setdefault(method, {})[modality] = budget
-    return hparams
-
-
 @pytest.fixture(scope="module")
 def claim_methods(tmp_path_factory) -> Path:
-    """An overlay that keeps only the methods a claim compares, at the protocol's budgets
-    on the modality of their claim and at the demo's elsewhere: MtM's and NDT's calcium
-    runs at 1500 pretraining steps on three seeds were a third of the suite's time, for
-    rows no test reads."""
-    values = {"methods": CLAIM_METHODS, "hparams": demo_budgets_off_claim_modality()}
+    """An overlay that keeps only the methods a claim compares, each on the modality of
+    its claim: MtM's and NDT's calcium runs and CalM's spiking ones were a third of the
+    fixture's jobs, for rows no test reads."""
+    values = {
+        "methods": CLAIM_METHODS,
+        "method_modalities": {m: [modality] for m, modality in CLAIM_MODALITY.items()},
+    }
     return _overlay(tmp_path_factory.mktemp("claims"), "claim_methods", values)
 
 
@@ -100,18 +83,22 @@ def protocol_run(default_run, claim_methods) -> tuple[Path, dict[str, int]]:
 def poyo_two_seed_run(default_run, tmp_path_factory) -> Path:
     """A copy of the demo (its recordings, models and Snakemake metadata) with a second
     seed of POYO-SSL and scratch, and both seeds of the reverse diet (an ablation the demo
-    does not train), at the demo's budgets; seed 0 of the others is the demo's own."""
+    does not train), at the demo's budgets, on calcium (the claim's modality); seed 0 of
+    the others is the demo's own."""
     demo, workdir = default_run.parents[1], tmp_path_factory.mktemp("poyo_two_seeds") / "workdir"
     for part in (".snakemake", "resources", "results/synthetic"):
         shutil.copytree(demo / part, workdir / part, symlinks=True)
-    overlay = _overlay(workdir.parent, "two_seeds", {"seeds": [0, 1], "methods": POYO_GAIN_METHODS})
-    result = run_snakemake(workdir, configfile=(DEFAULT, overlay))
+    values = {
+        "seeds": [0, 1],
+        "methods": POYO_GAIN_METHODS,
+        "method_modalities": {m: ["calcium"] for m in POYO_GAIN_METHODS},
+    }
+    result = run_snakemake(workdir, configfile=(DEFAULT, _overlay(workdir.parent, "two", values)))
     jobs = _job_counts(result.stdout + result.stderr)
-    # on every modality the POYO family runs on: poyo_ssl's seed 1, the reverse diet's
-    # seeds 0 and 1 (pretrained), scratch's seed 1
-    n_modalities = len(METHOD_MODALITIES["poyo_ssl"])
-    assert jobs.get("pretrain") == 3 * n_modalities, jobs
-    assert jobs.get("finetune") == 4 * n_modalities, jobs
+    # on calcium, the claim's modality: poyo_ssl's seed 1, the reverse diet's seeds 0 and 1
+    # (pretrained), scratch's seed 1
+    assert jobs.get("pretrain") == 3, jobs
+    assert jobs.get("finetune") == 4, jobs
     return workdir / "results" / "synthetic"
 
 
@@ -212,12 +199,12 @@ def test_the_protocol_run_trains_three_seeds_beside_the_demo(
     assert "synthesize_session" not in jobs, jobs
     for rule in ("pretrain", "finetune"):
         trained = [
-            (m, modality)
-            for m in CLAIM_METHODS
-            for modality in MODALITIES
-            if (default_run / rule / m / modality).is_dir()
+            m for m in CLAIM_MODALITY if (default_run / rule / m / CLAIM_MODALITY[m]).is_dir()
         ]
         assert trained and jobs[rule] == 3 * len(trained), (rule, jobs)
+    sessions = claim_metrics.groupby("method")["session"].agg(set)
+    for method, modality in CLAIM_MODALITY.items():
+        assert {s.rsplit(".", 1)[1] for s in sessions[method]} == {modality}, method
     assert set(claim_metrics["seed"]) == {0, 1, 2}
     assert set(claim_metrics["method"]) == set(CLAIM_METHODS)
     again = run_snakemake(default_run.parents[1], "-n", configfile=DEFAULT)

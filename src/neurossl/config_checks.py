@@ -19,7 +19,13 @@ from neurossl.data.sources.synthetic_config import (
     SyntheticConfig,
 )
 from neurossl.data.windows import check_block_window, check_fractions, check_trial_window
-from neurossl.names import BEHAVIOR_PREFIX, STIMULUS_PREFIX, check_task
+from neurossl.names import (
+    BEHAVIOR_PREFIX,
+    METHOD_MODALITIES,
+    MODALITIES,
+    STIMULUS_PREFIX,
+    check_task,
+)
 
 
 class ConfigError(ValueError):
@@ -31,6 +37,14 @@ def check_config(config: Mapping[str, Any]) -> None:
     problems = []
     for name, spec in config.get("datasets", {}).items():
         problems += [f"datasets.{name}.{key}: {why}" for key, why in _dataset_problems(spec)]
+    for method, modalities in config.get("method_modalities", {}).items():
+        runs_on = METHOD_MODALITIES.get(method, MODALITIES)
+        for modality in modalities:
+            if modality not in runs_on:
+                problems.append(
+                    f"method_modalities.{method}: {method} does not run on {modality} "
+                    f"(its catalog entry: {', '.join(runs_on)})"
+                )
     if problems:
         raise ConfigError("config rejected at planning:\n  " + "\n  ".join(problems))
 

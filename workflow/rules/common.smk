@@ -104,8 +104,13 @@ def tasks_of(dataset, modality):
 
 
 def method_modalities(dataset, method):
-    """Modalities of the dataset the method runs on."""
-    return [m for m in DATASETS[dataset]["modalities"] if m in names.METHOD_MODALITIES[method]]
+    """Modalities of the dataset the method runs on: its catalog entry's, narrowed by
+    config ``method_modalities``."""
+    runs_on = config.get("method_modalities", {}).get(method, names.METHOD_MODALITIES[method])
+    return [
+        m for m in DATASETS[dataset]["modalities"]
+        if m in names.METHOD_MODALITIES[method] and m in runs_on
+    ]
 
 
 def method_sizes(method):
