@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neurossl.code_version import code_identity
-from neurossl.contract import StageInputs, StageOutputs
+from neurossl.contract import Method, StageInputs, StageOutputs
 from neurossl.data.splits import read_splits
 from neurossl.methods.registry import get_method
 from neurossl.names import EVAL_SPLITS, check_method, check_task, session_key
@@ -111,7 +111,7 @@ def run_identity(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def evaluate(args: argparse.Namespace, inputs: StageInputs, method: Any, model: Path) -> None:
+def evaluate(args: argparse.Namespace, inputs: StageInputs, method: Method, model: Path) -> None:
     """Score ``model`` on the held-out sessions' ``--eval-split`` windows and write the
     metric rows and the predictions they were computed from."""
     from neurossl.eval.records import window_arrays

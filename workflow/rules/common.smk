@@ -106,11 +106,9 @@ def tasks_of(dataset, modality):
 def method_modalities(dataset, method):
     """Modalities of the dataset the method runs on: its catalog entry's, narrowed by
     config ``method_modalities``."""
+    # check_config keeps a narrowed list within the catalog entry's.
     runs_on = config.get("method_modalities", {}).get(method, names.METHOD_MODALITIES[method])
-    return [
-        m for m in DATASETS[dataset]["modalities"]
-        if m in names.METHOD_MODALITIES[method] and m in runs_on
-    ]
+    return [m for m in DATASETS[dataset]["modalities"] if m in runs_on]
 
 
 def method_sizes(method):
@@ -338,8 +336,9 @@ def known_sha256(wildcards):
 # Ready jobs run by how long a chain each one starts: the tokenizer opens CalM's three-job
 # chain (tokenizer, pretraining, fine-tuning with its scoring), pretraining a two-job
 # one; the fitted baselines (one short job each) fill the cores at the end, the network
-# baselines (10-14 s) before the rest (4-7 s). Without priorities Snakemake started the tokenizer late in the default run,
-# and CalM's chain plus the report ran for the last ~50 s on one of two cores.
+# baselines (10-14 s) before the rest (4-7 s). Without priorities Snakemake started the
+# tokenizer late in the default run, and CalM's chain plus the report ran for the last
+# ~50 s on one of two cores.
 
 #: Higher runs first among ready jobs (Snakemake's default is 0).
 PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20}
