@@ -47,7 +47,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import lfilter
 from torch import Tensor
 
 #: Decay time constant of the smoothing kernel, seconds (about GCaMP6f's decay, and the
@@ -57,6 +56,10 @@ DEFAULT_TAU_S = 0.05
 
 def spike_trace(counts: np.ndarray, bin_size: float, tau_s: float = DEFAULT_TAU_S) -> np.ndarray:
     """Counts [..., T, N] -> square root of their causal exponential smoothing, same shape."""
+    # Imported here: scipy.signal takes about a second to import, which every job that
+    # imports the CalM objective (calcium ones too) would otherwise pay.
+    from scipy.signal import lfilter
+
     a = _decay(bin_size, tau_s)
     smoothed = lfilter([1.0 - a], [1.0, -a], np.asarray(counts, dtype=np.float64), axis=-2)
     return np.sqrt(np.maximum(smoothed, 0.0)).astype(np.float32)
