@@ -335,17 +335,21 @@ def known_sha256(wildcards):
 # --- job priorities ---
 # Ready jobs run by how long a chain each one starts: the tokenizer opens CalM's three-job
 # chain (tokenizer, pretraining, fine-tuning with its scoring), pretraining a two-job
-# one; the fitted baselines (one short job each) fill the cores at the end, the network
-# baselines (10-14 s) before the rest (4-7 s). Without priorities Snakemake started the
-# tokenizer late in the default run, and CalM's chain plus the report ran for the last
-# ~50 s on one of two cores.
+# one; the baselines (one short job each) fill the cores at the end. Among them the
+# spiking ones go first: the BrainWideBench export waits for every spiking result, and
+# run as soon as they are in it overlaps the remaining baselines instead of running
+# alone before the report. Then the network baselines (10-14 s) before the rest (4-7 s).
+# Without priorities Snakemake started the tokenizer late in the default run, and CalM's
+# chain plus the report ran for the last ~50 s on one of two cores.
 
 #: Higher runs first among ready jobs (Snakemake's default is 0).
-PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20}
+PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20, "export": 10}
 NETWORK_BASELINES = names.NETWORK_BASELINES
 
 
 def baseline_priority(wildcards):
+    if wildcards.modality == "spikes":
+        return 6
     return 5 if wildcards.method in NETWORK_BASELINES else 0
 
 

@@ -8,6 +8,7 @@ localrules:
 
 rule bwb_export:
     """IBL BrainWideBench's submission layout + ground truth, scored by ibl-bwb-eval."""
+    priority: PRIORITY["export"]
     input:
         unpack(bwb_inputs),
     output:
@@ -25,6 +26,7 @@ rule bwb_export:
 
 rule nlb_export:
     """Co-smoothing rates in NLB's submission layout, scored by nlb_tools on the val trials."""
+    priority: PRIORITY["export"]
     input:
         unpack(nlb_inputs),
     output:
