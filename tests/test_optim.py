@@ -81,9 +81,11 @@ def test_weight_decay_only_on_weight_matrices():
     assert decayed["betas"] == (0.9, 0.95)
 
 
-def test_fused_kernel_only_when_every_parameter_is_on_cuda():
+def test_fused_kernel_when_every_parameter_is_on_one_cpu_or_cuda_device():
     optimizer = adamw(_net(0).parameters(), 1e-3)
-    assert not optimizer.param_groups[0]["fused"]
+    assert optimizer.param_groups[0]["fused"]
+    meta = adamw([nn.Parameter(torch.zeros(2, device="meta"))], 1e-3)
+    assert not meta.param_groups[0]["fused"] and meta.param_groups[0]["foreach"]
     with pytest.raises(ValueError, match="empty parameter list"):
         adamw([], 1e-3)
 
@@ -130,9 +132,10 @@ def test_resume_keeps_this_runs_kernel_choice():
     model = _net(3)
     optimizer = adamw(model.parameters(), 1e-3)
     saved = optimizer.state_dict()
-    saved["param_groups"][0]["fused"] = True  # as written by a run on a GPU
+    # As written by a run that chose the multi-tensor kernel.
+    saved["param_groups"][0].update(fused=None, foreach=True)
     load_optimizer_state(optimizer, saved)
-    assert not optimizer.param_groups[0]["fused"]
+    assert optimizer.param_groups[0]["fused"] and not optimizer.param_groups[0]["foreach"]
 
 
 def test_loading_state_of_other_parameter_groups_is_a_clear_error():

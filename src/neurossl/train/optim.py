@@ -2,8 +2,8 @@
 
 Biases, norms and embeddings (including session/prompt tokens) get no weight decay:
 decaying them shrinks per-session parameters that see few updates towards zero, which
-hurts new-session adaptation. This is the usual transformer recipe. On CUDA the fused
-AdamW kernel updates every parameter in one launch; on CPU torch's default kernel is
+hurts new-session adaptation. This is the usual transformer recipe. torch's fused AdamW
+kernel updates every parameter of a group in one call on CUDA and on CPU; on CPU it is
 deterministic for a fixed seed and thread count (tests/test_resume.py checks bit-identity).
 """
 
@@ -38,15 +38,16 @@ def adamw(
     weight_decay: float = 0.01,
     betas: tuple[float, float] = DEFAULT_BETAS,
 ) -> torch.optim.AdamW:
-    """``torch.optim.AdamW``: fused when every parameter lives on a CUDA device, else the
-    multi-tensor kernel (torch's CPU default is a per-parameter loop, slower for the many
-    small tensors of these models)."""
+    """``torch.optim.AdamW``: the fused kernel when every parameter lives on CUDA or every
+    one on the CPU, else the multi-tensor one. On the CPU, the fused step is about 3x
+    faster than the multi-tensor kernel's for these models' many small tensors and 4x
+    faster than torch's CPU default, a per-parameter loop (benchmarks/adamw_kernels.py)."""
     items = list(params)
     if not items:
         raise ValueError("AdamW got an empty parameter list")
     groups = items if isinstance(items[0], dict) else [{"params": items}]
-    tensors = [p for group in groups for p in group["params"]]
-    kernel = {"fused": True} if all(p.is_cuda for p in tensors) else {"foreach": True}
+    devices = {p.device.type for group in groups for p in group["params"]}
+    kernel = {"fused": True} if devices in ({"cuda"}, {"cpu"}) else {"foreach": True}
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, **kernel)
 
 
@@ -68,10 +69,11 @@ def make_optimizer(
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
-    """``load_state_dict`` that keeps this run's kernel choice (fused on CUDA or not).
+    """``load_state_dict`` that keeps this run's kernel choice (fused or multi-tensor).
 
-    torch restores every group setting from the file, ``fused`` included, so a checkpoint
-    written on a GPU would ask for the fused kernel on a CPU resume and vice versa.
+    torch restores every group setting from the file, ``fused`` and ``foreach`` included,
+    so a checkpoint would impose the kernel chosen where it was written (an older run's
+    multi-tensor kernel on the CPU, say).
     """
     if any("n_params" in g for g in saved.get("param_groups", [])):
         raise ValueError(
