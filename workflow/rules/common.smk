@@ -336,8 +336,8 @@ def known_sha256(wildcards):
 # Ready jobs run by how long a chain each one starts: the tokenizer opens CalM's three-job
 # chain (tokenizer, pretraining, fine-tuning with its scoring), pretraining a two-job
 # one; the baselines (one short job each) fill the cores at the end. Among them the
-# spiking ones go first: the BrainWideBench export waits for every spiking result, and
-# run as soon as they are in it overlaps the remaining baselines instead of running
+# spiking ones go first: the BrainWideBench export waits for every spiking result;
+# started as soon as they are in, it overlaps the remaining baselines instead of running
 # alone before the report. Then the network baselines (10-14 s) before the rest (4-7 s).
 # Without priorities Snakemake started the tokenizer late in the default run, and CalM's
 # chain plus the report ran for the last ~50 s on one of two cores.
