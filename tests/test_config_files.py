@@ -130,3 +130,19 @@ def test_the_shared_backbone_runs_get_calms_budget_on_spikes_too():
             calm = _with_overrides(hparams["calm"], spikes)
             for method in SHARED_BACKBONE:
                 assert _with_overrides(hparams[method], spikes) == calm, (name, method, spikes)
+
+
+def test_the_benchmark_workload_overlay_is_a_config_the_workflow_accepts():
+    """benchmarks/demo_workload_4e77823.yaml (benchmarks/compare_demo_trees.sh) merged over
+    the demo: known methods, modalities they run on, and hparams they accept; so the
+    same-work comparison keeps running as the method table changes."""
+    from neurossl.config_checks import check_config
+    from neurossl.names import METHODS
+
+    overlay = yaml.safe_load((REPO / "benchmarks" / "demo_workload_4e77823.yaml").read_text())
+    config = _merged(_load("config.yaml"), overlay)
+    assert set(config["methods"]) <= set(METHODS)
+    assert set(config["method_modalities"]) <= set(config["methods"])
+    check_config(config)
+    for method in config["methods"]:
+        check_hparams(method, config["hparams"].get(method, {}))
