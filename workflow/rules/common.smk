@@ -345,17 +345,19 @@ def known_sha256(wildcards):
 #: Higher runs first among ready jobs (Snakemake's default is 0).
 PRIORITY = {"train_tokenizer": 40, "pretrain": 30, "finetune": 20, "export": 10}
 NETWORK_BASELINES = names.NETWORK_BASELINES
+#: The modality the exports to other benchmarks (BrainWideBench, NLB) read.
+EXPORTED_MODALITY = "spikes"
 
 
 def baseline_priority(wildcards):
-    if wildcards.modality == "spikes":
+    if wildcards.modality == EXPORTED_MODALITY:
         return 6
     return 5 if wildcards.method in NETWORK_BASELINES else 0
 
 
 def bwb_inputs(wc):
     """Every spiking evaluation of the dataset (predictions.npz and its metrics.json)."""
-    runs = [p for p in eval_targets(wc.dataset) if "/spikes/" in p]
+    runs = [p for p in eval_targets(wc.dataset) if f"/{EXPORTED_MODALITY}/" in p]
     return {
         "predictions": [p.replace("metrics.json", "predictions.npz") for p in runs],
         "metrics": runs,
@@ -364,7 +366,7 @@ def bwb_inputs(wc):
 
 def bwb_targets(dataset):
     """The BrainWideBench export of a dataset's spiking evaluations (none for calcium)."""
-    if not any("/spikes/" in p for p in eval_targets(dataset)):
+    if not any(f"/{EXPORTED_MODALITY}/" in p for p in eval_targets(dataset)):
         return []
     return [f"{RESULTS}/{dataset}/bwb/scores.csv"]
 
@@ -403,7 +405,7 @@ def nlb_targets(dataset):
     """NLB's scores of a dataset read by the nlb reader that has co-smoothing runs."""
     if reader_of(DATASETS[dataset]) != "nlb":
         return []
-    if "co_smoothing" not in tasks_of(dataset, "spikes"):
+    if "co_smoothing" not in tasks_of(dataset, EXPORTED_MODALITY):
         return []
     return [f"{RESULTS}/{dataset}/nlb/scores.csv"]
 
@@ -415,11 +417,9 @@ def nlb_inputs(wc):
     sessions = sessions_of(wc.dataset)
     if len(sessions) != 1:
         raise ValueError(f"NLB dataset {wc.dataset!r} must be one recording, got {sessions}")
-    runs = bwb_inputs(wc)["metrics"]
     return {
-        "predictions": [p.replace("metrics.json", "predictions.npz") for p in runs],
-        "metrics": runs,
-        "session": session_files(wc.dataset, "spikes"),
+        **bwb_inputs(wc),
+        "session": session_files(wc.dataset, EXPORTED_MODALITY),
         "nwb": raw_nwb(SimpleNamespace(dataset=wc.dataset, session=sessions[0])),
     }
 
