@@ -16,7 +16,7 @@ import time
 import torch
 
 from neurossl.models.ndt import NDT, make_config
-from neurossl.train.optim import TRANSFORMER_BETAS
+from neurossl.train.optim import make_optimizer
 
 KERNELS = {
     "per-parameter": {"foreach": False},
@@ -26,13 +26,15 @@ KERNELS = {
 
 
 def step_ms(model: NDT, kernel: dict[str, bool], steps: int, device: str) -> float:
-    params = [(n, p) for n, p in model.named_parameters()]
-    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "token" not in n]
-    rest = [p for n, p in params if p.ndim < 2 or "embed" in n or "token" in n]
+    params = list(model.named_parameters())
     for _, p in params:
         p.grad = torch.randn_like(p)
-    groups = [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=TRANSFORMER_BETAS, **kernel)
+    # The groups make_optimizer builds, under the kernel asked for.
+    built = make_optimizer(params, lr=1e-3, weight_decay=0.01)
+    groups = [
+        {"params": g["params"], "weight_decay": g["weight_decay"]} for g in built.param_groups
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=built.defaults["betas"], **kernel)
     for _ in range(10):
         optimizer.step()
     if device == "cuda":
