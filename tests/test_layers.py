@@ -24,7 +24,10 @@ The layers, lowest first (docs/methods.md, "Layers", says why each sits where it
 from __future__ import annotations
 
 import ast
+from collections import defaultdict
 from pathlib import Path
+
+from neurossl import catalog
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neurossl"
 FOUNDATION = {
@@ -108,3 +111,36 @@ def test_the_foundation_and_the_planning_path_import_no_torch():
         for node in top_level:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             assert not any(str(n).split(".")[0] in heavy for n in names), (path.name, names)
+
+
+#: Consecutive code lines two method families may not share: what they have in common
+#: belongs in a module below them (``methods.task_heads``, ``eval``, ``train``, ...).
+SHARED_RUN = 6
+
+
+def _code_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of a module's code, without imports and comments."""
+    kept = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip()
+        if len(text) >= 4 and not text.startswith(("#", "import ", "from ", '"""')):
+            kept.append((number, text))
+    return kept
+
+
+def test_no_code_is_repeated_across_the_method_families():
+    families = sorted({spec.module for spec in catalog.BUILTIN_METHODS})
+    where: dict[tuple[str, ...], set[tuple[str, int]]] = defaultdict(set)
+    for module in families:
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        lines = _code_lines(path)
+        for start in range(len(lines) - SHARED_RUN + 1):
+            run = tuple(text for _, text in lines[start : start + SHARED_RUN])
+            where[run].add((module, lines[start][0]))
+    repeated = [
+        f"{sorted(places)}: {run[0]!r} ... {run[-1]!r}"
+        for run, places in where.items()
+        if len({module for module, _ in places}) > 1
+    ]
+    assert len(families) >= 4, families
+    assert not repeated, "\n".join(repeated)

@@ -113,12 +113,12 @@ from neurossl.device import autocast, resolve_device
 from neurossl.eval.decoding import decode_continuous, decode_discrete
 from neurossl.eval.metrics import horizon_metrics
 from neurossl.eval.queries import SPIKING_QUERY_TASKS, forecast_windows, spiking_queries
-from neurossl.eval.records import eval_trials, put_decoded, put_decoding
+from neurossl.eval.records import eval_trials, put_decoded
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.hparams import check, finetune_only_keys
 from neurossl.methods.hparam_models import NDTHParams
-from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
+from neurossl.methods.task_heads import TaskHead, fit_task_heads, score_heads, task_loss_fn
 from neurossl.models.ndt import (
     NDT,
     PRESETS,
@@ -384,33 +384,13 @@ class NDTFamily:
         evaluation: Evaluation,
     ) -> None:
         """Every fine-tuned head on one session's test windows, in one pass."""
+        windows = reader.dataset(inputs.eval_split)
+        batches = (
+            {k: v.to(reader.device) for k, v in batch.items()}
+            for batch in make_loader(windows, reader.batch_size, False, 0, True)
+        )
         heads = [decoder.task_heads[t] for t in tasks]
-        preds: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-        targets: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-        probas: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-        with torch.no_grad():
-            windows = reader.dataset(inputs.eval_split)
-            loader = make_loader(windows, reader.batch_size, False, 0, True)
-            for batch in loader:
-                batch = {k: v.to(reader.device) for k, v in batch.items()}
-                with autocast(reader.device):
-                    out = decoder(batch, tasks)
-                for head in heads:
-                    preds[head.name].append(head.decode(out[head.name]))
-                    targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
-                    proba = head.probabilities(out[head.name])
-                    if proba is not None:
-                        probas[head.name].append(proba)
-        trials = eval_trials(inputs, reader.session)
-        for head in heads:
-            pred, target = np.concatenate(preds[head.name]), np.concatenate(targets[head.name])
-            values = head.score(pred, target, frame_delta=0)
-            evaluation.rows.extend(make_rows(inputs, reader.session, head.name, values))
-            proba = np.concatenate(probas[head.name]) if probas[head.name] else None
-            classes = np.asarray(head.classes) if proba is not None else None
-            put_decoding(
-                evaluation, head.name, reader.session, pred, target, trials, proba, classes
-            )
+        score_heads(decoder, batches, heads, reader.device, 0, inputs, reader.session, evaluation)
 
     def _mode(self, task: str) -> tuple[int | None, bool]:
         """(prompt, causal) used to answer a task: the matching scheme for MtM."""

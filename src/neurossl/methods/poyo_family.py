@@ -173,12 +173,11 @@ from neurossl.data.unit_stats import unit_moments
 from neurossl.device import autocast, resolve_device
 from neurossl.eval.metrics import horizon_metrics
 from neurossl.eval.queries import SPIKING_QUERY_TASKS, forecast_windows, spiking_queries
-from neurossl.eval.records import eval_trials, put_decoding
 from neurossl.eval.rows import make_rows
 from neurossl.eval.scoring import score_queries
 from neurossl.hparams import check, finetune_only_keys
 from neurossl.methods.hparam_models import PoyoHParams
-from neurossl.methods.task_heads import TaskHead, fit_task_heads, task_loss_fn
+from neurossl.methods.task_heads import TaskHead, fit_task_heads, score_heads, task_loss_fn
 from neurossl.models.perceiver import (
     CLASSIFICATION,
     RECONSTRUCTION,
@@ -680,17 +679,14 @@ class PoyoMethod:
                     _score_queries(inputs, task, session, model, test, maps, hp, device, evaluation)
             if not tasks:
                 continue
-            preds, targets, probas = _predict(
-                model, test, maps, [heads[t] for t in tasks], hp, device
+            batches = (
+                maps.apply({k: v.to(device) for k, v in batch.items()})
+                for batch in make_loader(test, hp.batch_size, False, 0, by_session=True)
             )
-            trials = eval_trials(inputs, session)
-            for task in tasks:
-                pred, target = np.concatenate(preds[task]), np.concatenate(targets[task])
-                proba = np.concatenate(probas[task]) if probas[task] else None
-                classes = None if proba is None else np.asarray(heads[task].classes)
-                put_decoding(evaluation, task, session, pred, target, trials, proba, classes)
-                values = heads[task].score(pred, target, hp.frame_delta)
-                evaluation.rows += make_rows(inputs, session, task, values)
+            chosen_heads = [heads[t] for t in tasks]
+            score_heads(
+                model, batches, chosen_heads, device, hp.frame_delta, inputs, session, evaluation
+            )
         return evaluation
 
 
@@ -945,32 +941,6 @@ def _attach_heads(model: Perceiver, heads: Sequence[TaskHead], train_ds: WindowD
     for head in heads:
         slots = window_chunks if head.kind == CLASSIFICATION else 1
         model.set_task(head.name, head.kind, head.n_out, slots)
-
-
-def _predict(
-    model: Perceiver,
-    dataset: WindowDataset,
-    maps: RowMaps,
-    heads: Sequence[TaskHead],
-    hp: PoyoHParams,
-    device: str,
-) -> tuple[dict[str, list[np.ndarray]], ...]:
-    """Per task: decoded values, raw targets and (classification) class probabilities."""
-    preds: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    targets: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    probas: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    names = tuple(h.name for h in heads)
-    with torch.no_grad(), autocast(device):
-        for batch in make_loader(dataset, hp.batch_size, False, 0, by_session=True):
-            batch = maps.apply({k: v.to(device) for k, v in batch.items()})
-            out = model(batch, names)
-            for head in heads:
-                preds[head.name].append(head.decode(out[head.name]))
-                targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
-                proba = head.probabilities(out[head.name])
-                if proba is not None:
-                    probas[head.name].append(proba)
-    return preds, targets, probas
 
 
 def make_method(name: str) -> PoyoMethod:

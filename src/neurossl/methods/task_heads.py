@@ -31,8 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurossl.contract import Evaluation, StageInputs
 from neurossl.data.loader import Batch, WindowDataset, make_loader
+from neurossl.device import autocast
 from neurossl.eval.metrics import accuracy, balanced_accuracy, r2
+from neurossl.eval.records import eval_trials, put_decoding
+from neurossl.eval.rows import make_rows
 from neurossl.models.perceiver import CLASSIFICATION, PER_BIN
 from neurossl.names import BEHAVIOR_PREFIX, label_columns
 
@@ -199,3 +203,41 @@ def task_loss_fn(heads: Sequence[TaskHead]) -> LossFn:
         return total, {f"loss_{name}": float(value.detach()) for name, value in losses.items()}
 
     return loss_fn
+
+
+def score_heads(
+    model: Callable[[Batch, tuple[str, ...]], dict[str, Tensor]],
+    batches: Iterable[Batch],
+    heads: Sequence[TaskHead],
+    device: str,
+    frame_delta: int,
+    inputs: StageInputs,
+    session: str,
+    evaluation: Evaluation,
+) -> None:
+    """Every head on one session's test batches in one pass: its rows and decoding records.
+
+    ``batches`` arrive ready for ``model`` (on ``device``, any family-specific remapping
+    applied); ``model(batch, names)`` answers every head at once.
+    """
+    names = tuple(h.name for h in heads)
+    preds: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    targets: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    probas: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    with torch.no_grad(), autocast(device):
+        for batch in batches:
+            out = model(batch, names)
+            for head in heads:
+                preds[head.name].append(head.decode(out[head.name]))
+                targets[head.name].append(head.raw_target(batch).float().cpu().numpy())
+                proba = head.probabilities(out[head.name])
+                if proba is not None:
+                    probas[head.name].append(proba)
+    trials = eval_trials(inputs, session)
+    for head in heads:
+        pred, target = np.concatenate(preds[head.name]), np.concatenate(targets[head.name])
+        proba = np.concatenate(probas[head.name]) if probas[head.name] else None
+        classes = None if proba is None else np.asarray(head.classes)
+        put_decoding(evaluation, head.name, session, pred, target, trials, proba, classes)
+        values = head.score(pred, target, frame_delta)
+        evaluation.rows.extend(make_rows(inputs, session, head.name, values))
