@@ -1,9 +1,12 @@
-"""Make tests/ importable (shared helpers), skip GPU tests without a GPU, and run the
-embedded default workflow once per test session for every test file that reads it."""
+"""Make tests/ importable (shared helpers), skip GPU tests without a GPU, bring up the
+test SLURM cluster where its client is installed, and run the embedded default workflow
+once per test session for every test file that reads it."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Importable once the folder is on the path (above).
+from slurm_cluster import ClusterUnavailable, start_cluster
 from workflow_helpers import REPO, run_snakemake
 
 
@@ -23,6 +27,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_controller_answers() -> None:
+    """Where SLURM's client is installed, its controller is up before any workflow runs.
+
+    snakemake-executor-plugin-slurm runs ``scontrol show config`` at every Snakemake start;
+    with the client installed and no controller reachable (the test cluster after a
+    reboot), that call waits 9 s before failing, in each of the suite's workflow runs.
+    Starting tests/slurm_cluster.py's cluster, which the SLURM tests start anyway, takes
+    about a second. Hosts without the client are left alone, and so are hosts where the
+    cluster cannot be started here (no root, a SLURM set-up of their own); test_slurm.py
+    reports those.
+    """
+    if shutil.which("sinfo") is None:
+        return
+    try:
+        start_cluster()
+    except ClusterUnavailable:
+        return
+    except Exception as error:  # a speed-up only: test_slurm.py shows the fault itself
+        warnings.warn(f"test SLURM cluster not started: {error}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

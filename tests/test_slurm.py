@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from slurm_cluster import Cluster, ClusterUnavailable, start_cluster
 
+from slurm_cluster import Cluster, ClusterUnavailable, start_cluster
 from workflow_helpers import REPO, SNAKEFILE, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
