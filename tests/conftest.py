@@ -34,8 +34,8 @@ def slurm_controller_answers() -> None:
     """Where SLURM's client is installed, its controller is up before any workflow runs.
 
     snakemake-executor-plugin-slurm runs ``scontrol show config`` at every Snakemake start;
-    with the client installed and no controller reachable (the test cluster after a
-    reboot), that call waits 9 s before failing, in each of the suite's workflow runs.
+    with the client installed and no controller reachable (the test cluster's daemons
+    not running), that call waits 9 s before failing, in each of the suite's workflow runs.
     Starting tests/slurm_cluster.py's cluster, which the SLURM tests start anyway, takes
     about a second. Hosts without the client are left alone, and so are hosts where the
     cluster cannot be started here (no root, a SLURM set-up of their own); test_slurm.py
