@@ -385,10 +385,7 @@ class NDTFamily:
     ) -> None:
         """Every fine-tuned head on one session's test windows, in one pass."""
         windows = reader.dataset(inputs.eval_split)
-        batches = (
-            {k: v.to(reader.device) for k, v in batch.items()}
-            for batch in make_loader(windows, reader.batch_size, False, 0, True)
-        )
+        batches = make_loader(windows, reader.batch_size, False, 0, True)
         heads = [decoder.task_heads[t] for t in tasks]
         score_heads(decoder, batches, heads, reader.device, 0, inputs, reader.session, evaluation)
 

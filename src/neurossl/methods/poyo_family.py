@@ -679,13 +679,18 @@ class PoyoMethod:
                     _score_queries(inputs, task, session, model, test, maps, hp, device, evaluation)
             if not tasks:
                 continue
-            batches = (
-                maps.apply({k: v.to(device) for k, v in batch.items()})
-                for batch in make_loader(test, hp.batch_size, False, 0, by_session=True)
-            )
+            batches = make_loader(test, hp.batch_size, False, 0, by_session=True)
             chosen_heads = [heads[t] for t in tasks]
             score_heads(
-                model, batches, chosen_heads, device, hp.frame_delta, inputs, session, evaluation
+                model,
+                batches,
+                chosen_heads,
+                device,
+                hp.frame_delta,
+                inputs,
+                session,
+                evaluation,
+                prepare=maps.apply,
             )
         return evaluation
 

@@ -214,11 +214,12 @@ def score_heads(
     inputs: StageInputs,
     session: str,
     evaluation: Evaluation,
+    prepare: Callable[[Batch], Batch] | None = None,
 ) -> None:
     """Every head on one session's test batches in one pass: its rows and decoding records.
 
-    ``batches`` arrive ready for ``model`` (on ``device``, any family-specific remapping
-    applied); ``model(batch, names)`` answers every head at once.
+    Each batch is moved to ``device`` and passed through ``prepare`` (a family's own
+    remapping, if any); ``model(batch, names)`` answers every head at once.
     """
     names = tuple(h.name for h in heads)
     preds: dict[str, list[np.ndarray]] = {name: [] for name in names}
@@ -226,6 +227,9 @@ def score_heads(
     probas: dict[str, list[np.ndarray]] = {name: [] for name in names}
     with torch.no_grad(), autocast(device):
         for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            if prepare is not None:
+                batch = prepare(batch)
             out = model(batch, names)
             for head in heads:
                 preds[head.name].append(head.decode(out[head.name]))
