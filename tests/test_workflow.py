@@ -37,12 +37,14 @@ def test_wrong_type_in_config_is_named(tmp_path):
 
 
 def test_default_config_dry_run_plans_without_importing_torch(tmp_path):
-    """Every snakemake call and every SLURM job reads the workflow; torch would add ~3 s."""
+    """Every snakemake call and every SLURM job reads the workflow; torch would add ~3 s,
+    scipy.stats or scipy.signal about 1 s each."""
     config = REPO / "config" / "config.yaml"
     result = run_snakemake(tmp_path, "-n", configfile=config, python_flags=("-X", "importtime"))
     imported = re.findall(r"^import time:.*\|\s*([\w.]+)$", result.stderr, re.MULTILINE)
     assert "snakemake" in imported
-    assert "torch" not in imported, "planning the workflow imported torch"
+    for heavy in ("torch", "scipy.stats", "scipy.signal", "sklearn", "matplotlib"):
+        assert heavy not in imported, f"planning the workflow imported {heavy}"
 
 
 def test_data_slice_runs_and_rerun_does_nothing(tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,10 @@ def trace_moments(activity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A constant trace has no defined shape; it gets 0 for both, i.e. counts as regular.
     """
+    # Imported here: the workflow imports this module (through the split config) when it
+    # plans, and scipy.stats would add about a second to every `snakemake` start.
+    from scipy import stats
+
     with np.errstate(invalid="ignore", divide="ignore"):
         skew = stats.skew(activity, axis=0, bias=False)
         kurt = stats.kurtosis(activity, axis=0, fisher=True, bias=False)
