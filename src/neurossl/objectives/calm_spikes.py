@@ -43,11 +43,14 @@ The pieces that fit the objective to counts (the family wires them in
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
 
 #: Decay time constant of the smoothing kernel, seconds (about GCaMP6f's decay, and the
 #: scale of NLB's smoothing baselines' kernels).
@@ -56,12 +59,7 @@ DEFAULT_TAU_S = 0.05
 
 def spike_trace(counts: np.ndarray, bin_size: float, tau_s: float = DEFAULT_TAU_S) -> np.ndarray:
     """Counts [..., T, N] -> square root of their causal exponential smoothing, same shape."""
-    # Imported here: scipy.signal takes about a second to import, which every job that
-    # imports the CalM objective (calcium ones too) would otherwise pay.
-    from scipy.signal import lfilter
-
-    a = _decay(bin_size, tau_s)
-    smoothed = lfilter([1.0 - a], [1.0, -a], np.asarray(counts, dtype=np.float64), axis=-2)
+    smoothed = _smooth(np.asarray(counts, dtype=np.float64), _decay(bin_size, tau_s))
     return np.sqrt(np.maximum(smoothed, 0.0)).astype(np.float32)
 
 
@@ -80,20 +78,22 @@ def next_patch_poisson_loss(log_rates: Tensor, counts: Tensor, neuron_mask: Tens
 
 
 def spike_trace_tensor(counts: Tensor, bin_size: float, tau_s: float = DEFAULT_TAU_S) -> Tensor:
-    """:func:`spike_trace` of counts [B, T, N] in torch, on the counts' device.
+    """:func:`spike_trace` of counts [B, T, N] in torch (float32), on the counts' device."""
+    return _smooth(counts.float(), _decay(bin_size, tau_s)).clamp_min(0.0).sqrt()
 
-    The recursion runs over the T bins of a window (tens to hundreds), so a loop of
-    element-wise ops costs little next to the backbone and stays exact (a truncated
-    convolution kernel would not be).
+
+def _smooth(x: ArrayOrTensor, a: float) -> ArrayOrTensor:
+    """y[t] = a y[t-1] + (1 - a) x[t] along axis -2 (y[-1] = 0), numpy or torch alike.
+
+    A loop over the T bins of a window (tens to hundreds): exact (the same products and
+    sums as scipy.signal.lfilter's, so bit-identical in float64), on any device, and
+    without scipy.signal, whose import (about a second) every spiking CalM job would
+    otherwise pay for this one first-order filter.
     """
-    a = _decay(bin_size, tau_s)
-    x = counts.float()
-    out = torch.empty_like(x)
-    state = torch.zeros_like(x[:, 0])
-    for t in range(x.shape[1]):
-        state = a * state + (1.0 - a) * x[:, t]
-        out[:, t] = state
-    return out.clamp_min(0.0).sqrt()
+    y = (1.0 - a) * x
+    for t in range(1, x.shape[-2]):
+        y[..., t, :] += a * y[..., t - 1, :]
+    return y
 
 
 def _decay(bin_size: float, tau_s: float) -> float:
