@@ -7,6 +7,8 @@ import copy
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +282,26 @@ def built(tmp_path_factory):
     collection = build_report(inputs, report_dir, workers=2)
     html = (report_dir / "index.html").read_text()
     return inputs, collection, report_dir, html
+
+
+def test_report_process_leaves_torch_to_its_workers(tmp_path):
+    """Parameter counts and the device's name need torch; the report's own process builds
+    the tables meanwhile without it (torch's import is ~2 s of the workflow's last job)."""
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from pathlib import Path\n"
+        "from test_report import fixture_config, write_fixture\n"
+        "from neurossl.report.build import build_report\n"
+        f"root = Path({str(tmp_path)!r})\n"
+        "build_report(write_fixture(root, fixture_config()), root / 'report', workers=2)\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert "torch imported: False" in result.stdout, result.stdout + result.stderr
+    assert (tmp_path / "report" / "index.html").exists()
 
 
 def family(key: str):

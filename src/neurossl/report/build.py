@@ -30,7 +30,7 @@ from neurossl.report.collect import (
     write_tidy_csv,
 )
 from neurossl.report.html import FigureEntry, ReportContent, render
-from neurossl.report.matrix import Matrix, build_matrix
+from neurossl.report.matrix import build_matrix
 from neurossl.report.provenance import gather
 from neurossl.report.shared_backbone import objective_vs_backbone, shared_rows
 from neurossl.report.tables import (
@@ -151,36 +151,48 @@ def figure_paths(report_dir: str | Path) -> dict[str, tuple[Path, Path]]:
 def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1) -> Collection:
     """Write metrics.csv, figures/ and index.html under ``report_dir``.
 
-    ``workers`` > 1 draws the figures (and gathers provenance, which imports torch to
-    name the device) in that many processes: the report is the workflow's last job, so
-    the other cores are idle while its ~10 s of plotting runs.
+    ``workers`` > 1 runs the figures, the pretraining budgets and the provenance in that
+    many processes, started before the tables are built so every core has work: the
+    report is the workflow's last job, when the other cores are idle. The budgets and
+    the provenance import torch (backbone parameter counts, the device's name), which
+    this process then never does.
     """
     report_dir = Path(report_dir)
     settings = ReportSettings.from_config(inputs.config.get("report"))
     dataset_config = inputs.config["datasets"][inputs.dataset]
     collection = collect(inputs.dataset, inputs.metrics_paths, dataset_config.get("tasks", {}))
-    write_tidy_csv(collection.metrics, report_dir / "metrics.csv")
-
     seeds = [int(s) for s in inputs.config.get("seeds", [])]
     per_seed = seed_values(repeat_seed_independent(collection.metrics, seeds))
-    tables = [
-        build_table(collection, per_seed, family, settings.metrics, settings.confidence)
-        for family in FAMILIES
-        if family.modality in dataset_config["modalities"]
-    ]
-    differences = [build_differences(per_seed, t, settings.confidence) for t in tables]
-
     sizes = _sizes(inputs.config)
-    modalities = [m for m in MODALITIES if m in dataset_config["modalities"]]
-    matrix = build_matrix(collection, per_seed, modalities, sizes[0], settings.confidence)
-    shared = build_matrix(
-        collection, per_seed, modalities, sizes[0], settings.confidence, rows=shared_rows()
-    )
-    budgets = pretraining_budgets(_train_logs(inputs.dataset_dir, collection), sizes[0])
     paths = figure_paths(report_dir)
-    calls = _figure_calls(inputs, collection, per_seed, settings, sizes, paths, matrix)
-    calls.append((gather, (inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks")))
-    provenance = _in_parallel(calls, workers)[-1]
+    logs = _train_logs(inputs.dataset_dir, collection)
+    # The figure that imports torch first, then the other two calls that need it, so one
+    # worker pays the import.
+    curves, scaling, *other_figures = _figure_calls(inputs, per_seed, settings, sizes, paths, logs)
+    calls = [
+        curves,
+        scaling,
+        (pretraining_budgets, (logs, sizes[0])),
+        (gather, (inputs.config, inputs.workflow_dir, inputs.dataset_dir / "benchmarks")),
+        *other_figures,
+    ]
+    with _Runner(workers) as runner:
+        pending = runner.submit(calls)
+        write_tidy_csv(collection.metrics, report_dir / "metrics.csv")
+        tables = [
+            build_table(collection, per_seed, family, settings.metrics, settings.confidence)
+            for family in FAMILIES
+            if family.modality in dataset_config["modalities"]
+        ]
+        differences = [build_differences(per_seed, t, settings.confidence) for t in tables]
+        modalities = [m for m in MODALITIES if m in dataset_config["modalities"]]
+        matrix = build_matrix(collection, per_seed, modalities, sizes[0], settings.confidence)
+        shared = build_matrix(
+            collection, per_seed, modalities, sizes[0], settings.confidence, rows=shared_rows()
+        )
+        matrix_figure = ("objective_matrix_figure", (matrix,), paths["objective_matrix"])
+        pending += runner.submit([(_draw, matrix_figure)])
+        _curves, _scaling, budgets, provenance, *_figures = runner.results(pending)
     content = ReportContent(
         dataset=inputs.dataset,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -224,15 +236,15 @@ Call = tuple[Callable[..., Any], tuple[Any, ...]]
 
 def _figure_calls(
     inputs: ReportInputs,
-    collection: Collection,
     per_seed: Any,
     settings: ReportSettings,
     sizes: list[str],
     paths: dict[str, tuple[Path, Path]],
-    matrix: Matrix,
+    logs: dict[tuple[str, RunKey], Path],
 ) -> list[Call]:
-    """(function, arguments) per figure, slowest first (training curves, then scaling:
-    the parameter counts import the backbones, and with them torch)."""
+    """(function, arguments) per figure that needs no table, slowest first: the training
+    curves, then scaling (its parameter counts import the backbones, and with them torch,
+    which the budgets that follow it then find imported in the same process)."""
     main = sizes[0]
     predictions = {}
     for path in inputs.metrics_paths:
@@ -240,7 +252,6 @@ def _figure_calls(
         if npz.exists():
             predictions[parse_run_path(path)] = npz
     thresholds = read_splits(inputs.splits).predictability if inputs.splits else None
-    logs = _train_logs(inputs.dataset_dir, collection)
     return [
         (_draw, ("training_curves_figure", (logs, main), paths["training_curves"])),
         (
@@ -260,7 +271,6 @@ def _figure_calls(
             _draw,
             ("per_neuron_figure", (predictions, settings.reference, main), paths["per_neuron_bps"]),
         ),
-        (_draw, ("objective_matrix_figure", (matrix,), paths["objective_matrix"])),
     ]
 
 
@@ -269,13 +279,30 @@ def _draw(builder: str, args: tuple[Any, ...], paths: tuple[Path, Path]) -> None
     fig.save_figure(getattr(fig, builder)(*args), *paths)
 
 
-def _in_parallel(calls: list[Call], workers: int) -> list[Any]:
-    """Each call's result, in order; in ``workers`` processes when that is > 1."""
-    if workers <= 1:
-        return [function(*args) for function, args in calls]
-    with ProcessPoolExecutor(max_workers=min(workers, len(calls))) as pool:
-        futures = [pool.submit(function, *args) for function, args in calls]
-        return [future.result() for future in futures]  # re-raises a call's error here
+class _Runner:
+    """Runs calls in ``workers`` processes while this one goes on, or here, in order, when
+    ``workers`` <= 1 (results are then computed at submission)."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def submit(self, calls: list[Call]) -> list[Any]:
+        if self.pool is None:
+            return [function(*args) for function, args in calls]
+        return [self.pool.submit(function, *args) for function, args in calls]
+
+    def results(self, pending: list[Any]) -> list[Any]:
+        """Each call's result, in submission order (a call's error is re-raised here)."""
+        if self.pool is None:
+            return pending
+        return [future.result() for future in pending]
 
 
 def _train_logs(dataset_dir: Path, collection: Collection) -> dict[tuple[str, RunKey], Path]:

@@ -44,21 +44,20 @@ def method_colour(method: str) -> tuple[float, ...]:
 def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path) -> None:
     """Write both formats atomically and release the figure.
 
-    The tight bounding box (plus matplotlib's default 0.1 inch pad) is measured once for
-    both files: ``bbox_inches="tight"`` lays the figure out again for each (about 1 s of
-    the report job; benchmarks/RESULTS.md).
+    Every figure here is laid out by its builder (``tight_layout`` or the constrained
+    layout), which fits it to its canvas, so the files are the whole canvas: measuring a
+    tight bounding box as well would lay the figure out once more for each format (about
+    a second of the training-curves figure; benchmarks/RESULTS.md).
     """
-    fig.draw_without_rendering()  # runs a constrained layout, so the box measures its result
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
     for path, fmt in ((png, "png"), (svg, "svg")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches=bbox)
+            fig.savefig(tmp, format=fmt, dpi=110)
     plt.close(fig)
 
 
 def no_data_figure(title: str, reason: str) -> plt.Figure:
     """A panel standing in for a figure whose data this dataset does not have."""
-    fig, ax = plt.subplots(figsize=(6, 2.2))
+    fig, ax = plt.subplots(figsize=(6, 2.2), layout="constrained")
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, f"no data: {reason}", ha="center", va="center", wrap=True)
