@@ -338,7 +338,9 @@ def known_sha256(wildcards):
 # one; the baselines (one short job each) fill the cores at the end. Among them the
 # spiking ones go first: the BrainWideBench export waits for every spiking result;
 # started as soon as they are in, it overlaps the remaining baselines instead of running
-# alone before the report. Then the network baselines (10-14 s) before the rest (4-7 s).
+# alone before the report. Then the network baselines (6-14 s), the seeded ones (their
+# decoders' cross-validation, 5-7 s), and last the seed-independent ones (closed-form
+# fits, ~3 s each, mostly start-up), so no long job starts when one core is left.
 # Without priorities Snakemake started the tokenizer late in the default run, and CalM's
 # chain plus the report ran for the last ~50 s on one of two cores.
 
@@ -352,7 +354,9 @@ EXPORTED_MODALITY = "spikes"
 def baseline_priority(wildcards):
     if wildcards.modality == EXPORTED_MODALITY:
         return 6
-    return 5 if wildcards.method in NETWORK_BASELINES else 0
+    if wildcards.method in NETWORK_BASELINES:
+        return 5
+    return 0 if catalog.method(wildcards.method).seed_independent else 3
 
 
 def bwb_inputs(wc):
