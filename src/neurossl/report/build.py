@@ -166,8 +166,8 @@ def build_report(inputs: ReportInputs, report_dir: str | Path, workers: int = 1)
     sizes = _sizes(inputs.config)
     paths = figure_paths(report_dir)
     logs = _train_logs(inputs.dataset_dir, collection)
-    # The figure that imports torch first, then the other two calls that need it, so one
-    # worker pays the import.
+    # The budgets and the provenance right after the scaling figure, the first call that
+    # imports torch, so the worker that imported it most likely runs them too.
     curves, scaling, *other_figures = _figure_calls(inputs, per_seed, settings, sizes, paths, logs)
     calls = [
         curves,
@@ -243,8 +243,7 @@ def _figure_calls(
     logs: dict[tuple[str, RunKey], Path],
 ) -> list[Call]:
     """(function, arguments) per figure that needs no table, slowest first: the training
-    curves, then scaling (its parameter counts import the backbones, and with them torch,
-    which the budgets that follow it then find imported in the same process)."""
+    curves, then scaling (its parameter counts import the backbones, and with them torch)."""
     main = sizes[0]
     predictions = {}
     for path in inputs.metrics_paths:
